@@ -1,0 +1,112 @@
+"""The absl/gin binary and the launcher script."""
+
+import os
+import shlex
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from next_jax import main as main_lib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_rewrite_gin_flags():
+    argv = ["prog", "--gin.MODEL_DIR='/tmp/x'", "--gin_file=a.gin", "--gin.f.n=3"]
+    assert main_lib.rewrite_gin_flags(argv) == [
+        "prog", "--gin_bindings=MODEL_DIR = '/tmp/x'", "--gin_file=a.gin", "--gin_bindings=f.n = 3"]
+    with pytest.raises(main_lib.ConfigError, match="--gin.NOVALUE"):
+        main_lib.rewrite_gin_flags(["--gin.NOVALUE"])
+
+
+@pytest.fixture
+def entry_module(tmp_path, monkeypatch):
+    """A throwaway entry function registered as a run mode, to drive main like a user would."""
+    pkg = tmp_path / "demo_entry_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "entry.py").write_text(textwrap.dedent("""
+        import json, os
+        def go(*, model_dir, steps, label='x'):
+            with open(os.path.join(model_dir, 'out.json'), 'w') as f:
+                json.dump({'steps': steps, 'label': label}, f)
+            return steps
+    """))
+    (tmp_path / "exp.gin").write_text(textwrap.dedent("""
+        from __gin__ import dynamic_registration
+        from demo_entry_pkg import entry
+        RUN_MODE = 'demo'
+        MODEL_DIR = %gin.REQUIRED
+        entry.go.model_dir = %MODEL_DIR
+        entry.go.steps = 2
+    """))
+    return tmp_path
+
+
+def _run_main(args, cwd, extra_path):
+    env = dict(os.environ, PYTHONPATH=f"{extra_path}:{REPO}")
+    code = textwrap.dedent("""
+        import sys
+        from next_jax import main
+        main.RUN_MODES['demo'] = 'demo_entry_pkg.entry:go'
+        sys.exit(main.main())
+    """)
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_main_runs_entry_and_writes_operative_config(entry_module):
+    model_dir = entry_module / "run"
+    proc = _run_main(["--gin_file=exp.gin", f"--gin.MODEL_DIR='{model_dir}'", "--gin.entry.go.steps=5",
+                      "--gin_bindings=entry.go.label = 'y'"], entry_module, entry_module)
+    assert proc.returncode == 0, proc.stderr
+    assert (model_dir / "out.json").read_text() == '{"steps": 5, "label": "y"}'
+    config = (model_dir / "config.gin").read_text()
+    assert "entry.go.steps = 5" in config
+    assert "entry.go.label = 'y'" in config
+
+
+@pytest.mark.parametrize(
+    "flag, expected",
+    [
+        ("--gin.entry.go.stepz=5", "doesn't have a parameter named 'stepz'"),
+        ("--gin.nothing.here=1", "nothing.here = 1"),
+        ("--gin.entry.go.steps=((", "gin configuration error"),
+        ("--gin.BROKEN", "malformed gin flag '--gin.BROKEN'"),
+    ],
+)
+def test_bad_binding_exits_with_message_naming_it(entry_module, flag, expected):
+    proc = _run_main(["--gin_file=exp.gin", "--gin.MODEL_DIR='/tmp/unused'", flag], entry_module, entry_module)
+    assert proc.returncode == 2
+    assert expected in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_required_macro_and_missing_file(entry_module):
+    proc = _run_main(["--gin_file=exp.gin"], entry_module, entry_module)
+    assert proc.returncode == 2 and "MODEL_DIR" in proc.stderr
+    proc = _run_main(["--gin_file=nope.gin"], entry_module, entry_module)
+    assert proc.returncode == 2 and "--gin_file=nope.gin: no such file" in proc.stderr
+
+
+def test_tpu_run_dry_run_targets_every_worker():
+    proc = subprocess.run(
+        [os.path.join(REPO, "launch", "tpu_run.sh"), "--tpu=pod-1", "--zone=us-central2-b", "--dry_run", "--sync",
+         "--gin_file=gin_configs/experiments/x.gin", "--gin.MODEL_DIR='gs://b/run 1'"],
+        capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    scp, ssh = proc.stdout.strip().splitlines()
+    assert scp.startswith("gcloud compute tpus tpu-vm scp --recurse") and "--worker=all" in scp
+    assert ssh.startswith("gcloud compute tpus tpu-vm ssh pod-1 --worker=all --zone=us-central2-b")
+    assert "--multihost" in ssh and "--gin_file=gin_configs/experiments/x.gin" in ssh
+    # The binding, quotes and space included, reaches the remote next_jax.main unchanged.
+    remote = [a for a in shlex.split(ssh) if a.startswith("--command=")][0][len("--command="):]
+    assert shlex.split(remote)[-1] == "--gin.MODEL_DIR='gs://b/run 1'"
+
+
+def test_tpu_run_needs_zone():
+    proc = subprocess.run([os.path.join(REPO, "launch", "tpu_run.sh"), "--tpu=pod-1", "--dry_run"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--zone" in proc.stderr
