@@ -1,0 +1,99 @@
+"""SeqIO tasks over NExT's repair records.
+
+A repair task is a SeqIO ``Task`` whose examples are prompts built from TracedTask (or RepairTask)
+JSON Lines files, one per split: ``inputs`` is the prompt (in the ``trace``, ``no_trace`` or
+``proxy`` variant), ``task_id`` travels along as a string so samples can be matched back to their
+task, and ``targets`` (when the records carry an answer, e.g. a training set B(i)) is the rationale
+and fix. Registering is a function call, not an import side effect with hard-coded paths, because the
+files are produced by earlier stages of a run; `seqio.get_mixture_or_task(name)` returns the task
+afterwards like any other.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
+
+from next_jax.data import prompts
+from next_jax.data.records import RepairTask, TracedTask, read_records
+
+
+def _load_examples(path: str, variant: str, exemplars) -> Dict[str, list]:
+    record_type = TracedTask if variant == "trace" else RepairTask
+    columns = {"task_id": [], "inputs": []}
+    for record in _read_tasks(path, record_type):
+        columns["task_id"].append(record.task_id)
+        columns["inputs"].append(prompts.build_prompt(record, variant, exemplars))
+    return columns
+
+
+def _read_tasks(path: str, record_type):
+    """Reads RepairTask fields from either file type (a TracedTask file serves no_trace too)."""
+    import json
+
+    with open(path, encoding="utf-8") as f:
+        first = f.readline()
+    has_traces = bool(first.strip()) and "traces" in json.loads(first)
+    reader_type = TracedTask if has_traces else record_type
+    return read_records(path, reader_type)
+
+
+def register_repair_task(
+    name: str,
+    *,
+    split_files: Mapping[str, str],
+    vocabulary,
+    variant: str = "trace",
+    exemplars: Sequence[Tuple[RepairTask, str]] = (),
+    answers: Optional[Callable[[str], Iterable[Tuple[str, str]]]] = None,
+):
+    """Registers (replacing any earlier one of that name) and returns a SeqIO repair task.
+
+    Args:
+      name: the SeqIO task name.
+      split_files: split name -> JSON Lines file of TracedTask (or RepairTask for ``no_trace``).
+      vocabulary: the model's seqio vocabulary (MODEL file's VOCABULARY).
+      variant: prompt variant, one of records.PROMPT_VARIANTS.
+      exemplars: few-shot (task, answer) pairs placed before each prompt.
+      answers: optional split -> iterable of (task_id, answer text) pairs; then the split has one
+        example per pair (a task with several passing samples appears once per sample, as in a
+        NExT training set B(i)), with ``targets`` holding the answer.
+    """
+    import seqio
+    import tensorflow as tf
+
+    if variant not in prompts.PROMPT_VARIANTS:
+        raise ValueError(f"variant {variant!r} is not one of {prompts.PROMPT_VARIANTS}")
+
+    def dataset_fn(split: str, shuffle_files: bool, seed: Optional[int] = None):
+        del shuffle_files, seed  # one file per split; order is the file's, so runs are reproducible
+        if split not in split_files:
+            raise ValueError(f"task {name!r} has no split {split!r} (has {sorted(split_files)})")
+        columns = _load_examples(split_files[split], variant, tuple(exemplars))
+        if answers is not None:
+            prompt_of = dict(zip(columns["task_id"], columns["inputs"]))
+            pairs = list(answers(split))
+            unknown = sorted({task_id for task_id, _ in pairs} - prompt_of.keys())
+            if unknown:
+                raise ValueError(f"task {name!r}, split {split!r}: answers for task_ids not in "
+                                 f"{split_files[split]}: {unknown[:5]}")
+            columns = {"task_id": [t for t, _ in pairs], "inputs": [prompt_of[t] for t, _ in pairs],
+                       "targets": [a for _, a in pairs]}
+        return tf.data.Dataset.from_tensor_slices(columns)
+
+    output_features = {"inputs": seqio.Feature(vocabulary, add_eos=False)}
+    preprocessors = [
+        lambda ds: ds.map(lambda ex: dict(ex, inputs_pretokenized=ex["inputs"],
+                                          **({"targets_pretokenized": ex["targets"]} if "targets" in ex else {}))),
+        seqio.preprocessors.tokenize,
+    ]
+    if answers is not None:
+        output_features["targets"] = seqio.Feature(vocabulary, add_eos=True)
+        preprocessors.append(seqio.preprocessors.append_eos)
+    if name in seqio.TaskRegistry.names():
+        seqio.TaskRegistry.remove(name)
+    return seqio.TaskRegistry.add(
+        name,
+        source=seqio.FunctionDataSource(dataset_fn, splits=list(split_files)),
+        preprocessors=preprocessors,
+        output_features=output_features,
+    )
