@@ -41,6 +41,12 @@ def _is_check_call(node: ast.stmt) -> bool:
             and getattr(node.value.func, "id", None) == "check")
 
 
+def _is_metadata(node: ast.stmt) -> bool:
+    """HumanEval's suites start with ``METADATA = {...}``, which no test reads."""
+    return (isinstance(node, ast.Assign) and len(node.targets) == 1
+            and getattr(node.targets[0], "id", None) == "METADATA")
+
+
 def split_check_suite(test_code: str, entry_point: str) -> List[str]:
     """Turns ``def check(fn): assert ...`` plus ``check(...)`` into standalone statements.
 
@@ -49,7 +55,7 @@ def split_check_suite(test_code: str, entry_point: str) -> List[str]:
     """
     module = ast.parse(test_code)
     checks = [n for n in module.body if isinstance(n, ast.FunctionDef) and n.name == "check"]
-    others = [n for n in module.body if n not in checks and not _is_check_call(n)]
+    others = [n for n in module.body if n not in checks and not _is_check_call(n) and not _is_metadata(n)]
     body = []
     if len(checks) == 1 and checks[0].args.args:
         body = [n for n in checks[0].body
