@@ -1,0 +1,393 @@
+"""The ``infer`` entry function: N (rationale, fix) samples for every example of a SeqIO task.
+
+Output goes under ``MODEL_DIR/iteration_N/``: chunk files of Sample records while the run is in
+progress, then one ``{name}.jsonl`` with every sample and ``{name}.manifest.json`` recording the
+settings (run seed included). Each chunk covers a fixed range of examples and is written atomically,
+so a run killed at any point restarts at the first unfinished chunk and loses or duplicates
+nothing; the manifest makes a restart with different settings an error instead of a silently mixed
+file.
+
+Every sample's seed is ``decoding.derive_seed(run_seed, task_id, sample_index)`` and is written into
+its record: sampling that task again with that seed (any batch size, any device count) gives the
+same text. ``run_seed`` defaults to a fresh random value, so two evaluations draw different samples
+unless asked otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import glob
+import json
+import math
+import os
+import secrets
+import time
+from typing import Mapping, Optional, Sequence
+
+import jax
+import numpy as np
+from absl import logging
+
+from next_jax import decoding, partitioning
+from next_jax.data import prompts
+from next_jax.data.records import AtomicWriter, Sample, read_records
+from next_jax.models import weights
+from next_jax.models.config import ModelConfig
+from next_jax.models.transformer import Transformer
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+    task_id: str
+    tokens: np.ndarray  # int32 prompt, already cut to the length budget
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the task.
+
+
+def read_examples(task_name: str, split: str, task_feature_lengths: Mapping[str, int]) -> tuple:
+    """(examples in dataset order, number of prompts cut from the left to fit the budget)."""
+    import seqio
+
+    budget = int(task_feature_lengths["inputs"])
+    task = seqio.get_mixture_or_task(task_name)
+    dataset = task.get_dataset(
+        sequence_length=dict(task_feature_lengths),
+        split=split,
+        shuffle=False,
+        num_epochs=1,
+        use_cached=False,
+        trim_output_features=False,
+    )
+    examples, truncated, seen = [], 0, {}
+    for index, features in enumerate(dataset.as_numpy_iterator()):
+        for key in ("task_id", "inputs"):
+            if key not in features:
+                raise ValueError(
+                    f"task {task_name!r} split {split!r}: example {index} has no feature {key!r} "
+                    f"(has {sorted(features)})"
+                )
+        task_id = features["task_id"]
+        task_id = task_id.decode("utf-8") if isinstance(task_id, bytes) else str(task_id)
+        if task_id in seen:
+            raise ValueError(
+                f"task {task_name!r} split {split!r}: task_id {task_id!r} appears at examples {seen[task_id]} "
+                f"and {index}; sample seeds and ids need unique task_ids"
+            )
+        seen[task_id] = index
+        tokens = np.asarray(features["inputs"], np.int32).reshape(-1)
+        if tokens.size == 0:
+            raise ValueError(f"task {task_name!r} split {split!r}: example {index} ({task_id}) has an empty prompt")
+        if tokens.size > budget:  # keep the end of the prompt: that is where the question is
+            tokens = tokens[-budget:]
+            truncated += 1
+        examples.append(Example(task_id, tokens))
+    return examples, truncated
+
+
+# ---------------------------------------------------------------------------------------------
+# Output files.
+
+
+class Output:
+    """The files of one infer run: chunks, manifest and the merged samples file."""
+
+    def __init__(self, model_dir: str, iteration: int, name: str):
+        self.directory = os.path.join(model_dir, f"iteration_{iteration}")
+        self.final = os.path.join(self.directory, f"{name}.jsonl")
+        self.manifest = os.path.join(self.directory, f"{name}.manifest.json")
+        self.chunks = os.path.join(self.directory, f"{name}.chunks")
+
+    def chunk(self, index: int) -> str:
+        return os.path.join(self.chunks, f"chunk-{index:05d}.jsonl")
+
+    def read_manifest(self) -> Optional[dict]:
+        if not os.path.exists(self.manifest):
+            return None
+        with open(self.manifest, encoding="utf-8") as f:
+            return json.load(f)
+
+    def write_manifest(self, manifest: dict) -> None:
+        os.makedirs(self.directory, exist_ok=True)
+        tmp = f"{self.manifest}.tmp.{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(manifest, f, indent=2, sort_keys=True)
+        os.replace(tmp, self.manifest)
+
+    def remove_partial_files(self) -> None:
+        for path in glob.glob(os.path.join(self.chunks, "*.tmp")):
+            os.remove(path)
+
+
+def _check_manifest(found: dict, wanted: dict, path: str) -> None:
+    diffs = [f"{key}: {found.get(key)!r} -> {wanted[key]!r}" for key in wanted if found.get(key) != wanted[key]]
+    if diffs:
+        raise ValueError(
+            f"{path}: this output was started with other settings ({'; '.join(diffs)}); "
+            "use another MODEL_DIR or output_name, or remove the old output"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling.
+
+
+def _model_config(model) -> ModelConfig:
+    if isinstance(model, ModelConfig):
+        return model
+    config = getattr(model, "config", None)
+    if isinstance(config, ModelConfig):
+        return config
+    raise TypeError(f"infer: model must be a ModelConfig or a Transformer, got {type(model).__name__}")
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled_generate(config, partitioner, max_new_tokens, top_k_cap, pad_id):
+    """One jitted sampler per model and static settings, reused by later calls in the process
+    (a NExT loop samples every iteration with the same model shapes)."""
+    generate = functools.partial(
+        decoding.generate, Transformer(config), max_new_tokens=max_new_tokens, top_k_cap=top_k_cap, pad_id=pad_id
+    )
+    return partitioner.jit(generate, out_shardings=partitioner.replicated)
+
+
+class _Sampler:
+    """Compiled once per run: fixed [batch_size, prompt width] prompts, N samples each."""
+
+    def __init__(self, config, params, partitioner, *, batch_size, width, num_samples, max_new_tokens,
+                 top_k_cap, pad_id, sampling):
+        self.partitioner = partitioner
+        self.params = params
+        self.batch_size, self.width, self.num_samples, self.pad_id = batch_size, width, num_samples, pad_id
+        self.sampling = sampling
+        self._generate = _compiled_generate(config, partitioner, max_new_tokens, top_k_cap, pad_id)
+        self._shard_index, self._num_shards = partitioner.data_shard_info()
+
+    def __call__(self, batch: Sequence[Example], seeds: np.ndarray):
+        """tokens [b, N, T], lengths [b, N], logprobs [b, N] (numpy) for the ``b`` real examples."""
+        rows = len(batch)
+        prompt = np.full((self.batch_size, self.width), self.pad_id, np.int32)
+        lengths = np.ones((self.batch_size,), np.int32)  # padding rows: a 1-token prompt, dropped
+        key_data = np.zeros((self.batch_size, self.num_samples, 2), np.uint32)
+        for i, example in enumerate(batch):
+            prompt[i, : example.tokens.size] = example.tokens
+            lengths[i] = example.tokens.size
+        key_data[:rows] = decoding.seed_key_data(seeds)
+        per_shard = self.batch_size // self._num_shards
+        lo = self._shard_index * per_shard
+        local = {"prompts": prompt[lo : lo + per_shard], "lengths": lengths[lo : lo + per_shard],
+                 "seeds": key_data[lo : lo + per_shard]}
+        inputs = self.partitioner.global_batch(local)
+        out = self._generate(self.params, inputs["prompts"], inputs["lengths"], inputs["seeds"], self.sampling)
+        return np.asarray(out.tokens)[:rows], np.asarray(out.lengths)[:rows], np.asarray(out.logprobs)[:rows]
+
+
+def _format_eta(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def infer(
+    *,
+    model,
+    vocabulary,
+    task_name: str,
+    model_dir: str,
+    task_feature_lengths: Mapping[str, int],
+    split: str = "test",
+    checkpoint: Optional[str] = None,
+    partitioner: Optional[partitioning.Partitioner] = None,
+    mesh_axis_sizes: Optional[Mapping[str, int]] = None,
+    num_samples: int = 1,
+    temperature: float = 0.8,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    max_new_tokens: int = 256,
+    stop_ids: Optional[Sequence[int]] = None,
+    batch_size: int = 8,
+    chunk_size: int = 64,
+    run_seed: Optional[int] = None,
+    iteration: int = 0,
+    prompt_variant: str = "trace",
+    output_name: Optional[str] = None,
+    model_id: Optional[str] = None,
+    init_seed: int = 0,
+    top_k_cap: int = 64,
+) -> str:
+    """Samples ``num_samples`` answers per example of ``task_name``/``split``; returns the samples file.
+
+    Args:
+      model: the ModelConfig (gin MODEL) or a Transformer.
+      vocabulary: the seqio vocabulary that encoded the task (decodes the samples).
+      task_name: a registered SeqIO task whose examples carry ``task_id`` and ``inputs``.
+      model_dir: output root; samples go to ``model_dir/iteration_{iteration}/``.
+      task_feature_lengths: ``{'inputs': P}``: prompts longer than P keep their last P tokens.
+      checkpoint: a Hugging Face directory, an orbax checkpoint, or None (random init from
+        ``init_seed``, for tests and demos).
+      partitioner / mesh_axis_sizes: the device layout (default: all devices, data parallel).
+      num_samples, temperature (0 = greedy), top_k (0 = off), top_p (1 = off), max_new_tokens,
+        stop_ids (default: the vocabulary's stop ids or its EOS): the sampler.
+      batch_size: prompts per device step (a multiple of the data-parallel device count).
+      chunk_size: prompts per output chunk, the unit of resumption.
+      run_seed: seeds every sample (see module doc); None draws a fresh one (kept on resume).
+      iteration, prompt_variant, model_id: written into each Sample.
+      output_name: file stem (default ``samples.{task_name}.{split}``).
+    """
+    config = _model_config(model)
+    if prompt_variant not in prompts.PROMPT_VARIANTS:
+        raise ValueError(f"infer: prompt_variant {prompt_variant!r} is not one of {prompts.PROMPT_VARIANTS}")
+    for name, value in (("num_samples", num_samples), ("batch_size", batch_size), ("chunk_size", chunk_size),
+                        ("max_new_tokens", max_new_tokens)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"infer: {name} must be a positive int, got {value!r}")
+    if "inputs" not in task_feature_lengths:
+        raise ValueError(f"infer: task_feature_lengths needs an 'inputs' length, got {dict(task_feature_lengths)}")
+    partitioner = partitioner or partitioning.Partitioner(partitioning.make_mesh(mesh_axis_sizes))
+    data_parallel = partitioner.num_batch_shards
+    if batch_size % data_parallel:
+        raise ValueError(
+            f"infer: batch_size={batch_size} must be a multiple of the {data_parallel} data-parallel devices "
+            f"of mesh {dict(partitioner.mesh.shape)}"
+        )
+    width = int(task_feature_lengths["inputs"])
+    if width + max_new_tokens > config.max_seq_len:
+        raise ValueError(
+            f"infer: task_feature_lengths['inputs'] + max_new_tokens = {width + max_new_tokens} exceeds the "
+            f"model's max_seq_len={config.max_seq_len}"
+        )
+    stop_ids = _stop_ids(vocabulary, stop_ids)
+
+    output = Output(model_dir, iteration, output_name or f"samples.{task_name}.{split}")
+    examples, truncated = read_examples(task_name, split, task_feature_lengths)
+    if truncated:
+        logging.warning("%d of %d prompts were longer than %d tokens and lost their beginning",
+                        truncated, len(examples), task_feature_lengths["inputs"])
+    previous = output.read_manifest()
+    if run_seed is None:
+        run_seed = previous["run_seed"] if previous else secrets.randbits(63)
+    manifest = dict(
+        task_name=task_name, split=split, task_feature_lengths=dict(task_feature_lengths), num_examples=len(examples),
+        num_samples=num_samples, temperature=float(temperature), top_k=int(top_k), top_p=float(top_p),
+        max_new_tokens=max_new_tokens, stop_ids=stop_ids, run_seed=int(run_seed), iteration=iteration,
+        prompt_variant=prompt_variant, chunk_size=chunk_size, model=model_id or weights.model_id(checkpoint, init_seed),
+    )
+    is_writer = jax.process_index() == 0
+    if previous:
+        _check_manifest(previous, manifest, output.manifest)
+        if os.path.exists(output.final):
+            logging.info("%s is complete (%d examples x %d samples)", output.final, len(examples), num_samples)
+            return output.final
+    elif is_writer:
+        output.write_manifest(manifest)
+    if is_writer:
+        os.makedirs(output.chunks, exist_ok=True)
+        output.remove_partial_files()
+    logging.info(
+        "infer: %d examples x %d samples, run_seed %d, output %s", len(examples), num_samples, run_seed, output.final
+    )
+
+    params, _ = weights.load_params(checkpoint, config, partitioner, init_seed=init_seed)
+    sampler = _Sampler(
+        config, params, partitioner, batch_size=batch_size, width=width,
+        num_samples=num_samples, max_new_tokens=max_new_tokens, top_k_cap=top_k_cap, pad_id=0,
+        sampling=decoding.SamplingParams.make(
+            temperature=temperature, top_k=top_k, top_p=top_p, stop_ids=stop_ids, max_stop_ids=max(8, len(stop_ids))
+        ),
+    )
+    num_chunks = math.ceil(len(examples) / chunk_size)
+    todo = [c for c in range(num_chunks) if not os.path.exists(output.chunk(c))]
+    logging.info("infer: %d of %d chunks already done", num_chunks - len(todo), num_chunks)
+    progress = _Progress(total=sum(len(examples[c * chunk_size : (c + 1) * chunk_size]) for c in todo))
+    for c in todo:
+        chunk = examples[c * chunk_size : (c + 1) * chunk_size]
+        records = []
+        for start in range(0, len(chunk), batch_size):
+            batch = chunk[start : start + batch_size]
+            batch_records, tokens = _sample_batch(
+                sampler, batch, vocabulary, run_seed=run_seed, iteration=iteration, prompt_variant=prompt_variant,
+                model=manifest["model"],
+            )
+            records.extend(batch_records)
+            progress.update(len(batch), len(batch_records), tokens, c, num_chunks)
+        if is_writer:
+            with AtomicWriter(output.chunk(c)) as writer:
+                for record in records:
+                    writer.write(record)
+    if is_writer:
+        _merge(output, examples, num_chunks, num_samples)
+    return output.final
+
+
+def _stop_ids(vocabulary, stop_ids: Optional[Sequence[int]]) -> list:
+    """The given ids, else the vocabulary's stop ids (HuggingFaceVocabulary), else its EOS."""
+    if stop_ids is None:
+        stop_ids = getattr(vocabulary, "stop_ids", None) or (
+            [vocabulary.eos_id] if vocabulary.eos_id is not None else []
+        )
+    return [int(s) for s in stop_ids]
+
+
+def _sample_batch(sampler, batch, vocabulary, *, run_seed, iteration, prompt_variant, model) -> tuple:
+    """(Sample records of ``batch`` in example-then-sample order, generated token count)."""
+    seeds = np.array(
+        [[decoding.derive_seed(run_seed, ex.task_id, j) for j in range(sampler.num_samples)] for ex in batch],
+        dtype=object,
+    )
+    tokens, lengths, logprobs = sampler(batch, seeds)
+    records = []
+    for i, example in enumerate(batch):
+        for j in range(sampler.num_samples):
+            text = vocabulary.decode(tokens[i, j, : lengths[i, j]].tolist())
+            rationale, fix = prompts.parse_output(text)
+            records.append(Sample(
+                task_id=example.task_id, iteration=iteration,
+                sample_id=f"{example.task_id}/{iteration}/{prompt_variant}/{j}",
+                prompt_variant=prompt_variant, text=text, rationale=rationale, fix=fix,
+                logprob=float(logprobs[i, j]), model=model, seed=int(seeds[i, j]),
+            ))
+    return records, int(lengths.sum())
+
+
+class _Progress:
+    def __init__(self, total: int):
+        self.total, self.done, self.samples, self.tokens = total, 0, 0, 0
+        self.start = time.monotonic()
+
+    def update(self, examples: int, samples: int, tokens: int, chunk: int, num_chunks: int) -> None:
+        self.done += examples
+        self.samples += samples
+        self.tokens += tokens
+        elapsed = max(time.monotonic() - self.start, 1e-9)
+        rate = self.done / elapsed
+        logging.info(
+            "infer: chunk %d/%d, %d/%d prompts, %d samples, %.2f samples/s, %.1f tokens/s, ETA %s",
+            chunk + 1, num_chunks, self.done, self.total, self.samples, self.samples / elapsed,
+            self.tokens / elapsed, _format_eta((self.total - self.done) / rate if rate else float("inf")),
+        )
+
+
+def _merge(output: Output, examples: Sequence[Example], num_chunks: int, num_samples: int) -> None:
+    """Concatenates the chunks into the final file after checking every sample is there once."""
+    expected = [(ex.task_id, j) for ex in examples for j in range(num_samples)]
+    found = []
+    for c in range(num_chunks):
+        found.extend((s.task_id, s.sample_id) for s in read_records(output.chunk(c), Sample))
+    keys = [(task_id, int(sample_id.rsplit("/", 1)[1])) for task_id, sample_id in found]
+    if keys != expected:
+        missing = sorted(set(expected) - set(keys))[:5]
+        raise RuntimeError(
+            f"{output.chunks}: chunks hold {len(keys)} samples, expected {len(expected)} (missing e.g. {missing}); "
+            "remove the chunk directory to resample"
+        )
+    with AtomicWriter(output.final) as writer:
+        for c in range(num_chunks):
+            for record in read_records(output.chunk(c), Sample):
+                writer.write(record)
+    for c in range(num_chunks):
+        os.remove(output.chunk(c))
+    os.rmdir(output.chunks)
+    logging.info("infer: wrote %d samples to %s", len(expected), output.final)
