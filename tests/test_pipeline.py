@@ -38,7 +38,7 @@ def test_cpu_demo_runs_every_stage_and_resumes(tmp_path):
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert metrics["samples"] == len(samples) and metrics["tasks"] == len(tasks)
     assert metrics["reference_fixes_passing"] == metrics["reference_fixes"] == len(tasks)
-    assert "pass@1" in metrics and "pipeline.run_pipeline.num_tasks = 3" in (model_dir / "config.gin").read_text()
+    assert "pass@1" in metrics and "NUM_TASKS = 3" in (model_dir / "config.gin").read_text()
 
     # A second run finds every stage done and reproduces the same metrics without redoing work.
     before = (model_dir / "iteration_0" / "samples.jsonl").stat().st_mtime_ns

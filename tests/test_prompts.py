@@ -54,3 +54,10 @@ def test_parser_takes_last_block_and_rejects_unterminated_or_missing():
     assert prompts.parse_output("no code here") == ("no code here", None)
     rationale, fix = prompts.parse_output("Fix:\n```python\ndef f():\n    return")
     assert fix is None
+
+
+def test_trace_dropped_by_budget_is_marked_not_left_blank():
+    dropped = TracedTask.from_repair_task(TASK, [TRACED.traces[0], Trace(test=TASK.tests[1], traced_code="", outcome="pass", truncated=True)])
+    prompt = prompts.build_prompt(dropped, "trace")
+    assert "# Trace of test 2: omitted (too long)" in prompt
+    assert "# Trace of test 1:\ndef add(a, b):" in prompt

@@ -46,7 +46,10 @@ def format_problem(task: RepairTask, variant: str = "trace") -> str:
             raise ValueError(f"task {task.task_id}: the trace variant needs a TracedTask with traces")
         parts += ["", "# Execution traces (one per test case):"]
         for i, trace in enumerate(task.traces, start=1):
-            parts += [f"# Trace of test {i}:", trace.traced_code.rstrip(), ""]
+            if trace.traced_code.strip():
+                parts += [f"# Trace of test {i}:", trace.traced_code.rstrip(), ""]
+            else:  # dropped to fit the task's trace budget
+                parts += [f"# Trace of test {i}: omitted (too long)", ""]
         parts.pop()
     return "\n".join(parts) + "\n"
 
