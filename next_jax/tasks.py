@@ -14,27 +14,15 @@ from __future__ import annotations
 from typing import Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 from next_jax.data import prompts
-from next_jax.data.records import RepairTask, TracedTask, read_records
+from next_jax.data.records import RepairTask, read_tasks
 
 
 def _load_examples(path: str, variant: str, exemplars) -> Dict[str, list]:
-    record_type = TracedTask if variant == "trace" else RepairTask
     columns = {"task_id": [], "inputs": []}
-    for record in _read_tasks(path, record_type):
+    for record in read_tasks(path):
         columns["task_id"].append(record.task_id)
         columns["inputs"].append(prompts.build_prompt(record, variant, exemplars))
     return columns
-
-
-def _read_tasks(path: str, record_type):
-    """Reads RepairTask fields from either file type (a TracedTask file serves no_trace too)."""
-    import json
-
-    with open(path, encoding="utf-8") as f:
-        first = f.readline()
-    has_traces = bool(first.strip()) and "traces" in json.loads(first)
-    reader_type = TracedTask if has_traces else record_type
-    return read_records(path, reader_type)
 
 
 def register_repair_task(

@@ -110,3 +110,14 @@ def test_atomic_writer_keeps_old_file_on_failure(tmp_path):
         records.write_records(path, broken())
     assert open(path).read() == before
     assert os.listdir(tmp_path) == ["tasks.jsonl"]
+
+
+def test_read_tasks_accepts_both_task_files_and_gzip(tmp_path):
+    import gzip
+
+    traced = TracedTask.from_repair_task(_task(task_id="b"), [Trace(test="assert 1", traced_code="x", outcome="pass")])
+    path = tmp_path / "mixed.jsonl.gz"
+    with gzip.open(path, "wt") as f:
+        f.write(_task().to_json() + "\n" + traced.to_json() + "\n")
+    got = list(records.read_tasks(str(path)))
+    assert got == [_task(), traced] and type(got[1]) is TracedTask and type(got[0]) is RepairTask

@@ -9,12 +9,10 @@ keeps the spec in one place of the NExT prompt. Buggy versions come from :mod:`b
 from __future__ import annotations
 
 import ast
-import gzip
-import json
 from typing import Iterator, Optional
 
 from next_jax.data.humanevalfix import split_check_suite
-from next_jax.data.records import RecordError, RepairTask
+from next_jax.data.records import RecordError, RepairTask, read_json_lines
 
 SOURCE = "humaneval"
 SHOWN_TESTS = 3
@@ -50,25 +48,16 @@ def read_humaneval(path: Optional[str] = None) -> Iterator[RepairTask]:
 
     ``reference_fix`` holds the same code; bug injection replaces ``buggy_code`` later.
     """
-    path = path or default_path()
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                obj = json.loads(line)
-                entry = obj["entry_point"]
-                code, doc = strip_docstring(obj["prompt"] + obj["canonical_solution"], entry)
-                eval_tests = split_check_suite(obj["test"], entry)
-            except json.JSONDecodeError as e:
-                raise RecordError(f"invalid JSON ({e.msg})", where=where) from None
-            except KeyError as e:
-                raise RecordError("missing field of a HumanEval record", where=where, field=e.args[0]) from None
-            except SyntaxError as e:
-                raise RecordError(f"code does not parse: {e}", where=where, field="prompt") from None
-            yield RepairTask(
-                task_id=f"{SOURCE}/{obj['task_id'].split('/')[-1]}", source=SOURCE, description=doc,
-                buggy_code=code, entry_point=entry, tests=eval_tests[:SHOWN_TESTS], eval_tests=eval_tests,
-                reference_fix=code, meta={"original_task_id": obj["task_id"]})
+    for where, obj in read_json_lines(path or default_path()):
+        try:
+            entry = obj["entry_point"]
+            code, doc = strip_docstring(obj["prompt"] + obj["canonical_solution"], entry)
+            eval_tests = split_check_suite(obj["test"], entry)
+        except KeyError as e:
+            raise RecordError("missing field of a HumanEval record", where=where, field=e.args[0]) from None
+        except SyntaxError as e:
+            raise RecordError(f"code does not parse: {e}", where=where, field="prompt") from None
+        yield RepairTask(
+            task_id=f"{SOURCE}/{obj['task_id'].split('/')[-1]}", source=SOURCE, description=doc,
+            buggy_code=code, entry_point=entry, tests=eval_tests[:SHOWN_TESTS], eval_tests=eval_tests,
+            reference_fix=code, meta={"original_task_id": obj["task_id"]})

@@ -15,12 +15,11 @@ humanevalpack.jsonl) and on Hugging Face as ``bigcode/humanevalpack`` (config ``
 from __future__ import annotations
 
 import ast
-import json
 from typing import Iterator, List
 
 from absl import logging
 
-from next_jax.data.records import RecordError, RepairTask
+from next_jax.data.records import RecordError, RepairTask, read_json_lines
 
 SOURCE = "humanevalfix"
 EXAMPLES_FALLBACK = 3
@@ -107,13 +106,5 @@ def task_from_record(obj: dict, where: str = "") -> RepairTask:
 
 def read_humanevalfix(path: str) -> Iterator[RepairTask]:
     """Reads ``humanevalpack.jsonl`` (Python) and yields one RepairTask per problem."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise RecordError(f"invalid JSON ({e.msg})", where=where) from None
-            yield task_from_record(obj, where)
+    for where, obj in read_json_lines(path):
+        yield task_from_record(obj, where)

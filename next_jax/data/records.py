@@ -10,10 +10,11 @@ rename, so an interrupted stage never leaves a half-written file behind.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 import os
 import tempfile
-from typing import Any, ClassVar, Iterable, Iterator, Mapping, Optional, Sequence, Type, TypeVar
+from typing import Any, ClassVar, Iterable, Iterator, Mapping, Optional, Sequence, Tuple, Type, TypeVar
 
 SCHEMA_VERSION = 1
 
@@ -323,22 +324,42 @@ R = TypeVar("R", bound=_Record)
 # JSON Lines files.
 
 
+def read_json_lines(path: str) -> Iterator[Tuple[str, Any]]:
+    """Yields ``("path:line", object)`` for each non-blank line of a JSON Lines file (or .gz).
+
+    The one place that turns lines into objects, so every reader (our records and the public
+    datasets alike) reports bad JSON the same way: file, line and column.
+    """
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                yield where, json.loads(line)
+            except json.JSONDecodeError as e:
+                raise RecordError(f"invalid JSON ({e.msg} at column {e.colno})", where=where) from None
+
+
 def read_records(path: str, record_type: Type[R]) -> Iterator[R]:
     """Yields the records of a JSON Lines file, validating each; blank lines are skipped.
 
     Raises RecordError naming ``path:line`` (and the field) at the first bad line; records
     before it have already been yielded, so a caller can report how far the file was good.
     """
-    with open(path, "r", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise RecordError(f"invalid JSON ({e.msg} at column {e.colno})", where=where) from None
-            yield record_type.from_dict(obj, where=where)
+    for where, obj in read_json_lines(path):
+        yield record_type.from_dict(obj, where=where)
+
+
+def read_tasks(path: str) -> Iterator[RepairTask]:
+    """Yields the tasks of a RepairTask or TracedTask file (a TracedTask is a RepairTask).
+
+    Stages that only need the task (checking, the ``no_trace`` prompt) accept either file.
+    """
+    for where, obj in read_json_lines(path):
+        has_traces = isinstance(obj, Mapping) and "traces" in obj
+        yield (TracedTask if has_traces else RepairTask).from_dict(obj, where=where)
 
 
 def read_all(path: str, record_type: Type[R]) -> list:
