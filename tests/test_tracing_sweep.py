@@ -8,7 +8,8 @@ import os
 
 import pytest
 
-from next_jax.tracing.sweep import humaneval_jobs, mbpp_jobs, run_sweep, split_humaneval_tests
+from next_jax.data.humanevalfix import split_check_suite_with_setup
+from next_jax.tracing.sweep import humaneval_jobs, mbpp_jobs, run_sweep
 
 MBPP = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mbpp", "mbpp.jsonl")
 
@@ -35,7 +36,7 @@ def test_humaneval_checks_split_into_single_assertions():
         "    for x in range(3):\n"
         "        assert candidate(x) > 0\n"
     )
-    pairs = split_humaneval_tests(suite, "inc")
+    pairs = split_check_suite_with_setup(suite, "inc")
     assert [t for t, _ in pairs] == [
         "assert inc(1) == 2",
         "assert inc(2) == expected, 'message'",

