@@ -358,8 +358,13 @@ def read_tasks(path: str) -> Iterator[RepairTask]:
     Stages that only need the task (checking, the ``no_trace`` prompt) accept either file.
     """
     for where, obj in read_json_lines(path):
-        has_traces = isinstance(obj, Mapping) and "traces" in obj
-        yield (TracedTask if has_traces else RepairTask).from_dict(obj, where=where)
+        yield task_from_dict(obj, where=where)
+
+
+def task_from_dict(obj: Any, *, where: str = "") -> RepairTask:
+    """A TracedTask when the object has traces, else a RepairTask."""
+    has_traces = isinstance(obj, Mapping) and "traces" in obj
+    return (TracedTask if has_traces else RepairTask).from_dict(obj, where=where)
 
 
 def read_all(path: str, record_type: Type[R]) -> list:

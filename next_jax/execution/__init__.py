@@ -1,0 +1,31 @@
+"""Sandboxed execution of untrusted programs (model-written fixes, traced programs).
+
+Public API (imported lazily, so that sandbox workers, which import this package, stay small;
+a smaller worker forks faster):
+  * ``sandbox``: ``run_isolated`` / ``SandboxPool`` run a ``"module:function"`` target in an
+    isolated child (namespaces, rlimits, uid drop, read-only file tree) and return a
+    ``SandboxResult``; ``emit`` streams plain-data messages out of a target.
+  * ``checker``: ``Checker`` / ``check_samples`` turn (RepairTask, Sample) into Verdicts, with
+    verdicts decided in the parent from plain values (see ``splitting``).
+  * ``check``: the CLI; ``beam``: the Beam transform ``CheckSamples``.
+"""
+
+import importlib
+
+_EXPORTS = {
+    "CheckOptions": "checker", "Checker": "checker", "UnknownTaskError": "checker",
+    "check_samples": "checker", "Limits": "sandbox", "SandboxPool": "sandbox",
+    "SandboxResult": "sandbox", "emit": "sandbox", "run_isolated": "sandbox",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'next_jax.execution' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"next_jax.execution.{module}"), name)
+
+
+def __dir__():
+    return __all__

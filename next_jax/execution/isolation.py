@@ -1,0 +1,452 @@
+"""Linux isolation mechanisms used by the sandbox: namespaces, mounts, rlimits, identity.
+
+Two layers, applied at different times so that each check pays only for what must be fresh:
+
+* once per worker (``prepare_worker``), inherited by every child it forks:
+  - a new network namespace (no interface is up, so no connection can be made),
+  - new IPC and UTS namespaces (no shared SysV/POSIX IPC with the host),
+  - a new mount namespace, propagation made private, the whole tree remounted read-only
+    recursively (``mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)``) except a fresh size-capped
+    tmpfs (mounted on an empty host directory ``/tmp/next_jax_sandbox_*``) that holds the
+    per-check working directories and vanishes with the worker; parent directories closed to
+    other users on the way to the interpreter (e.g. a 0700 /root holding pyenv) are replaced
+    by a tmpfs holding bind mounts of just the interpreter's directories, so the unprivileged
+    child can import the standard library but cannot read the rest of them; ``hide`` paths
+    covered by an empty tmpfs (directories) or /dev/null (files);
+  - a PID namespace whose init is the worker itself, so that however the worker dies (even
+    SIGKILL) every process it started dies with it; no_new_privs and RLIMIT_CORE=0, inherited;
+* per check (``PidNamespaceFork`` + the worker's child setup): a new PID namespace, nested in the
+  worker's, whose init is the candidate process itself, so killing it (or its exit) kills every
+  process it started, however it detached (setsid, double fork); then a new session, rlimits
+  (CPU, address space, file size, process count), and a drop to an unprivileged uid/gid unique
+  to the worker slot (so RLIMIT_NPROC counts only this candidate's processes and it can signal
+  nothing outside its namespace). No ctypes call is left on this path: every page a child
+  touches is a copy-on-write fault, and ctypes touches many.
+
+When a mechanism is not available (no root, namespaces disabled, old kernel) the worker falls
+back and says so in ``Mechanisms.warnings``; the pool logs each warning. Fallbacks:
+not root -> a user namespace mapping our uid to 0 inside it (so the other namespaces still work)
+and a capability drop in the child instead of the uid drop (RLIMIT_NPROC then counts all of our
+uid's processes, so it is raised by the current count); no PID namespace per check (e.g. in a
+user namespace, which may not ``setns`` back) -> the worker becomes the init of one PID namespace
+for all its checks and kills every other process in it after each check; no PID namespace at all
+-> the worker becomes a child subreaper and kills every process left under it after each check
+(a child could then signal our other processes if it shares our uid); no mount namespace ->
+the working directory is a plain temporary directory and writes elsewhere are refused only by
+file permissions (the uid drop) if at all; no network namespace -> network stays reachable.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import resource
+import signal
+from typing import Iterable, List
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+_MS_BIND = 0x1000
+_MS_REC = 0x4000
+_MNT_DETACH = 0x2
+_MS_PRIVATE = 1 << 18
+_MS_NOSUID = 0x2
+_MS_NODEV = 0x4
+_AT_FDCWD = -100
+_AT_RECURSIVE = 0x8000
+_MOUNT_ATTR_RDONLY = 0x1
+_SYS_MOUNT_SETATTR = 442  # x86_64 and aarch64 share this number (added in Linux 5.12)
+
+_PR_SET_PDEATHSIG = 1
+_PR_CAPBSET_DROP = 24
+_PR_SET_CHILD_SUBREAPER = 36
+_PR_SET_NO_NEW_PRIVS = 38
+
+_libc = ctypes.CDLL(None, use_errno=True)  # the interpreter's own libc symbols
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_libc.syscall.restype = ctypes.c_long
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
+
+
+def _check(ret: int, what: str) -> None:
+    if ret != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"{what}: {os.strerror(e)}")
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(flags), "unshare")
+
+
+def setns(fd: int, nstype: int) -> None:
+    _check(_libc.setns(fd, nstype), "setns")
+
+
+def prctl(option: int, arg2: int = 0) -> None:
+    _check(_libc.prctl(option, ctypes.c_ulong(arg2), 0, 0, 0), f"prctl({option})")
+
+
+def mount(source: str, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    _check(
+        _libc.mount(
+            source.encode(), target.encode(), fstype.encode() if fstype else None, flags,
+            data.encode() if data else None,
+        ),
+        f"mount {target}",
+    )
+
+
+def _set_mount_attr(path: str, attr_set: int, attr_clr: int, recursive: bool) -> None:
+    attr = _MountAttr(attr_set, attr_clr, 0, 0)
+    ret = _libc.syscall(
+        _SYS_MOUNT_SETATTR, _AT_FDCWD, path.encode(), _AT_RECURSIVE if recursive else 0,
+        ctypes.byref(attr), ctypes.sizeof(attr),
+    )
+    _check(ret, f"mount_setattr {path}")
+
+
+def remount_tree_readonly(path: str = "/") -> None:
+    _set_mount_attr(path, _MOUNT_ATTR_RDONLY, 0, recursive=True)
+
+
+class Mechanisms:
+    """What isolation a worker actually has; the parent logs ``warnings``.
+
+    (A plain class, not a dataclass: importing dataclasses would pull inspect, ast and more
+    into every worker, and a bigger worker is a slower fork.)
+    """
+
+    FLAGS = ("uid_drop", "user_namespace", "pid_namespace", "worker_pid_namespace",
+             "mount_namespace", "readonly_root", "network_namespace", "ipc_namespace", "subreaper")
+
+    def __init__(self):
+        for name in self.FLAGS:
+            setattr(self, name, False)
+        self.scratch = ""
+        self.warnings: List[str] = []
+
+    def to_plain(self) -> dict:
+        out = {name: getattr(self, name) for name in self.FLAGS}
+        out.update(scratch=self.scratch, warnings=list(self.warnings))
+        return out
+
+
+def _enter_user_namespace() -> None:
+    uid, gid = os.getuid(), os.getgid()
+    unshare(CLONE_NEWUSER)
+    with open("/proc/self/setgroups", "w") as f:
+        f.write("deny")
+    with open("/proc/self/uid_map", "w") as f:
+        f.write(f"0 {uid} 1")
+    with open("/proc/self/gid_map", "w") as f:
+        f.write(f"0 {gid} 1")
+
+
+def prepare_worker(scratch_bytes: int, allow_namespaces: bool = True, expose: Iterable[str] = (),
+                   hide: Iterable[str] = ()) -> Mechanisms:
+    """Puts the calling worker process into its long-lived namespaces (see module doc).
+
+    ``expose`` lists directories the child must be able to read (the interpreter's prefix and
+    sys.path): where a parent directory is closed to other users (e.g. a 0700 /root holding
+    pyenv), that parent is replaced in the worker's mount namespace by an empty tmpfs into which
+    only the exposed directories are bind-mounted. ``hide`` lists files and directories the child
+    must not read even where file permissions would let it (task files with expected outputs,
+    datasets): a directory is covered by an empty tmpfs, a file by /dev/null.
+    """
+    m = Mechanisms()
+    m.scratch = f"/tmp/next_jax_sandbox_{os.getpid()}_{os.urandom(4).hex()}"
+    os.mkdir(m.scratch, 0o700)  # 0700 until it is ours alone (a tmpfs, or the check's parent)
+    os.chmod(m.scratch, 0o755)
+    if os.geteuid() == 0:
+        m.uid_drop = True
+    elif allow_namespaces:
+        try:
+            _enter_user_namespace()
+            m.user_namespace = True
+            m.warnings.append(
+                "not root: candidates run in a user namespace as our own uid with all capabilities "
+                "dropped (no per-slot uid; RLIMIT_NPROC counts all of this user's processes)"
+            )
+        except OSError as e:
+            m.warnings.append(f"not root and no user namespace ({e}): no uid drop, no namespaces")
+    else:
+        m.warnings.append("not root: no uid drop")
+    can_ns = allow_namespaces and (m.uid_drop or m.user_namespace)
+    if can_ns:
+        for flag, attr, what in (
+            (CLONE_NEWNET, "network_namespace", "network stays reachable"),
+            (CLONE_NEWIPC | CLONE_NEWUTS, "ipc_namespace", "SysV/POSIX IPC shared with the host"),
+        ):
+            try:
+                unshare(flag)
+                setattr(m, attr, True)
+            except OSError as e:
+                m.warnings.append(f"no {attr.replace('_', ' ')} ({e}): {what}")
+        _prepare_mounts(m, scratch_bytes, expose, hide)
+        problem = _probe_per_run_pid_namespace()
+        m.pid_namespace = not problem
+        try:
+            # Also when each run gets its own namespace: they nest in the worker's, so the
+            # worker's death (however it dies) takes every child with it.
+            _become_pid_namespace_init()
+            m.worker_pid_namespace = True
+            if problem:
+                m.warnings.append(
+                    f"no PID namespace per run ({problem}): the worker is the init of one PID "
+                    "namespace for all its runs and kills every other process in it after each run")
+        except OSError as e:
+            if problem:
+                m.warnings.append(f"no PID namespace ({problem}; {e}): leftover processes are "
+                                  "reaped as a subreaper, and a child could signal our other processes")
+    else:
+        m.warnings.append("namespaces disabled: no network, mount or PID isolation")
+    hide = list(hide)
+    if hide and not m.mount_namespace:
+        m.warnings.append(f"no mount namespace: cannot hide {hide} from the child")
+    if not (m.pid_namespace or m.worker_pid_namespace):
+        prctl(_PR_SET_CHILD_SUBREAPER, 1)
+        m.subreaper = True
+    return m
+
+
+def _probe_per_run_pid_namespace() -> str:
+    """'' if this process can make each fork the init of a new PID namespace, else why not.
+
+    Tried in a throwaway child: a failed ``setns`` back would leave this process unable to fork
+    more than once.
+    """
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            own = os.open("/proc/self/ns/pid", os.O_RDONLY)
+            unshare(CLONE_NEWPID)
+            setns(own, CLONE_NEWPID)
+            code = 0
+        except OSError as e:
+            os.write(w, str(e).encode()[:500])
+            code = 1
+        os._exit(code)
+    os.close(w)
+    problem = os.read(r, 1000).decode()
+    os.close(r)
+    _, status = os.waitpid(pid, 0)
+    return problem or ("" if status == 0 else f"probe exited with status {status}")
+
+
+def _become_pid_namespace_init() -> None:
+    """Continues this worker as pid 1 of a new PID namespace; the old process waits and exits."""
+    unshare(CLONE_NEWPID)
+    pid = os.fork()
+    if pid:
+        os.closerange(3, 1 << 16)  # the protocol pipes now belong to the new init alone
+        _, status = os.waitpid(pid, 0)
+        os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def kill_namespace_members() -> None:
+    """From a PID namespace's init: SIGKILL and reap every other process in the namespace."""
+    while True:
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+
+
+def _prepare_mounts(m: Mechanisms, scratch_bytes: int, expose: Iterable[str], hide: Iterable[str]) -> None:
+    try:
+        unshare(CLONE_NEWNS)
+        mount("none", "/", None, _MS_REC | _MS_PRIVATE)
+    except OSError as e:
+        m.warnings.append(f"no mount namespace ({e}): writes outside the working dir limited by permissions only")
+        return
+    try:
+        mount("tmpfs", m.scratch, "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={scratch_bytes},mode=0755")
+        m.mount_namespace = True
+    except OSError as e:
+        m.warnings.append(f"no private tmpfs for working dirs ({e}): they live on the host's /tmp")
+        return
+    try:
+        _expose(sorted(set(expose)), m.scratch)
+    except OSError as e:
+        m.warnings.append(f"could not open up closed parent dirs of the interpreter ({e}): "
+                          "imports that are not preloaded may fail in the child")
+    for path in hide:
+        try:
+            if os.path.isdir(path):
+                mount("tmpfs", path, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=4k,mode=0755")
+            elif os.path.exists(path):
+                mount("/dev/null", path, None, _MS_BIND)
+        except OSError as e:
+            m.warnings.append(f"could not hide {path} ({e}): the child may read it")
+    try:
+        remount_tree_readonly("/")
+        _set_mount_attr(m.scratch, 0, _MOUNT_ATTR_RDONLY, recursive=False)
+        m.readonly_root = True
+    except OSError as e:
+        m.warnings.append(f"could not make the file tree read-only ({e}): world-writable dirs stay writable")
+
+
+def _closed_ancestor(path: str) -> str | None:
+    """The top-most strict ancestor of ``path`` that other users cannot traverse."""
+    parts = path.strip("/").split("/")
+    for i in range(1, len(parts)):
+        d = "/" + "/".join(parts[:i])
+        if not os.stat(d).st_mode & 0o001:
+            return d
+    return None
+
+
+def _expose(paths: List[str], scratch: str) -> None:
+    by_block: dict = {}
+    for p in paths:
+        p = os.path.realpath(p)
+        if os.path.isdir(p):
+            block = _closed_ancestor(p)
+            if block is not None:
+                by_block.setdefault(block, set()).add(p)
+    old_umask = os.umask(0o022)
+    try:
+        for n, (block, wanted) in enumerate(sorted(by_block.items())):
+            keep = [p for p in sorted(wanted) if not any(p.startswith(q + "/") for q in wanted if q != p)]
+            staged = []
+            for i, p in enumerate(keep):
+                stage = os.path.join(scratch, f".stage{n}_{i}")
+                os.mkdir(stage)
+                mount(p, stage, None, _MS_BIND | _MS_REC)
+                staged.append((p, stage))
+            mount("tmpfs", block, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=1m,mode=0755")
+            for p, stage in staged:
+                os.makedirs(p, 0o755, exist_ok=True)
+                mount(stage, p, None, _MS_BIND | _MS_REC)
+                _check(_libc.umount2(stage.encode(), _MNT_DETACH), f"umount {stage}")
+                os.rmdir(stage)
+    finally:
+        os.umask(old_umask)
+
+
+class PidNamespaceFork:
+    """Makes the next fork() of this process the init of a fresh PID namespace."""
+
+    def __init__(self):
+        self._own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+
+    def before_fork(self) -> None:
+        unshare(CLONE_NEWPID)
+
+    def after_fork(self) -> None:
+        setns(self._own, CLONE_NEWPID)
+
+
+def children_of(pid: int) -> List[int]:
+    out = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out.extend(int(x) for x in f.read().split())
+    except OSError:
+        pass
+    return out
+
+
+def reap_all_children() -> int:
+    """Kills and reaps every process left under this (subreaper) process; returns how many."""
+    killed = 0
+    me = os.getpid()
+    for _ in range(10000):
+        kids = children_of(me)
+        for k in kids:
+            try:
+                os.kill(k, signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return killed
+            if pid == 0:
+                break
+        if not kids and not children_of(me):
+            return killed
+    return killed
+
+
+def _drop_capabilities() -> None:
+    for cap in range(64):
+        try:
+            prctl(_PR_CAPBSET_DROP, cap)
+        except OSError as e:
+            if e.errno == errno.EINVAL:
+                break
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this thread
+    data = (ctypes.c_uint32 * 6)()
+    _check(_libc.capset(header, data), "capset")
+
+
+def set_child_limits(cpu_s: float, memory_bytes: int, file_size_bytes: int, max_processes: int,
+                     nproc_base: int) -> None:
+    """Per-run limits, set in the child (hard = soft, so the child cannot raise them; and the
+    worker could not raise its own again without CAP_SYS_RESOURCE). RLIMIT_CORE=0 is set once
+    in the worker and inherited."""
+    cpu = max(1, -int(-cpu_s // 1))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_bytes, file_size_bytes))
+    n = nproc_base + max_processes
+    resource.setrlimit(resource.RLIMIT_NPROC, (n, n))
+
+
+def set_no_core_dumps() -> None:
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def set_no_new_privs() -> None:
+    """No execve can gain privileges (setuid binaries); set once in the worker, inherited."""
+    prctl(_PR_SET_NO_NEW_PRIVS, 1)
+
+
+def drop_identity(m: Mechanisms, uid: int, gid: int) -> None:
+    """Last privileged step in the child: the uid drop (or, without root, a capability drop)."""
+    if m.uid_drop:
+        os.setgroups([])
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+    elif m.user_namespace:
+        _drop_capabilities()
+    if not m.worker_pid_namespace:
+        # Without a worker PID namespace nothing else kills the child if the worker dies.
+        # Credential changes clear this signal, so it is set after them.
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def count_processes_of_uid(uid: int) -> int:
+    n = 0
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if os.stat(f"/proc/{name}").st_uid == uid:
+                    n += len(os.listdir(f"/proc/{name}/task"))
+            except OSError:
+                pass
+    return n

@@ -1,0 +1,10 @@
+# task: add
+# expect: pass
+# threat: spawns an external long-running process and answers correctly
+import subprocess
+
+_p = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+
+
+def add(a, b):
+    return a + b

@@ -1,0 +1,8 @@
+# task: add
+# expect: error
+# threat: sys.exit(0) during the tests
+import sys
+
+
+def add(a, b):
+    sys.exit(0)

@@ -1,0 +1,150 @@
+"""Checker verdicts and the check CLI."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from next_jax.data.records import RepairTask, Sample, Verdict, read_all, write_records
+from next_jax.execution.checker import Checker, CheckOptions, UnknownTaskError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def task(task_id="add", tests=None, **kw):
+    return RepairTask(task_id=task_id, source="unit", description="add two numbers",
+                      buggy_code="def add(a, b):\n    return a - b\n", entry_point="add",
+                      tests=tests or ["assert add(1, 2) == 3", "assert add(2, 2) == 4"], **kw)
+
+
+def sample(fix, sample_id="s", task_id="add"):
+    return Sample(task_id=task_id, iteration=0, sample_id=sample_id, prompt_variant="trace",
+                  text="", rationale="", fix=fix)
+
+
+@pytest.fixture(scope="module")
+def checker():
+    with Checker(workers=2, options=CheckOptions(test_timeout_s=1.0)) as c:
+        yield c
+
+
+GOOD = "def add(a, b):\n    return a + b\n"
+
+
+@pytest.mark.parametrize("fix,status,passed", [
+    (GOOD, "pass", 2),
+    ("def add(a, b):\n    return a + b if a != b else 0\n", "fail", 1),
+    ("def add(a, b):\n    return a // 0\n", "error", 0),
+    ("def add(a, b):\n    while True:\n        pass\n", "timeout", 0),
+    ("def add(a, b)\n    return a\n", "syntax_error", 0),
+    (None, "no_code", 0),
+    ("raise ValueError('at import')\n", "error", 0),
+    ("def add(a, b):\n    assert False, 'own assert'\n", "error", 0),
+])
+def test_statuses(checker, fix, status, passed):
+    v = checker.check_one(task(), sample(fix))
+    assert (v.status, v.tests_passed, v.tests_total) == (status, passed, 2), v.detail
+    assert isinstance(v, Verdict) and (v.detail == "") == (status == "pass")
+
+
+def test_first_failure_is_reported(checker):
+    v = checker.check_one(task(), sample("def add(a, b):\n    return 3\n"))
+    assert v.status == "fail" and v.tests_passed == 1
+    assert "test 1" in v.detail and "add(2, 2) == 4" in v.detail and "= 3" in v.detail
+
+
+def test_setup_code_runs_around_the_fix(checker):
+    # MBPP-style: setup builds objects from a class the fix defines; its imports come first.
+    t = task("tree", tests=["assert depth(root) == 3", "assert isqrt_ok(16)"],
+             setup_code="import math\nroot = Node(Node(Node()))\n")
+    fix = ("class Node:\n    def __init__(self, child=None):\n        self.child = child\n\n"
+           "def depth(n):\n    return 0 if n is None else 1 + depth(n.child)\n\n"
+           "def isqrt_ok(x):\n    return math.isqrt(x) == 4\n")
+    v = checker.check_one(t, sample(fix, task_id="tree"))
+    assert v.status == "pass", v.detail
+
+
+def test_eval_tests_option():
+    t = task(eval_tests=["assert add(1, 2) == 3", "assert add(2, 2) == 4", "assert add(5, 5) == 11"])
+    with Checker(workers=1, options=CheckOptions(tests_field="eval_tests")) as c:
+        v = c.check_one(t, sample(GOOD))
+    assert (v.status, v.tests_passed, v.tests_total) == ("fail", 2, 3)
+
+
+def test_strict_types_option():
+    t = task(tests=["assert add(1, 2) == 3"])
+    fix = "def add(a, b):\n    return float(a + b)\n"
+    with Checker(workers=1, options=CheckOptions(strict_types=True)) as c:
+        assert c.check_one(t, sample(fix)).status == "fail"
+    with Checker(workers=1) as c:
+        assert c.check_one(t, sample(fix)).status == "pass"
+
+
+def test_tolerance_forms_and_builtin_templates(checker):
+    t = task(tests=["assert math.isclose(add(0.1, 0.2), 0.3)", "assert abs(add(0.1, 0.2) - 0.3) < 1e-9",
+                    "assert sorted(add([3], [1])) == [1, 3]", "assert add(0.1, 0.2) != 0.3"],
+             setup_code="import math")
+    v = checker.check_one(t, sample(GOOD))
+    assert (v.status, v.tests_passed) == ("pass", 4), v.detail
+
+
+def test_humaneval_style_check_function(checker):
+    check = ("def check(candidate):\n    assert candidate(1, 2) == 3\n"
+             "    for i in range(4):\n        assert candidate(i, 1) == i + 1\n\ncheck(add)\n")
+    t = task(tests=[check])
+    assert checker.check_one(t, sample(GOOD)).status == "pass"
+    v = checker.check_one(t, sample("def add(a, b):\n    return 3\n"))
+    assert v.status == "fail" and "candidate(i, 1) == i + 1" in v.detail
+
+
+def test_verdicts_keep_sample_order_with_mixed_kinds(checker):
+    fixes = [None, GOOD, "def add(", GOOD.replace("+", "-"), None, GOOD]
+    samples = [sample(f, sample_id=f"s{i}") for i, f in enumerate(fixes)]
+    verdicts = list(checker.check({"add": task()}, samples))
+    assert [v.sample_id for v in verdicts] == [s.sample_id for s in samples]
+    assert [v.status for v in verdicts] == ["no_code", "pass", "syntax_error", "fail", "no_code", "pass"]
+
+
+def test_unknown_task_id_is_an_error(checker):
+    with pytest.raises(UnknownTaskError, match="nope"):
+        list(checker.check({"add": task()}, [sample(GOOD, task_id="nope")]))
+
+
+def test_task_whose_tests_do_not_parse_gets_error_verdicts(checker):
+    v = checker.check_one(task(tests=["assert add(1, 2) =="]), sample(GOOD))
+    assert v.status == "error" and "does not compile" in v.detail
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "next_jax.execution.check", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_writes_one_verdict_per_sample(tmp_path):
+    tasks_path, samples_path, out = tmp_path / "t.jsonl", tmp_path / "s.jsonl", tmp_path / "v.jsonl"
+    write_records(str(tasks_path), [task(), task("other", tests=["assert add(0, 0) == 0"])])
+    write_records(str(samples_path), [sample(GOOD, "a"), sample(None, "b"),
+                                      sample("def add(a, b):\n    return 1\n", "c", task_id="other")])
+    r = run_cli("--tasks", str(tasks_path), "--samples", str(samples_path), "--out", str(out),
+                "--workers", "1", "--test_timeout_s", "2", "--memory_mb", "1024")
+    assert r.returncode == 0, r.stderr
+    verdicts = read_all(str(out), Verdict)
+    assert [(v.sample_id, v.status) for v in verdicts] == [("a", "pass"), ("b", "no_code"), ("c", "fail")]
+
+
+def test_cli_bad_sample_names_file_line_and_field(tmp_path):
+    tasks_path, samples_path, out = tmp_path / "t.jsonl", tmp_path / "s.jsonl", tmp_path / "v.jsonl"
+    write_records(str(tasks_path), [task()])
+    with open(samples_path, "w") as f:
+        f.write(sample(GOOD, "a").to_json() + "\n")
+        f.write(json.dumps(dict(sample(GOOD, "b").to_dict(), task_id="missing")) + "\n")
+    r = run_cli("--tasks", str(tasks_path), "--samples", str(samples_path), "--out", str(out))
+    assert r.returncode != 0
+    assert f"{samples_path}:2: field 'task_id'" in r.stderr
+    assert not out.exists() and not list(tmp_path.glob("v.jsonl.*"))
