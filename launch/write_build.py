@@ -79,11 +79,15 @@ def render():
     deps = [":next_jax"],
 )
 ''')
-    support = [p for p in _modules("tests") if not os.path.basename(p).startswith("test_")]
+    # tests/hostile/ holds hostile programs the executor tests feed to the sandbox: data, never
+    # imported (several exit or crash on import).
+    hostile = os.path.join("tests", "hostile") + os.sep
+    support = [p for p in _modules("tests")
+               if not os.path.basename(p).startswith("test_") and not p.startswith(hostile)]
     data = sorted(
         os.path.relpath(os.path.join(r, f), REPO)
         for r, _, fs in os.walk(os.path.join(REPO, "tests")) for f in fs
-        if not f.endswith((".py", ".pyc")) and "__pycache__" not in r)
+        if "__pycache__" not in r and (not f.endswith((".py", ".pyc")) or os.path.join(r, f).startswith(os.path.join(REPO, hostile))))
     parts.append(f'''py_library(
     name = "test_support",
     testonly = True,

@@ -1,0 +1,320 @@
+"""A decoder-only transformer in flax linen, covering Llama 3, Qwen2 and Gemma 2 by configuration.
+
+Read top to bottom: RMSNorm, a linear layer with logical axes, attention (grouped-query, rotary,
+optional QKV bias, soft-capping, sliding window), the gated MLP (SwiGLU or GeGLU), one decoder
+layer (pre-norms, optional Gemma 2 post-norms), and the model with its three entry points:
+
+- ``__call__(tokens, positions=None, segment_ids=None)``: logits of every position (training,
+  scoring, and the reference the cached path is tested against);
+- ``prefill(tokens, lengths, num_samples, max_new_tokens)``: runs right-padded prompts once and
+  returns the logits after each prompt's last token plus a ``DecodeCache`` sized for
+  ``num_samples`` continuations per prompt (see kv_cache.py);
+- ``decode_step(tokens, step, cache)``: one new token per row through the cache.
+
+Parameter names and logical axes follow the model contract (notes/model_contract.md), which the
+Hugging Face importer relies on. Activations are computed in ``config.dtype``; norms, softmax,
+rotary and logits in float32.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from next_jax.models import kv_cache
+from next_jax.models.config import ModelConfig
+from next_jax.models.rotary import apply_rotary, rotary_tables
+
+Array = jax.Array
+
+# Activation logical axes.
+EMBED_ACT = ("batch", "length", "act_embed")
+HEADS_ACT = ("batch", "length", "act_heads", "act_head_dim")
+KV_HEADS_ACT = ("batch", "length", "act_kv_heads", "act_head_dim")
+MLP_ACT = ("batch", "length", "act_mlp")
+LOGITS_ACT = ("batch", "length", "act_vocab")
+
+
+def _constrain(x: Array, axes: Sequence[str]) -> Array:
+    return nn.with_logical_constraint(x, tuple(axes))
+
+
+def _softcap(x: Array, cap: Optional[float]) -> Array:
+    return x if cap is None else cap * jnp.tanh(x / cap)
+
+
+class RMSNorm(nn.Module):
+    """x / rms(x) * scale; the scale multiplies directly (Gemma's 1 + w is folded in on import)."""
+
+    eps: float
+    dtype: str
+    param_dtype: str
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        scale = self.param(
+            "scale", nn.with_logical_partitioning(nn.initializers.ones, ("norm",)), (x.shape[-1],), self.param_dtype
+        )
+        x = x.astype(jnp.float32)
+        x = x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + self.eps)
+        return (x * scale.astype(jnp.float32)).astype(self.dtype)
+
+
+class Linear(nn.Module):
+    """Contracts the last ``in_dims`` axes of x with a kernel [*in, *out] named by logical axes."""
+
+    out_shape: Tuple[int, ...]
+    kernel_axes: Tuple[str, ...]
+    in_dims: int = 1
+    use_bias: bool = False
+    dtype: str = "float32"
+    param_dtype: str = "float32"
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        in_shape = x.shape[x.ndim - self.in_dims:]
+        n_in, n_out = len(in_shape), len(self.out_shape)
+        init = nn.initializers.variance_scaling(
+            1.0, "fan_in", "truncated_normal",
+            in_axis=tuple(range(n_in)), out_axis=tuple(range(n_in, n_in + n_out)),
+        )
+        kernel = self.param(
+            "kernel", nn.with_logical_partitioning(init, self.kernel_axes), in_shape + tuple(self.out_shape),
+            self.param_dtype,
+        )
+        contract = (tuple(range(x.ndim - n_in, x.ndim)), tuple(range(n_in)))
+        y = jax.lax.dot_general(x.astype(self.dtype), kernel.astype(self.dtype), (contract, ((), ())))
+        if self.use_bias:
+            bias = self.param(
+                "bias", nn.with_logical_partitioning(nn.initializers.zeros, self.kernel_axes[n_in:]),
+                tuple(self.out_shape), self.param_dtype,
+            )
+            y = y + bias.astype(self.dtype)
+        return y
+
+
+class Attention(nn.Module):
+    config: ModelConfig
+    layer: int
+
+    def setup(self):
+        c = self.config
+        common = dict(dtype=c.dtype, param_dtype=c.param_dtype)
+        self.q_proj = Linear((c.num_heads, c.head_dim), ("embed", "heads", "head_dim"), use_bias=c.qkv_bias, **common)
+        self.k_proj = Linear(
+            (c.num_kv_heads, c.head_dim), ("embed", "kv_heads", "head_dim"), use_bias=c.qkv_bias, **common
+        )
+        self.v_proj = Linear(
+            (c.num_kv_heads, c.head_dim), ("embed", "kv_heads", "head_dim"), use_bias=c.qkv_bias, **common
+        )
+        self.o_proj = Linear((c.hidden_size,), ("heads", "head_dim", "embed"), in_dims=2, **common)
+
+    @property
+    def window(self) -> Optional[int]:
+        return self.config.sliding_window if self.config.is_sliding_layer(self.layer) else None
+
+    def _qkv(self, x: Array, cos: Array, sin: Array):
+        q = _constrain(apply_rotary(self.q_proj(x), cos, sin), HEADS_ACT)
+        k = _constrain(apply_rotary(self.k_proj(x), cos, sin), KV_HEADS_ACT)
+        v = _constrain(self.v_proj(x), KV_HEADS_ACT)
+        return q * jnp.asarray(self.config.attention_scale, q.dtype), k, v
+
+    def __call__(self, x: Array, cos: Array, sin: Array, visible: Array) -> Tuple[Array, Array, Array]:
+        """Full-sequence attention; ``visible`` [B, T, S] says which keys each query sees.
+
+        Returns the output and this layer's keys/values (the prefill caches them).
+        """
+        c = self.config
+        q, k, v = self._qkv(x, cos, sin)
+        batch, length, heads, head_dim = q.shape
+        groups = heads // c.num_kv_heads
+        q = q.reshape(batch, length, c.num_kv_heads, groups, head_dim)
+        scores = jnp.einsum("btkgd,bskd->bkgts", q.astype(jnp.float32), k.astype(jnp.float32))
+        scores = _softcap(scores, c.attn_logit_softcap)
+        scores = jnp.where(visible[:, None, None], scores, jnp.finfo(jnp.float32).min)
+        probs = jax.nn.softmax(scores, axis=-1)
+        out = jnp.einsum("bkgts,bskd->btkgd", probs, v.astype(jnp.float32))
+        out = _constrain(out.reshape(batch, length, heads, head_dim).astype(c.dtype), HEADS_ACT)
+        return self.o_proj(out), k, v
+
+    def decode(self, x: Array, cos: Array, sin: Array, cache: kv_cache.LayerCache, step: Array,
+               prefix_lengths: Array) -> Tuple[Array, kv_cache.LayerCache]:
+        """One token per row (x [R, 1, hidden]) through the cache."""
+        q, k, v = self._qkv(x, cos, sin)
+        cache = kv_cache.write(cache, k[:, 0], v[:, 0], step)
+        out = kv_cache.attend(
+            q[:, 0], cache, step, prefix_lengths, window=self.window, softcap=self.config.attn_logit_softcap
+        )
+        out = _constrain(out[:, None].astype(self.config.dtype), HEADS_ACT)
+        return self.o_proj(out), cache
+
+
+class GatedMLP(nn.Module):
+    """down(act(gate(x)) * up(x)): SwiGLU with silu, GeGLU with tanh-approximated gelu."""
+
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        c = self.config
+        common = dict(dtype=c.dtype, param_dtype=c.param_dtype)
+        gate = Linear((c.mlp_dim,), ("embed", "mlp"), name="gate_proj", **common)(x)
+        up = Linear((c.mlp_dim,), ("embed", "mlp"), name="up_proj", **common)(x)
+        act = jax.nn.silu(gate) if c.mlp_activation == "silu" else jax.nn.gelu(gate, approximate=True)
+        hidden = _constrain(act * up, MLP_ACT)
+        return Linear((c.hidden_size,), ("mlp", "embed"), name="down_proj", **common)(hidden)
+
+
+class DecoderLayer(nn.Module):
+    config: ModelConfig
+    layer: int
+
+    def setup(self):
+        c = self.config
+        norm = dict(eps=c.norm_eps, dtype=c.dtype, param_dtype=c.param_dtype)
+        self.pre_attn_norm = RMSNorm(**norm)
+        self.attn = Attention(c, self.layer)
+        self.pre_mlp_norm = RMSNorm(**norm)
+        self.mlp = GatedMLP(c)
+        if c.use_post_norms:
+            self.post_attn_norm = RMSNorm(**norm)
+            self.post_mlp_norm = RMSNorm(**norm)
+
+    def _mlp_residual(self, x: Array) -> Array:
+        h = self.mlp(self.pre_mlp_norm(x))
+        if self.config.use_post_norms:
+            h = self.post_mlp_norm(h)
+        return _constrain(x + h, EMBED_ACT)
+
+    def _attn_residual(self, x: Array, h: Array) -> Array:
+        if self.config.use_post_norms:
+            h = self.post_attn_norm(h)
+        return _constrain(x + h, EMBED_ACT)
+
+    def __call__(self, x, cos, sin, visible):
+        h, k, v = self.attn(self.pre_attn_norm(x), cos, sin, visible)
+        return self._mlp_residual(self._attn_residual(x, h)), (k, v)
+
+    def decode(self, x, cos, sin, cache, step, prefix_lengths):
+        h, cache = self.attn.decode(self.pre_attn_norm(x), cos, sin, cache, step, prefix_lengths)
+        return self._mlp_residual(self._attn_residual(x, h)), cache
+
+
+class Transformer(nn.Module):
+    config: ModelConfig
+
+    def setup(self):
+        c = self.config
+        self.token_embed = nn.Embed(
+            c.vocab_size, c.hidden_size, dtype=c.dtype, param_dtype=c.param_dtype,
+            embedding_init=nn.with_logical_partitioning(
+                nn.initializers.normal(stddev=c.hidden_size ** -0.5), ("vocab", "embed")
+            ),
+        )
+        self.layers = [DecoderLayer(c, i) for i in range(c.num_layers)]
+        self.final_norm = RMSNorm(eps=c.norm_eps, dtype=c.dtype, param_dtype=c.param_dtype)
+        if not c.tie_embeddings:
+            self.lm_head = Linear((c.vocab_size,), ("embed", "vocab"), dtype=c.dtype, param_dtype=c.param_dtype)
+
+    # -- pieces shared by the entry points --------------------------------------------------
+
+    def _embed(self, tokens: Array) -> Array:
+        x = self.token_embed(tokens)
+        if self.config.embed_scale:
+            x = x * jnp.asarray(self.config.embedding_multiplier, x.dtype)
+        return _constrain(x, EMBED_ACT)
+
+    def _logits(self, x: Array) -> Array:
+        x = self.final_norm(x)
+        if self.config.tie_embeddings:
+            table = self.token_embed.embedding
+            logits = jnp.einsum("btd,vd->btv", x, table.astype(x.dtype))
+        else:
+            logits = self.lm_head(x)
+        logits = _softcap(logits.astype(jnp.float32), self.config.final_logit_softcap)
+        return _constrain(logits, LOGITS_ACT)
+
+    def _visibility(self, positions: Array, segment_ids: Optional[Array]):
+        """(global mask, sliding mask or None) [B, T, T]: causal, same segment, within the window."""
+        index = jnp.arange(positions.shape[1])
+        visible = index[None, :, None] >= index[None, None, :]
+        if segment_ids is not None:
+            visible = visible & (segment_ids[:, :, None] == segment_ids[:, None, :])
+        visible = jnp.broadcast_to(visible, (positions.shape[0],) + visible.shape[1:])
+        window = self.config.sliding_window
+        sliding = None
+        if window is not None:
+            distance = positions[:, :, None] - positions[:, None, :]
+            sliding = visible & (distance < window)
+        return visible, sliding
+
+    def _run_layers(self, x: Array, positions: Array, segment_ids: Optional[Array]):
+        cos, sin = rotary_tables(positions, self.config)
+        visible, sliding = self._visibility(positions, segment_ids)
+        kvs = []
+        for i, layer in enumerate(self.layers):
+            mask = sliding if self.config.is_sliding_layer(i) else visible
+            x, kv = layer(x, cos, sin, mask)
+            kvs.append(kv)
+        return x, kvs
+
+    # -- entry points -----------------------------------------------------------------------
+
+    def __call__(self, tokens: Array, positions: Optional[Array] = None,
+                 segment_ids: Optional[Array] = None) -> Array:
+        """Logits [B, T, vocab] (float32) of every position of ``tokens`` [B, T].
+
+        ``positions`` default to 0..T-1; with packed examples pass each token's position in its
+        example and ``segment_ids`` (attention stays within a segment).
+        """
+        if positions is None:
+            positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
+        x, _ = self._run_layers(self._embed(tokens), positions, segment_ids)
+        return self._logits(x)
+
+    def prefill(self, tokens: Array, lengths: Array, num_samples: int,
+                max_new_tokens: int) -> Tuple[Array, kv_cache.DecodeCache]:
+        """Runs right-padded prompts ``tokens`` [B, P] of ``lengths`` [B] (each >= 1) once.
+
+        Returns the logits [B, vocab] after each prompt's last token, and a cache with room for
+        ``num_samples`` rows per prompt and ``max_new_tokens - 1`` fed tokens each.
+        """
+        positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
+        x, kvs = self._run_layers(self._embed(tokens), positions, None)
+        last = jnp.take_along_axis(x, (lengths - 1)[:, None, None].astype(jnp.int32), axis=1)
+        logits = self._logits(last)[:, 0]
+        slots = max(max_new_tokens - 1, 1)
+        layers = tuple(kv_cache.new_layer_cache(k, v, num_samples, slots) for k, v in kvs)
+        return logits, kv_cache.DecodeCache(prefix_lengths=lengths.astype(jnp.int32), layers=layers)
+
+    def decode_step(self, tokens: Array, step: Array,
+                    cache: kv_cache.DecodeCache) -> Tuple[Array, kv_cache.DecodeCache]:
+        """Feeds ``tokens`` [R] (the tokens generated at ``step``) and returns the next logits [R, vocab]."""
+        positions = cache.row_positions(step)[:, None]
+        cos, sin = rotary_tables(positions, self.config)
+        x = self._embed(tokens[:, None])
+        layers = []
+        for layer, layer_cache in zip(self.layers, cache.layers):
+            x, layer_cache = layer.decode(x, cos, sin, layer_cache, step, cache.prefix_lengths)
+            layers.append(layer_cache)
+        return self._logits(x)[:, 0], cache.replace(layers=tuple(layers))
+
+
+def init_params(config: ModelConfig, rng: jax.Array) -> dict:
+    """Unboxed random parameters (for tests and demos; sharded init goes through the Partitioner)."""
+    init = jax.jit(lambda rng: nn.unbox(Transformer(config).init(rng, jnp.zeros((1, 1), jnp.int32)))["params"])
+    return init(rng)
+
+
+def abstract_params(config: ModelConfig):
+    """Boxed parameter shapes (with logical axes) without allocating anything."""
+    return jax.eval_shape(lambda: Transformer(config).init(jax.random.key(0), jnp.zeros((1, 1), jnp.int32)))["params"]
+
+
+def count_params(config: ModelConfig) -> int:
+    shapes = nn.unbox(abstract_params(config))
+    return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(shapes))
