@@ -37,7 +37,9 @@ in the batch (fixed shapes) until then. Sampling never sorts the vocabulary: the
 candidates are found by a two-stage max (chunk maxima, then within the best chunks), and top-k /
 top-p are applied within them. That is exact whenever ``top_k <= top_k_cap``, for greedy, and for
 pure top-p whenever the candidates hold at least ``top_p`` of the mass; other rows take an exact
-full-vocabulary path (thresholds by bisection) that only runs when some row needs it.
+full-vocabulary path (thresholds by bisection) that only runs when some row needs it. The order
+is transformers': temperature, then top-k, then top-p on what top-k kept; tokens tied with the
+last one kept (at the top-k or top-p boundary) are all kept.
 """
 
 from __future__ import annotations
@@ -283,14 +285,20 @@ def sample(
     """Samples ``max_new_tokens`` at most for every (prompt, sample) row; see the module doc."""
     if max_new_tokens < 1:
         raise ValueError(f"sample: max_new_tokens must be >= 1, got {max_new_tokens}")
+    if seeds.ndim != 3 or seeds.shape[-1] != 2:
+        raise ValueError(f"sample: seeds must be [prompts, samples, 2] uint32 key data, got shape {seeds.shape}")
     batch, num_samples = seeds.shape[:2]
     if first_logits.shape[0] != batch:
         raise ValueError(f"sample: first_logits has {first_logits.shape[0]} rows but seeds has {batch} prompts")
     rows = batch * num_samples
     keys = jax.random.wrap_key_data(jnp.asarray(seeds, jnp.uint32).reshape(rows, 2))
+    # Every draw up front, in one vectorised pass ([R, max_new_tokens]); inside the loop the PRNG
+    # would cost ~100 tiny ops per step.
+    steps = jnp.arange(max_new_tokens)
+    uniforms = jax.vmap(lambda key: jax.vmap(lambda t: jax.random.uniform(jax.random.fold_in(key, t)))(steps))(keys)
 
     def produce(state: _LoopState, logits: Array, cache) -> _LoopState:
-        uniform = jax.vmap(lambda key: jax.random.uniform(jax.random.fold_in(key, state.step)))(keys)
+        uniform = jax.lax.dynamic_index_in_dim(uniforms, state.step, axis=1, keepdims=False)
         token = choose_tokens(logits, uniform, sampling, top_k_cap)
         logprob = jnp.take_along_axis(logits, token[:, None], axis=1)[:, 0] - jax.nn.logsumexp(logits, axis=-1)
         live = ~state.done
@@ -348,7 +356,7 @@ def generate(
     """Prefills ``prompts`` once with ``model`` (a ``Transformer``) and samples N rows per prompt."""
     try:
         lengths = np.asarray(prompt_lengths)
-    except jax.errors.TracerArrayConversionError:  # traced under jit: checked by the caller
+    except (jax.errors.TracerArrayConversionError, RuntimeError):  # traced, or not on this host
         lengths = None
     if lengths is not None:
         if lengths.min() < 1 or lengths.max() > prompts.shape[1]:

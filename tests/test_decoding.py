@@ -190,6 +190,9 @@ def test_a_row_depends_only_on_its_seed():
     other = np.asarray(fn(row[None], row, _seeds(1, 6, run_seed=1), SamplingParams.make(1.0)).tokens)[0]
     assert all((other[i] != out[i]).any() for i in range(6))
     assert len({tuple(row) for row in out}) == 6
+    # A longer run starts with the same tokens (draw t depends on the seed and t only).
+    longer = np.asarray(_sampler(16, 64)(row[None], row, seeds, SamplingParams.make(1.0)).tokens)[0]
+    np.testing.assert_array_equal(longer[:, :12], out)
 
 
 def test_derive_seed_is_stable_distinct_and_in_range():

@@ -70,6 +70,12 @@ def test_parameter_names_and_logical_axes_follow_the_contract():
     assert "lm_head/kernel" not in _flat_axes(FAMILIES["qwen2"])  # tied
 
 
+def _forward(config):
+    """Jitted full forward (eager flax runs op by op, far slower for these tests)."""
+    model = Transformer(config)
+    return jax.jit(lambda params, *args: model.apply({"params": params}, *args))
+
+
 def _random_params(config, seed=0):
     """Random params with non-trivial norm scales and biases (init leaves them at 1 and 0)."""
     params = init_params(config, jax.random.key(seed))
@@ -93,12 +99,11 @@ def test_kv_cache_decoding_equals_full_recomputation(family):
     params = _random_params(config)
     rng = np.random.default_rng(1)
     tokens = jnp.asarray(rng.integers(0, config.vocab_size, size=(3, 12)), jnp.int32)
-    full = model.apply({"params": params}, tokens)
+    full = _forward(config)(params, tokens)
     lengths = jnp.asarray([4, 7, 2], jnp.int32)
     samples, new = 2, 6
-    logits, cache = model.apply(
-        {"params": params}, tokens[:, :7], lengths, samples, new, method=Transformer.prefill
-    )
+    prefill = jax.jit(lambda p, t, n: model.apply({"params": p}, t, n, samples, new, method=Transformer.prefill))
+    logits, cache = prefill(params, tokens[:, :7], lengths)
     for b in range(3):
         np.testing.assert_allclose(logits[b], full[b, int(lengths[b]) - 1], atol=2e-5, rtol=1e-5)
     step_fn = jax.jit(lambda tok, step, cache: model.apply({"params": params}, tok, step, cache,
@@ -116,8 +121,8 @@ def test_sliding_window_changes_what_a_layer_sees():
     assert [config.is_sliding_layer(i) for i in range(3)] == [True, False, True]
     params = _random_params(config)
     tokens = jnp.asarray(np.random.default_rng(2).integers(0, 96, size=(1, 10)), jnp.int32)
-    windowed = Transformer(config).apply({"params": params}, tokens)
-    wide = Transformer(config.replace(sliding_window=100)).apply({"params": params}, tokens)
+    windowed = _forward(config)(params, tokens)
+    wide = _forward(config.replace(sliding_window=100))(params, tokens)
     # Within the window nothing differs; beyond it the local layers see less.
     np.testing.assert_allclose(windowed[0, :3], wide[0, :3], atol=1e-5)
     assert float(jnp.abs(windowed[0, 5:] - wide[0, 5:]).max()) > 1e-3
@@ -125,7 +130,7 @@ def test_sliding_window_changes_what_a_layer_sees():
 
 def test_packed_segments_match_separate_sequences():
     config = FAMILIES["llama"]
-    model = Transformer(config)
+    forward = _forward(config)
     params = _random_params(config)
     rng = np.random.default_rng(3)
     a = rng.integers(0, 96, size=5)
@@ -133,9 +138,9 @@ def test_packed_segments_match_separate_sequences():
     packed = jnp.asarray(np.concatenate([a, b])[None], jnp.int32)
     positions = jnp.asarray(np.concatenate([np.arange(5), np.arange(7)])[None], jnp.int32)
     segments = jnp.asarray(np.array([1] * 5 + [2] * 7)[None], jnp.int32)
-    together = model.apply({"params": params}, packed, positions, segments)
-    alone_a = model.apply({"params": params}, jnp.asarray(a[None], jnp.int32))
-    alone_b = model.apply({"params": params}, jnp.asarray(b[None], jnp.int32))
+    together = forward(params, packed, positions, segments)
+    alone_a = forward(params, jnp.asarray(a[None], jnp.int32))
+    alone_b = forward(params, jnp.asarray(b[None], jnp.int32))
     np.testing.assert_allclose(together[0, :5], alone_a[0], atol=2e-5)
     np.testing.assert_allclose(together[0, 5:], alone_b[0], atol=2e-5)
 
