@@ -13,7 +13,7 @@ import pytest
 
 from next_jax.data.records import RepairTask, Sample
 from next_jax.execution.checker import Checker, CheckOptions
-from next_jax.execution.sandbox import uids_of_this_process
+from next_jax.execution.sandbox import sandbox_processes
 
 HERE = os.path.join(os.path.dirname(__file__), "hostile")
 HEADER = re.compile(r"^# (task|expect|threat): (.*)$", re.M)
@@ -36,20 +36,6 @@ def load_corpus():
         assert header["task"] in tasks, f"{path}: unknown task {header['task']}"
         programs.append((os.path.basename(path), header, source))
     return tasks, programs
-
-
-def sandbox_processes():
-    """Processes running as a uid of this test process's sandboxes (other sessions have others)."""
-    uids = uids_of_this_process()
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                if os.stat(f"/proc/{name}").st_uid in uids:
-                    found.append(int(name))
-            except OSError:
-                pass
-    return found
 
 
 @pytest.fixture(scope="module")

@@ -11,23 +11,9 @@ import pytest
 
 from next_jax.execution import sandbox
 from next_jax.execution.sandbox import (Limits, SandboxPool, run_isolated, sandbox_uid_range,
-                                        uids_of_this_process)
+                                        sandbox_processes)
 
 T = "sandbox_targets"
-
-
-def sandbox_processes():
-    """Processes running as a uid of this test process's sandboxes (other sessions have others)."""
-    uids = uids_of_this_process()
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                if os.stat(f"/proc/{name}").st_uid in uids:
-                    found.append(int(name))
-            except OSError:
-                pass
-    return found
 
 
 @pytest.fixture(scope="module")

@@ -29,13 +29,14 @@ import types
 from typing import Any, List
 
 from next_jax.execution.channel import emit_wire
-from next_jax.execution.plain import MAX_DEPTH, PlainDataError
+from next_jax.execution import plain
+from next_jax.execution.plain import PlainDataError
 
 # Bound at import (in the worker, before any candidate code): a program that patches builtins
 # must not change how its own values are read or reported.
 from builtins import (  # noqa: E402,A004
     AssertionError, BaseException, Exception, RecursionError, bytes, complex, dict, float,
-    frozenset, hex, int, isinstance, issubclass, len, list, memoryview, set, slice, str, tuple,
+    frozenset, int, isinstance, issubclass, len, list, memoryview, set, slice, str, tuple,
     type,
 )
 
@@ -43,8 +44,6 @@ TARGET = "next_jax.execution.harness:run_tests"
 ASSERT_HOOK = "__nj_assert__"  # the name rewritten asserts call (see splitting)
 MODULE_NAME = "__solution__"
 
-_SCALARS = (type(None), bool, str, float)
-_BIG_INT = 1 << 4000
 _FLUSH_EVERY = 256
 
 
@@ -56,35 +55,9 @@ def _on_alarm(signum, frame):
     raise TestTimeout()
 
 
-def to_wire(v: Any, depth: int = 0) -> Any:
+def to_wire(v: Any) -> Any:
     """``plain.to_wire`` with the conversion policy of the module doc."""
-    t = type(v)
-    if t in _SCALARS:
-        return v
-    if t is int:
-        return v if -_BIG_INT < v < _BIG_INT else ["i", hex(v)]
-    if depth >= MAX_DEPTH:
-        raise PlainDataError(f"nested deeper than {MAX_DEPTH} levels")
-    d = depth + 1
-    if t is list:
-        return ["l", *[to_wire(x, d) for x in v]]
-    if t is tuple:
-        return ["t", *[to_wire(x, d) for x in v]]
-    if t is dict:
-        out = ["d"]
-        for k, x in v.items():
-            out.append(to_wire(k, d))
-            out.append(to_wire(x, d))
-        return out
-    if t is set:
-        return ["s", *[to_wire(x, d) for x in v]]
-    if t is frozenset:
-        return ["f", *[to_wire(x, d) for x in v]]
-    if t is bytes:
-        return ["b", v.hex()]
-    if t is complex:
-        return ["c", v.real, v.imag]
-    return to_wire(_as_builtin(v, t), depth)
+    return plain.to_wire(v, _as_builtin)
 
 
 def _as_builtin(v: Any, t: type) -> Any:

@@ -17,7 +17,7 @@ hex). Bare JSON strings, numbers, true/false/null are str, int/float, bool and N
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable, Optional
 
 # Bound at import: a sandboxed program that patches builtins must not change this module.
 from builtins import bytes, complex, dict, float, frozenset, hex, int, list, set, str, tuple, type  # noqa: E402,A004
@@ -33,12 +33,17 @@ _SCALARS = (type(None), bool, str, float)
 _BIG_INT = 1 << 4000  # json (via int->str) refuses ints above ~4300 digits
 
 
-def to_wire(value: Any) -> Any:
-    """Returns a JSON-ready form of ``value``; raises PlainDataError on any non-plain part."""
-    return _encode(value, 0)
+def to_wire(value: Any, convert: Optional[Callable[[Any, type], Any]] = None) -> Any:
+    """Returns a JSON-ready form of ``value``; raises PlainDataError on any non-plain part.
+
+    ``convert(v, type(v))``, when given, is asked for a builtin stand-in of each value that is not
+    of an exact builtin type (the sandbox harness's policy for subclasses and foreign objects);
+    without it such values are refused.
+    """
+    return _encode(value, 0, convert)
 
 
-def _encode(v: Any, depth: int) -> Any:
+def _encode(v: Any, depth: int, convert=None) -> Any:
     t = type(v)
     if t in _SCALARS:
         return v
@@ -50,23 +55,25 @@ def _encode(v: Any, depth: int) -> Any:
         raise PlainDataError(f"nested deeper than {MAX_DEPTH} levels")
     d = depth + 1
     if t is list:
-        return ["l", *[_encode(x, d) for x in v]]
+        return ["l", *[_encode(x, d, convert) for x in v]]
     if t is tuple:
-        return ["t", *[_encode(x, d) for x in v]]
+        return ["t", *[_encode(x, d, convert) for x in v]]
     if t is dict:
         out = ["d"]
         for k, x in v.items():
-            out.append(_encode(k, d))
-            out.append(_encode(x, d))
+            out.append(_encode(k, d, convert))
+            out.append(_encode(x, d, convert))
         return out
     if t is set:
-        return ["s", *[_encode(x, d) for x in v]]
+        return ["s", *[_encode(x, d, convert) for x in v]]
     if t is frozenset:
-        return ["f", *[_encode(x, d) for x in v]]
+        return ["f", *[_encode(x, d, convert) for x in v]]
     if t is bytes:
         return ["b", v.hex()]
     if t is complex:
         return ["c", v.real, v.imag]
+    if convert is not None:
+        return _encode(convert(v, t), depth, convert)
     raise PlainDataError(f"{_type_label(v)} is not plain data (builtin types only)")
 
 
