@@ -29,8 +29,6 @@ from typing import Callable, Dict, List, Sequence
 # everything from gin; the modules are imported lazily so `--help` stays fast.
 RUN_MODES: Dict[str, str] = {
     "infer": "next_jax.infer:infer",
-    "check": "next_jax.execution.entry:check",
-    "trace": "next_jax.tracing.entry:trace",
     "pipeline": "next_jax.pipeline:run_pipeline",
 }
 

@@ -110,3 +110,14 @@ def test_tpu_run_needs_zone():
     proc = subprocess.run([os.path.join(REPO, "launch", "tpu_run.sh"), "--tpu=pod-1", "--dry_run"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "--zone" in proc.stderr
+
+
+def test_every_run_mode_resolves_to_a_keyword_only_entry_function():
+    import inspect
+
+    for mode in main_lib.RUN_MODES:
+        entry = main_lib.resolve_entry(mode)
+        params = inspect.signature(entry).parameters.values()
+        assert params and all(p.kind is p.KEYWORD_ONLY for p in params), mode
+    with pytest.raises(main_lib.ConfigError, match="unknown --run_mode='train'"):
+        main_lib.resolve_entry("train")
