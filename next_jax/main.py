@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 from typing import Callable, Dict, List, Sequence
 
@@ -34,6 +35,9 @@ RUN_MODES: Dict[str, str] = {
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_SEARCH_PATHS = (REPO_ROOT, os.path.join(REPO_ROOT, "gin_configs"))
+
+
+_MISSING_ARGUMENT = re.compile(r"^\w+\(\) (missing \d+ required|got an unexpected keyword)")
 
 
 class ConfigError(Exception):
@@ -53,6 +57,16 @@ def rewrite_gin_flags(argv: Sequence[str]) -> List[str]:
         else:
             out.append(arg)
     return out
+
+
+def _raised_inside(error: BaseException, fn: Callable) -> bool:
+    """Whether ``error`` passed through a frame of ``fn`` (as opposed to failing at its call)."""
+    tb = error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code is fn.__code__:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def resolve_entry(run_mode: str) -> Callable:
@@ -142,10 +156,11 @@ def run(run_mode, gin_files, gin_bindings, search_paths, multihost: bool = False
         write_config(model_dir, gin.config_str())
     try:
         result = configured()
-    except (ValueError, TypeError) as e:
-        # gin reports unbound REQUIRED parameters and missing macros as these at call time.
-        if "gin" in str(e).lower() or "REQUIRED" in str(e):
-            raise ConfigError(str(e)) from None
+    except TypeError as e:
+        # An entry argument that no gin file or binding supplied fails at the call itself; any
+        # other error comes from inside the run and keeps its traceback.
+        if _MISSING_ARGUMENT.match(str(e)) and not _raised_inside(e, entry):
+            raise ConfigError(f"{e} (bind it in a gin file or with --gin.NAME=VALUE)") from None
         raise
     if model_dir and is_chief:
         write_config(model_dir, gin.operative_config_str())

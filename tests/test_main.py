@@ -29,7 +29,11 @@ def entry_module(tmp_path, monkeypatch):
     (pkg / "__init__.py").write_text("")
     (pkg / "entry.py").write_text(textwrap.dedent("""
         import json, os
+        def helper(a, b):
+            return a + b
         def go(*, model_dir, steps, label='x'):
+            if label == 'bug':
+                helper(1)
             with open(os.path.join(model_dir, 'out.json'), 'w') as f:
                 json.dump({'steps': steps, 'label': label}, f)
             return steps
@@ -121,3 +125,22 @@ def test_every_run_mode_resolves_to_a_keyword_only_entry_function():
         assert params and all(p.kind is p.KEYWORD_ONLY for p in params), mode
     with pytest.raises(main_lib.ConfigError, match="unknown --run_mode='train'"):
         main_lib.resolve_entry("train")
+
+
+def test_entry_argument_left_unbound_is_a_config_error(entry_module):
+    (entry_module / "partial.gin").write_text(textwrap.dedent("""
+        from __gin__ import dynamic_registration
+        from demo_entry_pkg import entry
+        RUN_MODE = 'demo'
+        entry.go.model_dir = '/tmp/unused'
+    """))
+    proc = _run_main(["--gin_file=partial.gin"], entry_module, entry_module)
+    assert proc.returncode == 2
+    assert "missing 1 required keyword-only argument: 'steps'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_type_error_inside_the_run_keeps_its_traceback(entry_module):
+    proc = _run_main(["--gin_file=exp.gin", "--gin.MODEL_DIR='/tmp/unused'", "--gin.entry.go.label='bug'"],
+                     entry_module, entry_module)
+    assert proc.returncode == 1
+    assert "Traceback" in proc.stderr and "helper() missing 1 required positional argument" in proc.stderr

@@ -343,16 +343,10 @@ class ValueRenderer:
         self._items(value.items(), out, active, "{", "}", pair=True)
 
     def _set(self, value, out, active):
-        name = type(value).__name__
-        if not value:
-            out.put(name + "()")
-            return
-        if type(value) is set:
+        if value and type(value) is set:
             self._items(value, out, active, "{", "}")
-        else:  # set subclasses show their class name, as set.__repr__ does
-            out.put(name + "(")
-            self._items(value, out, active, "{", "}")
-            out.put(")")
+        else:  # empty sets and set subclasses show their class name, as set.__repr__ does
+            self._frozenset(value, out, active)
 
     def _frozenset(self, value, out, active):
         name = type(value).__name__
