@@ -95,7 +95,7 @@ def run_pipeline(
       pass_at_ks: which pass@k to report.
     """
     from next_jax.execution.checker import CheckOptions, Checker, tasks_by_id
-    from next_jax.tracing.tasks import trace_file
+    from next_jax.tracing.traced_tasks import trace_file
 
     if tasks_format not in TASK_FORMATS:
         raise ValueError(f"pipeline: tasks_format {tasks_format!r} is not one of {sorted(TASK_FORMATS)}")

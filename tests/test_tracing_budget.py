@@ -4,7 +4,7 @@ import pytest
 
 from next_jax.tracing.budget import fit_traces
 from next_jax.tracing.config import TraceConfig
-from next_jax.tracing.run import record
+from next_jax.tracing.record_run import record
 from next_jax.tracing.render import render_trace
 
 PROGRAM = "def f(n):\n    xs = list(range(n))\n    s = 0\n    for x in xs:\n        s += x\n    return s\n"

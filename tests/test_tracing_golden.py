@@ -10,7 +10,7 @@ import re
 import pytest
 
 from next_jax.tracing.config import TraceConfig
-from next_jax.tracing.run import record
+from next_jax.tracing.record_run import record
 from next_jax.tracing.render import render_trace
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "golden")

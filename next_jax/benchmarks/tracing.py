@@ -20,7 +20,7 @@ so other work on the machine disturbs them less than wall time; each traced run'
 checked against the untraced one. Also reported: the wall time of tracing each program through a
 warm one-worker sandbox pool (the production path), and of an empty job there; while the sandbox
 workers hash strings randomly, that includes starting a fixed-hash interpreter per trace
-(``rerun_for_fixed_hashing``, see ``next_jax.tracing.run.record_payload``).
+(``rerun_for_fixed_hashing``, see ``next_jax.tracing.record_run.record_payload``).
 
 Prints one JSON line: per program the time of each tracer and its slowdown over untraced, then
 ``max_slowdown`` (next_jax, worst program; target <= 100), ``ratio_vs_bare_min`` (bare time over
@@ -38,8 +38,8 @@ import sys
 import time
 from typing import Callable, Dict, List, Tuple
 
-from next_jax.tracing.recorder import PROGRAM_FILE, SETUP_FILE, TEST_FILE
-from next_jax.tracing.run import record
+from next_jax.tracing.settrace_hooks import PROGRAM_FILE, SETUP_FILE, TEST_FILE
+from next_jax.tracing.record_run import record
 from next_jax.tracing.values import ValueRenderer
 
 Program = Tuple[str, str, str, str]  # (program, test expression, setup, entry function)
@@ -206,7 +206,7 @@ def _median_time(fn, arg, min_runs: int, min_total: float = 0.3, max_runs: int =
 
 def _sandboxed(progs: Dict[str, Program]) -> dict:
     from next_jax.execution.sandbox import SandboxPool
-    from next_jax.tracing.tracer import TARGET, TraceJob, sandbox_limits
+    from next_jax.tracing.sandboxed import TARGET, TraceJob, sandbox_limits
     from next_jax.tracing.config import TraceConfig
 
     config = TraceConfig()

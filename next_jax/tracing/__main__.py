@@ -21,7 +21,7 @@ from absl import logging
 from next_jax.data.records import RecordError
 from next_jax.tracing.budget import fit_traces
 from next_jax.tracing.config import TraceConfig
-from next_jax.tracing.tracer import trace_program
+from next_jax.tracing.sandboxed import trace_program
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -87,12 +87,12 @@ def _trace_file(args, config: TraceConfig) -> int:
         print("--tasks needs --out", file=sys.stderr)
         return 2
     if args.beam:
-        from next_jax.tracing.beam import run_pipeline  # Beam is slow to import
-        count = run_pipeline(args.tasks, args.out, config, budget=args.budget,
+        from next_jax.tracing.beam import trace_file_with_beam  # Beam is slow to import
+        count = trace_file_with_beam(args.tasks, args.out, config, budget=args.budget,
                              pipeline_args=args.pipeline_args.split())
         logging.info("traced %d tasks into %s", count, args.out)
         return 0
-    from next_jax.tracing.tasks import trace_file
+    from next_jax.tracing.traced_tasks import trace_file
     counts = trace_file(args.tasks, args.out, config, workers=args.workers, budget=args.budget)
     print(json.dumps(counts))
     return 0

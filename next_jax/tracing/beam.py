@@ -18,8 +18,8 @@ import apache_beam as beam
 from next_jax.data.records import RepairTask, TracedTask, read_records
 from next_jax.execution.sandbox import Limits, SandboxPool
 from next_jax.tracing.config import TraceConfig
-from next_jax.tracing.tasks import trace_tasks
-from next_jax.tracing.tracer import TARGET
+from next_jax.tracing.traced_tasks import trace_tasks
+from next_jax.tracing.sandboxed import TARGET
 
 
 class _TraceDoFn(beam.DoFn):
@@ -57,7 +57,7 @@ class TraceTasks(beam.PTransform):
         return tasks | "Trace" >> beam.ParDo(self._fn)
 
 
-def run_pipeline(tasks_path: str, out_path: str, config: TraceConfig = TraceConfig(), *,
+def trace_file_with_beam(tasks_path: str, out_path: str, config: TraceConfig = TraceConfig(), *,
                  budget: Optional[int] = None,
                  pipeline_args: Sequence[str] = ("--runner=DirectRunner",),
                  limits: Optional[Limits] = None, num_shards: int = 1) -> int:

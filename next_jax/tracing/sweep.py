@@ -25,8 +25,8 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 from next_jax.data.humanevalfix import split_check_suite_with_setup
 from next_jax.tracing.config import TraceConfig
-from next_jax.tracing.recorder import PROGRAM_FILE, SETUP_FILE, TEST_FILE
-from next_jax.tracing.run import quiet_stdio, record
+from next_jax.tracing.settrace_hooks import PROGRAM_FILE, SETUP_FILE, TEST_FILE
+from next_jax.tracing.record_run import quiet_stdio, record
 from next_jax.tracing.render import render_trace
 from next_jax.tracing.values import ValueRenderer
 
@@ -146,7 +146,7 @@ def run_sweep(jobs: List[Job], *, workers: int = 2, config: TraceConfig = TraceC
     from absl import logging
 
     from next_jax.execution.sandbox import SandboxPool
-    from next_jax.tracing.tracer import sandbox_limits
+    from next_jax.tracing.sandboxed import sandbox_limits
 
     payloads = ({"program": p, "test": t, "setup": s, "config": config.to_dict()}
                 for _, p, t, s in jobs)

@@ -17,7 +17,7 @@ from next_jax.data.records import AtomicWriter, RepairTask, Trace, TracedTask, r
 from next_jax.execution.sandbox import Limits, SandboxPool
 from next_jax.tracing.budget import fit_traces
 from next_jax.tracing.config import TraceConfig
-from next_jax.tracing.tracer import TARGET, TraceJob, trace_jobs
+from next_jax.tracing.sandboxed import TARGET, TraceJob, trace_jobs
 
 
 def build_traced_task(

@@ -1,4 +1,4 @@
-"""The ``sys.settrace`` hooks that record a program's execution (see :mod:`run` for a whole run).
+"""The ``sys.settrace`` hooks that record a program's execution (a whole run: :mod:`record_run`).
 
 A :class:`Recorder` holds one run's state; :meth:`Recorder.make_tracer` builds the hooks and
 :meth:`Recorder.finish` turns what they kept into plain data.

@@ -6,7 +6,7 @@ import textwrap
 import pytest
 
 from next_jax.tracing.config import TraceConfig
-from next_jax.tracing.run import record
+from next_jax.tracing.record_run import record
 from next_jax.tracing.render import render_trace
 
 

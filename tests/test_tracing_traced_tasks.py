@@ -8,8 +8,8 @@ from next_jax.data.records import RecordError, RepairTask, TracedTask, read_reco
 from next_jax.execution.sandbox import Limits, SandboxPool
 from next_jax.tracing import __main__ as cli
 from next_jax.tracing.config import TraceConfig
-from next_jax.tracing.tasks import trace_file, trace_tasks
-from next_jax.tracing.tracer import TARGET, TraceJob, trace_jobs, trace_program
+from next_jax.tracing.traced_tasks import trace_file, trace_tasks
+from next_jax.tracing.sandboxed import TARGET, TraceJob, trace_jobs, trace_program
 
 ADD = "def add(a, b):\n    c = a - b\n    return c\n"
 LOOP = "def spin(n):\n    i = 0\n    while i < n:\n        i = i * 1\n    return i\n"
@@ -120,12 +120,12 @@ def test_cli_traces_a_task_file_and_reports_bad_input(tmp_path, capsys):
 
 
 def test_beam_transform_traces_a_file(tmp_path):
-    from next_jax.tracing.beam import parse_traced, run_pipeline
+    from next_jax.tracing.beam import parse_traced, trace_file_with_beam
 
     src = tmp_path / "tasks.jsonl"
     out = tmp_path / "traced.jsonl"
     write_records(str(src), [task("a", ADD, ["assert add(1, 1) == 2"]), task("b", LOOP, ["spin(0)"])])
-    assert run_pipeline(str(src), str(out)) == 2
+    assert trace_file_with_beam(str(src), str(out)) == 2
     traced = sorted((parse_traced(line) for line in out.read_text().splitlines()), key=lambda t: t.task_id)
     assert [t.task_id for t in traced] == ["a", "b"]
     assert traced[0].traces[0].outcome == "fail"
@@ -133,7 +133,7 @@ def test_beam_transform_traces_a_file(tmp_path):
 
 
 def test_fixed_hash_rerun_gives_the_recorder_result():
-    from next_jax.tracing.run import _record_with_fixed_hashing, record
+    from next_jax.tracing.record_run import _record_with_fixed_hashing, record
 
     payload = TraceJob(ADD, "add(2, 1)").payload(TraceConfig())
     data = _record_with_fixed_hashing(payload)

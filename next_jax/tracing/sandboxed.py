@@ -1,6 +1,6 @@
 """Runs the recorder on untrusted programs inside the sandbox and turns the result into a trace.
 
-:func:`next_jax.tracing.run.record` executes the program, so production paths (the CLI,
+:func:`next_jax.tracing.record_run.record` executes the program, so production paths (the CLI,
 TracedTask building, the Beam transform) run it in an isolated child through
 ``next_jax.execution.sandbox``; only the benchmark and unit tests call it in-process. When the
 sandbox gives no result (the child was killed for time, ran out of memory or died), the trace
@@ -16,9 +16,9 @@ from typing import Iterable, Iterator, List, Optional, Sequence
 
 from next_jax.execution.sandbox import Limits, SandboxPool, SandboxResult
 from next_jax.tracing.config import TraceConfig
-from next_jax.tracing.run import record
+from next_jax.tracing.record_run import record
 
-TARGET = "next_jax.tracing.run:record_payload"
+TARGET = "next_jax.tracing.record_run:record_payload"
 SANDBOX_GRACE_S = 10.0  # the recorder stops itself at max_seconds; the sandbox kills later
 
 

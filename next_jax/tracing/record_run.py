@@ -2,10 +2,10 @@
 
 ``record(program, test, setup_code, config)`` is a pure function of its inputs (given a fixed
 ``PYTHONHASHSEED``): it runs the program's module code, then ``setup_code`` (untraced), then the
-test, all in one fresh namespace, with the hooks of :mod:`recorder` installed, and returns a dict
+test, all in one fresh namespace, with the hooks of :mod:`settrace_hooks` installed, and returns a dict
 of builtin types that :mod:`render` turns into NExT's inline format. It runs untrusted code, so
 production callers run it inside the sandbox through :func:`record_payload` (see
-:mod:`next_jax.tracing.tracer`); tests and the benchmark call it in-process.
+:mod:`next_jax.tracing.sandboxed`); tests and the benchmark call it in-process.
 
 Around the run: the program's stdout/stderr go to a counting sink (never into the trace) and
 stdin is empty; ``random`` (and numpy's global generator, if loaded) is seeded before the program
@@ -28,7 +28,7 @@ from typing import Any, Dict
 
 from next_jax.tracing import analysis
 from next_jax.tracing.config import TraceConfig
-from next_jax.tracing.recorder import (
+from next_jax.tracing.settrace_hooks import (
     MODULE_NAME, PROGRAM_FILE, SETUP_FILE, TEST_FILE, Recorder, TraceStopped)
 from next_jax.tracing.values import ValueRenderer, is_code_value, is_immutable
 
@@ -197,7 +197,7 @@ def _baseline_globals(rec: Recorder, namespace: dict) -> None:
 
 
 def record_payload(payload: dict) -> dict:
-    """Sandbox entry point (``next_jax.tracing.run:record_payload``): plain data in and out.
+    """Sandbox entry point (``next_jax.tracing.record_run:record_payload``): plain data in and out.
 
     Traces repeat byte for byte only when str/bytes hashing is fixed (set iteration order
     follows it). When this interpreter hashes randomly (its sandbox worker was not started with
@@ -212,7 +212,7 @@ def record_payload(payload: dict) -> dict:
 
 _CHILD = (
     "import marshal, os, sys\n"
-    "from next_jax.tracing.run import record_payload\n"
+    "from next_jax.tracing.record_run import record_payload\n"
     "payload = marshal.loads(sys.stdin.buffer.read())\n"
     "os.write(int(sys.argv[1]), marshal.dumps(record_payload(payload)))\n"
 )
