@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 from typing import Iterator, Optional
 
-from next_jax.data.humanevalfix import split_check_suite
+from next_jax.data.check_suites import split_check_suite
 from next_jax.data.records import RecordError, RepairTask, read_json_lines
 
 SOURCE = "humaneval"

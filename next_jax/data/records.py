@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import io as _io
 import json
 import os
 import tempfile
-from typing import Any, ClassVar, Iterable, Iterator, Mapping, Optional, Sequence, Tuple, Type, TypeVar
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping, Optional, Sequence, Tuple, Type, TypeVar
 
 SCHEMA_VERSION = 1
 
@@ -324,22 +325,49 @@ R = TypeVar("R", bound=_Record)
 # JSON Lines files.
 
 
-def read_json_lines(path: str) -> Iterator[Tuple[str, Any]]:
+def read_json_lines(path: str, on_error: Optional[Callable[[RecordError], None]] = None
+                    ) -> Iterator[Tuple[str, Any]]:
     """Yields ``("path:line", object)`` for each non-blank line of a JSON Lines file (or .gz).
 
     The one place that turns lines into objects, so every reader (our records and the public
-    datasets alike) reports bad JSON the same way: file, line and column.
+    datasets alike) reports bad JSON the same way: file, line and column. With ``on_error``, a
+    line that is not JSON is passed to it as a RecordError and reading goes on (a builder counts
+    malformed rows without losing the good ones); without it, the error is raised.
     """
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
+    from next_jax import io as nj_io
+
+    with nj_io.open_file(path, "rb") as raw:
+        f = gzip.open(raw, "rt", encoding="utf-8") if path.endswith(".gz") else \
+            _io.TextIOWrapper(raw, encoding="utf-8")
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             where = f"{path}:{lineno}"
             try:
-                yield where, json.loads(line)
+                obj = json.loads(line)
             except json.JSONDecodeError as e:
-                raise RecordError(f"invalid JSON ({e.msg} at column {e.colno})", where=where) from None
+                error = RecordError(f"invalid JSON ({e.msg} at column {e.colno})", where=where)
+                if on_error is None:
+                    raise error from None
+                on_error(error)
+                continue
+            yield where, obj
+
+
+def parse_rows(rows: Iterable[Tuple[str, Any]], parse: Callable[[Any, str], Any],
+               on_error: Optional[Callable[[RecordError], None]] = None) -> Iterator[Any]:
+    """``parse(obj, where)`` over ``(where, obj)`` rows; RecordErrors go to ``on_error`` if given.
+
+    The shared shape of every dataset reader: a malformed row is reported by file, line and
+    field and, when the caller collects errors, skipped without losing the rows around it.
+    """
+    for where, obj in rows:
+        try:
+            yield parse(obj, where)
+        except RecordError as e:
+            if on_error is None:
+                raise
+            on_error(e)
 
 
 def read_records(path: str, record_type: Type[R]) -> Iterator[R]:

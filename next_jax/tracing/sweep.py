@@ -9,7 +9,7 @@ hash seed, same random seed), capturing the value of every call into the program
 outside it; the traced run must return exactly the same values (compared as bounded value text)
 and end the same way. Prints one JSON line of counts, failures and timings.
 
-HumanEval ``check(candidate)`` suites are split by ``data.humanevalfix.split_check_suite_with_setup``:
+HumanEval ``check(candidate)`` suites are split by ``data.check_suites.split_check_suite_with_setup``:
 one test per assert-bearing statement, the other statements run untraced as its setup.
 """
 
@@ -23,7 +23,7 @@ import time
 import types
 from typing import Dict, Iterator, List, Optional, Tuple
 
-from next_jax.data.humanevalfix import split_check_suite_with_setup
+from next_jax.data.check_suites import split_check_suite_with_setup
 from next_jax.tracing.config import TraceConfig
 from next_jax.tracing.settrace_hooks import PROGRAM_FILE, SETUP_FILE, TEST_FILE
 from next_jax.tracing.record_run import quiet_stdio, record
