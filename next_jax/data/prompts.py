@@ -88,3 +88,63 @@ def parse_output(text: str) -> Tuple[str, Optional[str]]:
     if rationale.endswith(FIX_INTRO):
         rationale = rationale[: -len(FIX_INTRO)].rstrip()
     return rationale, last.group(1).rstrip("\n") + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# The compact format, for small models that pay for every character (the CPU demo): no spec, no
+# headers, and an answer that is a one-line rationale plus the one repaired line, ``L<n> <line>``.
+# A traced copy already holds the program and its test, so the trace variant shows only those.
+
+COMPACT_ANSWER_HEADER = "# Fix:"
+_EDIT_LINE = re.compile(r"^L(\d+) (.*)$")
+
+
+def build_compact_prompt(task: RepairTask, variant: str = "trace") -> str:
+    """The traced copy of the program per test (``trace``), or the program then its tests
+    (``no_trace``), then :data:`COMPACT_ANSWER_HEADER` on its own line."""
+    if variant == "trace":
+        if not isinstance(task, TracedTask) or not task.traces:
+            raise ValueError(f"task {task.task_id}: the trace variant needs a TracedTask with traces")
+        body = "\n".join(trace.traced_code.rstrip() for trace in task.traces)
+    elif variant == "no_trace":
+        body = "\n".join([task.buggy_code.rstrip(), *[t.rstrip() for t in task.tests]])
+    else:
+        raise ValueError(f"the compact prompt has variants 'trace' and 'no_trace', not {variant!r}")
+    return f"{body}\n{COMPACT_ANSWER_HEADER}\n"
+
+
+def format_edit_answer(rationale: str, line: int, new_line: str) -> str:
+    """``{rationale}\\nL{line} {new_line}``; the new line's indentation is the buggy line's."""
+    if "\n" in rationale.strip():
+        raise ValueError(f"an edit answer's rationale is one line, got {rationale!r}")
+    return f"{rationale.strip()}\nL{int(line)} {new_line.strip()}"
+
+
+def parse_edit_output(text: str, buggy_code: str) -> Tuple[str, Optional[str]]:
+    """(rationale, fixed program) from an edit answer; the fix is None when the answer names no
+    line of ``buggy_code`` (no ``L<n> ...`` line, or ``n`` out of range).
+
+    The last ``L<n>`` line is the edit, so a rationale may mention line numbers.
+    """
+    lines = text.strip("\n").split("\n")
+    code_lines = buggy_code.rstrip("\n").split("\n")
+    for i in range(len(lines) - 1, -1, -1):
+        match = _EDIT_LINE.match(lines[i])
+        if match:
+            number = int(match.group(1))
+            rationale = "\n".join(lines[:i]).strip()
+            if not 1 <= number <= len(code_lines):
+                return rationale, None
+            old = code_lines[number - 1]
+            code_lines[number - 1] = old[: len(old) - len(old.lstrip())] + match.group(2).strip()
+            return rationale, "\n".join(code_lines) + "\n"
+    return text.strip(), None
+
+
+def single_line_edit(buggy_code: str, fixed_code: str) -> Optional[Tuple[int, str]]:
+    """(1-based line, new line) when ``fixed_code`` differs from ``buggy_code`` in one line only."""
+    old, new = buggy_code.rstrip("\n").split("\n"), fixed_code.rstrip("\n").split("\n")
+    if len(old) != len(new):
+        return None
+    changed = [i for i, (x, y) in enumerate(zip(old, new)) if x != y]
+    return (changed[0] + 1, new[changed[0]]) if len(changed) == 1 else None

@@ -1,0 +1,4 @@
+"""The CPU demo: NExT's loop on a procedural repair domain, with a tiny byte-level model.
+
+``domain`` builds the tasks, ``answers`` the template answers of the seed set.
+"""
