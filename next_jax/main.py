@@ -1,14 +1,17 @@
 r"""The next_jax binary: one absl app that runs any entry function, configured by gin.
 
-    python -m next_jax.main --run_mode=infer \
+    python -m next_jax.main --run_mode=pipeline \
         --gin_file=gin_configs/experiments/cpu_demo.gin \
-        --gin.MODEL_DIR=\"/tmp/run\" --gin.infer.num_samples=4
+        --gin.MODEL_DIR=\"/tmp/next_jax_run\" --gin.NUM_SAMPLES=2
 
 Flags, as in T5X: ``--gin_file`` (repeatable; later files override earlier ones), ``--gin_bindings``
 (repeatable), ``--gin.NAME=VALUE`` (rewritten to a binding ``NAME = VALUE``), ``--gin_search_paths``
 (where ``include`` and relative ``--gin_file`` paths are looked up; the repository root and its
-``gin_configs/`` are always searched). A binding gin cannot parse, or one that names an unknown
-function, parameter or macro, stops the run before any work with a message that names it.
+``gin_configs/`` are always searched). ``--run_mode`` defaults to the gin macro ``RUN_MODE``. A
+binding gin cannot parse, one that names an unknown function or parameter, or an override of a
+macro that no gin file of the run defines or reads (a typo such as ``--gin.NUM_SAMPELS=8``, which
+gin alone would accept as a new, unread macro) stops the run with exit status 2 before any work,
+with a message that names it (and the closest existing macro).
 
 The operative config (only the values the run used) is written to ``MODEL_DIR/config.gin`` when the
 entry function returns; the full parsed config is written there first, so a crashed run still
@@ -20,11 +23,17 @@ before anything touches a device, which every multi-host JAX program must do.
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import importlib
+import io
 import os
 import re
 import sys
-from typing import Callable, Dict, List, Sequence
+import tokenize
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
+
+from next_jax import io as nj_io
 
 # The run modes and the entry function each one calls. Entry functions are keyword-only and take
 # everything from gin; the modules are imported lazily so `--help` stays fast.
@@ -77,20 +86,145 @@ def resolve_entry(run_mode: str) -> Callable:
     return getattr(module, fn_name)
 
 
-def parse_gin(gin_files: Sequence[str], gin_bindings: Sequence[str], search_paths: Sequence[str]):
-    """Parses gin files and bindings; any error becomes a ConfigError naming the culprit."""
+def parse_gin(gin_files: Sequence[str], gin_bindings: Sequence[str], search_paths: Sequence[str],
+              run_mode: Optional[str] = None) -> Callable:
+    """Parses gin files and bindings, registers the entry function, locks the config.
+
+    Returns the entry function of ``run_mode`` (None: the gin macro ``RUN_MODE``). The entry is
+    registered with gin before the config is locked, since gin refuses new configurables after.
+    Any problem becomes a ConfigError naming the culprit, before any work starts.
+    """
     import gin
 
-    for path in list(search_paths) + list(DEFAULT_SEARCH_PATHS):
+    _quiet_gin_include_search()
+    searched = list(search_paths) + list(DEFAULT_SEARCH_PATHS)
+    for path in searched:
         gin.add_config_file_search_path(path)
     for path in gin_files:
         if not _find_gin_file(path, search_paths):
-            raise ConfigError(f"--gin_file={path}: no such file (searched {list(search_paths) + list(DEFAULT_SEARCH_PATHS)})")
+            raise ConfigError(f"--gin_file={path}: no such file (searched {searched})")
+    with _as_config_error():
+        gin.parse_config_files_and_bindings(list(gin_files), [], finalize_config=False)
+    overrides = _overridden_macros(gin_bindings)
+    defined_by_files = {name for name in overrides if _macro_defined(name)}
+    with _as_config_error():
+        gin.parse_config_files_and_bindings([], list(gin_bindings), finalize_config=False)
+    if run_mode is None:
+        run_mode = _macro_value("RUN_MODE")
+        if run_mode is None:
+            raise ConfigError("no --run_mode given and the gin files set no RUN_MODE macro; "
+                              f"choose one of {sorted(RUN_MODES)}")
+    entry = resolve_entry(run_mode)
     try:
-        gin.parse_config_files_and_bindings(list(gin_files), list(gin_bindings), finalize_config=False)
-        gin.finalize()  # reports %gin.REQUIRED values left unbound, before any work starts
-    except Exception as e:  # gin raises ValueError, SyntaxError, tokenize.TokenError, ...
+        gin.get_configurable(entry)
+    except ValueError:
+        gin.external_configurable(entry)
+    _check_overrides(overrides, defined_by_files, *_macro_use(gin.config_str()))
+    with _as_config_error():
+        gin.finalize()  # reports %gin.REQUIRED values left unbound
+    return entry
+
+
+@contextlib.contextmanager
+def _as_config_error():
+    try:
+        yield
+    except ConfigError:
+        raise
+    except Exception as e:  # gin raises ValueError, SyntaxError, tokenize.TokenError, IOError, ...
         raise ConfigError(f"gin configuration error: {e}") from None
+
+
+# Macros this binary reads itself (``gin.query_parameter``), so overriding them is never a typo.
+_READ_BY_MAIN = frozenset({"RUN_MODE", "MODEL_DIR"})
+_MACRO_ASSIGNMENT = re.compile(r"^\s*([A-Za-z_]\w*)\s*=")
+
+
+def _overridden_macros(gin_bindings: Sequence[str]) -> Dict[str, str]:
+    """Macro name -> the binding that sets it, for bindings of the form ``NAME = VALUE``."""
+    out = {}
+    for binding in gin_bindings:
+        for line in binding.splitlines():
+            m = _MACRO_ASSIGNMENT.match(line)
+            if m:
+                out.setdefault(m.group(1), line.strip())
+    return out
+
+
+def _macro_defined(name: str) -> bool:
+    import gin
+
+    try:
+        gin.query_parameter(f"%{name}")
+    except ValueError:
+        return False
+    return True
+
+
+def _macro_value(name: str):
+    import gin
+
+    try:
+        return gin.query_parameter(f"%{name}")
+    except ValueError:
+        return None
+
+
+def _check_overrides(overrides: Dict[str, str], defined_by_files: Set[str], defined: Set[str],
+                     read: Set[str]) -> None:
+    """An override of a macro that no gin file of the run defines or reads is a typo: exit 2.
+
+    Gin itself accepts ``NUM_SAMPELS = 8`` as a new macro that nothing reads, and the run would go
+    on with the default.
+    """
+    for name, binding in overrides.items():
+        if name in defined_by_files or name in _READ_BY_MAIN or name in read:
+            continue
+        candidates = sorted(((defined - set(overrides)) | defined_by_files | read | _READ_BY_MAIN) - {name})
+        close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else f"; known macros: {candidates}"
+        raise ConfigError(f"binding {binding!r}: no gin file of this run defines or reads a macro "
+                          f"named {name}{hint}")
+
+
+def _macro_use(config_text: str) -> Tuple[Set[str], Set[str]]:
+    """(macros defined, macros read) in gin config text such as ``gin.config_str()``.
+
+    Read from tokens, so a ``%`` inside a string value is not taken for a macro reference;
+    ``%gin.REQUIRED`` and other dotted names are constants, not macros.
+    """
+    defined, read = set(), set()
+    tokens = [t for t in tokenize.generate_tokens(io.StringIO(config_text).readline)
+              if t.type not in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT,
+                                tokenize.DEDENT)]
+    for i, tok in enumerate(tokens):
+        nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+        after = tokens[i + 2] if i + 2 < len(tokens) else None
+        if tok.type == tokenize.NAME and tok.start[1] == 0 and nxt is not None and nxt.string == "=":
+            defined.add(tok.string)
+        if tok.string == "%" and nxt is not None and nxt.type == tokenize.NAME:
+            if after is None or after.string != ".":
+                read.add(nxt.string)
+    return defined, read
+
+
+def _quiet_gin_include_search() -> None:
+    """Silences gin's package-resource probe.
+
+    For every search path that does not hold an included file, gin's resource reader logs
+    ``Path not found`` at error level although the next path finds it; a file found nowhere is
+    still reported, as a ConfigError.
+    """
+    import logging
+
+    root = logging.getLogger()
+    if _drop_gin_path_probe not in root.filters:
+        root.addFilter(_drop_gin_path_probe)
+
+
+def _drop_gin_path_probe(record) -> bool:
+    return not (record.pathname.replace(os.sep, "/").endswith("gin/resource_reader.py")
+                and str(record.msg).startswith("Path not found"))
 
 
 def _find_gin_file(path: str, search_paths: Sequence[str]) -> bool:
@@ -111,12 +245,8 @@ def model_dir_from_gin() -> str | None:
 
 def write_config(model_dir: str, text: str) -> str:
     """Writes MODEL_DIR/config.gin atomically (only process 0 writes in multi-host runs)."""
-    os.makedirs(model_dir, exist_ok=True)
-    path = os.path.join(model_dir, "config.gin")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    path = nj_io.join(model_dir, "config.gin")
+    nj_io.write_text(path, text)
     return path
 
 
@@ -132,20 +262,8 @@ def run(run_mode, gin_files, gin_bindings, search_paths, multihost: bool = False
         import jax
 
         jax.distributed.initialize()
-    parse_gin(gin_files, gin_bindings, search_paths)
-    if run_mode is None:
-        try:
-            run_mode = gin.query_parameter("%RUN_MODE")
-        except ValueError:
-            raise ConfigError(
-                "no --run_mode given and the gin files set no RUN_MODE macro; "
-                f"choose one of {sorted(RUN_MODES)}"
-            ) from None
-    entry = resolve_entry(run_mode)
-    try:
-        configured = gin.get_configurable(entry)
-    except ValueError:
-        configured = gin.external_configurable(entry)
+    entry = parse_gin(gin_files, gin_bindings, search_paths, run_mode)
+    configured = gin.get_configurable(entry)
     model_dir = model_dir_from_gin()
     is_chief = True
     if multihost:
@@ -167,8 +285,22 @@ def run(run_mode, gin_files, gin_bindings, search_paths, multihost: bool = False
     return result
 
 
+def _quiet_cuda_probe() -> None:
+    """On a machine without a CUDA driver, keeps TensorFlow's failed CUDA probe out of the log.
+
+    TensorFlow (here only the input pipeline of SeqIO tasks, never a device user) probes for a GPU
+    when it first builds a dataset and logs the failed ``cuInit`` at error level, which reads as a
+    failure on every CPU run. Its C++ log level is raised only where no driver exists and only if
+    the user has not chosen one (``TF_CPP_MIN_LOG_LEVEL``); Python-level errors are unaffected.
+    """
+    if "TF_CPP_MIN_LOG_LEVEL" not in os.environ and not os.path.exists("/proc/driver/nvidia/version"):
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+
+
 def main(argv=None) -> int:
     from absl import app, flags
+
+    _quiet_cuda_probe()
 
     flags.DEFINE_enum(
         "run_mode", None, sorted(RUN_MODES), "Entry function to run (default: the gin macro RUN_MODE)."

@@ -123,8 +123,8 @@ def test_every_run_mode_resolves_to_a_keyword_only_entry_function():
         entry = main_lib.resolve_entry(mode)
         params = inspect.signature(entry).parameters.values()
         assert params and all(p.kind is p.KEYWORD_ONLY for p in params), mode
-    with pytest.raises(main_lib.ConfigError, match="unknown --run_mode='train'"):
-        main_lib.resolve_entry("train")
+    with pytest.raises(main_lib.ConfigError, match="unknown --run_mode='no_such_mode'"):
+        main_lib.resolve_entry("no_such_mode")
 
 
 def test_entry_argument_left_unbound_is_a_config_error(entry_module):
@@ -144,3 +144,39 @@ def test_type_error_inside_the_run_keeps_its_traceback(entry_module):
                      entry_module, entry_module)
     assert proc.returncode == 1
     assert "Traceback" in proc.stderr and "helper() missing 1 required positional argument" in proc.stderr
+
+
+def test_run_mode_whose_entry_no_gin_file_mentions_is_registered_before_the_lock(entry_module):
+    (entry_module / "bare.gin").write_text("MODEL_DIR = '/tmp/unused'\n")
+    proc = _run_main(["--run_mode=demo", "--gin_file=bare.gin"], entry_module, entry_module)
+    assert proc.returncode == 2, proc.stderr
+    assert "locked" not in proc.stderr and "Traceback" not in proc.stderr
+    assert "missing 2 required keyword-only arguments: 'model_dir' and 'steps'" in proc.stderr
+
+
+def test_override_of_a_macro_nothing_defines_or_reads_names_the_closest(entry_module):
+    (entry_module / "label.gin").write_text(textwrap.dedent("""
+        include 'exp.gin'
+        entry.go.label = %LABEL
+    """))
+    proc = _run_main(["--gin_file=label.gin", "--gin.MODEL_DIR='/tmp/unused'", "--gin.LABLE='z'"],
+                     entry_module, entry_module)
+    assert proc.returncode == 2
+    assert "LABLE" in proc.stderr and "did you mean LABEL?" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (entry_module / "run").exists()
+    # A macro that a file only reads (no default) is a valid override, and so is MODEL_DIR.
+    model_dir = entry_module / "run"
+    proc = _run_main(["--gin_file=label.gin", f"--gin.MODEL_DIR='{model_dir}'", "--gin.LABEL='z'"],
+                     entry_module, entry_module)
+    assert proc.returncode == 0, proc.stderr
+    assert (model_dir / "out.json").read_text() == '{"steps": 2, "label": "z"}'
+
+
+def test_a_good_run_logs_nothing_at_error_level(entry_module):
+    (entry_module / "sub").mkdir()
+    (entry_module / "sub" / "top.gin").write_text("include 'exp.gin'\n")
+    proc = _run_main(["--gin_file=sub/top.gin", f"--gin_search_paths={entry_module}",
+                      f"--gin.MODEL_DIR='{entry_module / 'run'}'"], entry_module, entry_module)
+    assert proc.returncode == 0, proc.stderr
+    noisy = [line for line in proc.stderr.splitlines() if line[:1] in "EF" and line[1:5].isdigit()]
+    assert not noisy, noisy
