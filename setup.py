@@ -1,7 +1,7 @@
 """next_jax: NExT (Naturalized Execution Tuning) in JAX.
 
-The pins are the set seen installing and working together on the project's machines
-(requirements*.txt; see ../shared/DEPENDENCIES.md for how they were checked).
+The pins (requirements*.txt) are the set seen installing and working together on the project's
+machines.
 """
 
 import os

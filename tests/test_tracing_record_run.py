@@ -1,4 +1,4 @@
-"""The recorder and renderer on each Python construct the issue names (in-process)."""
+"""The recorder and renderer on each Python construct a trace must handle (in-process)."""
 
 import json
 import textwrap

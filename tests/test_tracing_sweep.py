@@ -16,7 +16,7 @@ MBPP = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mb
 
 def _mbpp_path():
     if not os.path.exists(MBPP):
-        pytest.skip(f"MBPP not found at {MBPP} (see shared/data/mbpp/SOURCE.md)")
+        pytest.skip(f"MBPP not found at {MBPP} (README.md, section Data, says where it is published)")
     return MBPP
 
 

@@ -1,6 +1,6 @@
 """Sampling throughput: next_jax against transformers ``generate`` on the same weights, same run.
 
-Workload (issue 4): two Llama-shaped presets with random weights, vocab 32000, float32 —
+Workload: two Llama-shaped presets with random weights, vocab 32000, float32 —
 S (hidden 512, 8 layers, 8 heads, 2 KV heads, MLP 1408) and M (768, 12, 12, 4, 2048) — 8 prompts
 of 256 tokens, 8 samples each (64 rows), temperature 0.8, top-k 50, top-p 0.95, exactly 128 new
 tokens (no stop id). Each preset is built once as a transformers ``LlamaForCausalLM``
