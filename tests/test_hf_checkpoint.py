@@ -22,7 +22,7 @@ from next_jax.models.transformer import Transformer
 # safetensors format.
 
 
-def test_safetensors_roundtrip_with_bfloat16_and_slices(tmp_path):
+def test_safetensors_roundtrip_with_bfloat16_and_lazy_slices(tmp_path):
     rng = np.random.default_rng(0)
     tensors = {
         "a": rng.normal(size=(6, 10)).astype(ml_dtypes.bfloat16),
@@ -30,13 +30,16 @@ def test_safetensors_roundtrip_with_bfloat16_and_slices(tmp_path):
         "c": np.arange(24, dtype=np.int64).reshape(2, 3, 4),
     }
     specs = [(k, v.shape, v.dtype) for k, v in tensors.items()]
-    safetensors_io.write_file(str(tmp_path / "m.safetensors"), specs, tensors.__getitem__, {"format": "pt"})
-    f = safetensors_io.SafetensorsFile(str(tmp_path / "m.safetensors"))
-    assert f.metadata == {"format": "pt"} and sorted(f.keys()) == ["a", "b", "c"]
+    safetensors_io.write_file(str(tmp_path / "model.safetensors"), specs, tensors.__getitem__, {"format": "pt"})
+    reader = safetensors_io.CheckpointReader(str(tmp_path))
+    assert reader.metadata("a") == {"format": "pt"} and sorted(reader.keys()) == ["a", "b", "c"]
     for name, value in tensors.items():
-        assert f.dtype(name) == value.dtype and f.shape(name) == value.shape
-        np.testing.assert_array_equal(f[name], value)
-    np.testing.assert_array_equal(f["a"][2:4, 5:9], tensors["a"][2:4, 5:9])
+        assert reader.dtype(name) == value.dtype and reader.shape(name) == value.shape
+        np.testing.assert_array_equal(reader[name], value)
+    block = reader.lazy("a")[2:4, 5:9]
+    assert block.dtype == ml_dtypes.bfloat16
+    np.testing.assert_array_equal(block, tensors["a"][2:4, 5:9])
+    assert list(tmp_path.iterdir()) == [tmp_path / "model.safetensors"]  # no temporary file left
 
 
 def test_safetensors_files_are_readable_by_the_safetensors_package(tmp_path):
@@ -61,18 +64,31 @@ def test_sharded_checkpoint_writes_an_index_and_reads_back(tmp_path):
     assert index["weight_map"]["t4"] == "model-00003-of-00003.safetensors"
     reader = safetensors_io.CheckpointReader(str(tmp_path))
     assert sorted(reader.keys()) == sorted(tensors)
+    assert reader.file_of("t4").endswith("model-00003-of-00003.safetensors")
     np.testing.assert_array_equal(reader["t3"], tensors["t3"])
+    np.testing.assert_array_equal(reader.lazy("t0")[3:5, 1:2], tensors["t0"][3:5, 1:2])
 
 
-def test_corrupt_safetensors_names_the_file_and_tensor(tmp_path):
+def test_index_pointing_at_a_missing_shard_names_the_index(tmp_path):
+    tensors = {f"t{i}": np.full((10, 10), i, np.float32) for i in range(3)}
+    specs = [(k, v.shape, v.dtype) for k, v in tensors.items()]
+    safetensors_io.write_checkpoint(str(tmp_path), specs, tensors.__getitem__, max_shard_bytes=500)
+    (tmp_path / "model-00003-of-00003.safetensors").unlink()
+    with pytest.raises(safetensors_io.SafetensorsError,
+                       match=r"model.safetensors.index.json: maps 1 tensors to model-00003-of-00003.safetensors, "
+                             r"which does not exist"):
+        safetensors_io.CheckpointReader(str(tmp_path))
+
+
+def test_corrupt_safetensors_names_the_file(tmp_path):
     path = tmp_path / "bad.safetensors"
     header = json.dumps({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 12]}}).encode()
     path.write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * 12)
-    with pytest.raises(safetensors_io.SafetensorsError, match=r"bad.safetensors: tensor 'w'"):
-        safetensors_io.SafetensorsFile(str(path))
-    (tmp_path / "short.safetensors").write_bytes(b"\x01")
-    with pytest.raises(safetensors_io.SafetensorsError, match="short.safetensors: too short"):
-        safetensors_io.SafetensorsFile(str(tmp_path / "short.safetensors"))
+    with pytest.raises(safetensors_io.SafetensorsError, match=r"bad.safetensors: not a readable safetensors file"):
+        safetensors_io.CheckpointReader(str(tmp_path))
+    path.write_bytes(b"\x01")
+    with pytest.raises(safetensors_io.SafetensorsError, match="bad.safetensors: .*header too small"):
+        safetensors_io.CheckpointReader(str(tmp_path))
 
 
 # --------------------------------------------------------------------------------------------

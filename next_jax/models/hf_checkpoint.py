@@ -28,6 +28,7 @@ import jax
 import numpy as np
 from absl import logging
 
+from next_jax import partitioning
 from next_jax.models import safetensors_io
 from next_jax.models.config import ModelConfig
 
@@ -335,10 +336,6 @@ def tensor_plan(config: ModelConfig, model_type: str) -> dict:
 # Import.
 
 
-def _params_path(path) -> str:
-    return jax.tree_util.keystr(path, simple=True, separator="/")
-
-
 def load_params(directory: str, abstract_params, config: ModelConfig, model_type: str):
     """Fills ``abstract_params`` (ShapeDtypeStructs with shardings, the ``params`` collection) from
     the checkpoint, each device reading only its own block."""
@@ -347,7 +344,7 @@ def load_params(directory: str, abstract_params, config: ModelConfig, model_type
     used = set()
 
     def load(path, target):
-        name = _params_path(path)
+        name = partitioning.path_name(path)
         mapping = plan.get(name)
         if mapping is None:
             raise CheckpointError(f"{directory}: next_jax parameter {name!r} has no Hugging Face tensor")
@@ -361,7 +358,7 @@ def load_params(directory: str, abstract_params, config: ModelConfig, model_type
                 f"{reader.file_of(mapping.hf_name)}: tensor {mapping.hf_name!r} has shape {tuple(found)}, "
                 f"but config.json implies {expected} (for {name} {shape})"
             )
-        view = reader[mapping.hf_name]
+        view = reader.lazy(mapping.hf_name)  # reads only the blocks sliced below
         blocks = {}
 
         def block(index):
@@ -472,7 +469,7 @@ def save_hf_checkpoint(
     model_type = model_type or infer_model_type(config)
     hf = hf_config_from(config, model_type, base_config)
     plan = tensor_plan(config, model_type)
-    flat = {_params_path(p): leaf for p, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
+    flat = {partitioning.path_name(p): leaf for p, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
     missing, extra = sorted(set(plan) - set(flat)), sorted(set(flat) - set(plan))
     if missing or extra:
         raise CheckpointError(f"params do not match the {model_type} layout: missing {missing}, unexpected {extra}")

@@ -1,24 +1,24 @@
-"""Reading and writing the safetensors format tensor by tensor, bfloat16 included.
+"""Reading and writing Hugging Face safetensors checkpoints tensor by tensor, bfloat16 included.
 
-Hugging Face checkpoints of the families next_jax imports are stored in bfloat16, which the
-``safetensors`` package cannot hand to numpy. The format itself is simple (an 8-byte little-endian
-header length, a JSON header of name -> dtype, shape, byte range, then the raw bytes), so this module
-maps a file into memory and returns *views*: slicing a view reads only the pages of that slice,
-which is what lets the importer stream each device's shard straight from disk. The writer streams
-too: it writes the header from shapes alone, then one tensor at a time.
+Reading goes through the ``safetensors`` package: ``safe_open(path, framework="numpy")`` maps the
+file and ``get_slice(name)[a:b, c:d]`` reads only that block (bfloat16 comes back as an
+``ml_dtypes.bfloat16`` array), which is what lets the importer stream each device's shard straight
+from disk. Writing is this module's own: ``safetensors.numpy.save_file`` needs every tensor in
+memory at once, while :func:`write_file` writes the header from shapes alone, then one tensor at a
+time, so exporting a model never holds more than one tensor on the host.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import struct
 from typing import Callable, Mapping, Optional, Sequence
 
 import ml_dtypes
 import numpy as np
 
+from next_jax import io as nj_io
 DTYPES = {
     "BOOL": np.dtype(np.bool_),
     "U8": np.dtype(np.uint8),
@@ -38,106 +38,57 @@ DTYPES = {
 }
 DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
 
-_MAX_HEADER_BYTES = 100 * 1024 * 1024
 _ALIGN = 8
 
 
 class SafetensorsError(ValueError):
-    """A malformed file; the message names the file (and the tensor)."""
+    """A malformed checkpoint; the message names the file (the index, for an index problem)."""
 
 
-class SafetensorsFile:
-    """A memory-mapped safetensors file; ``file[name]`` is a read-only view, sliced lazily."""
+def _open(path: str):
+    from safetensors import SafetensorError, safe_open
 
-    def __init__(self, path: str):
-        self.path = path
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
-            prefix = f.read(8)
-            if len(prefix) < 8:
-                raise SafetensorsError(f"{path}: too short to be a safetensors file ({size} bytes)")
-            (header_len,) = struct.unpack("<Q", prefix)
-            if header_len > min(_MAX_HEADER_BYTES, size - 8):
-                raise SafetensorsError(f"{path}: header length {header_len} is impossible for a {size}-byte file")
-            try:
-                header = json.loads(f.read(header_len))
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise SafetensorsError(f"{path}: header is not valid JSON ({e})") from None
-        if not isinstance(header, dict):
-            raise SafetensorsError(f"{path}: header is not a JSON object")
-        self.metadata = header.pop("__metadata__", None) or {}
-        self._data_start = 8 + header_len
-        data_len = size - self._data_start
-        self._entries = {}
-        for name, entry in header.items():
-            try:
-                dtype = DTYPES[entry["dtype"]]
-                shape = tuple(int(d) for d in entry["shape"])
-                begin, end = (int(o) for o in entry["data_offsets"])
-            except (KeyError, TypeError, ValueError) as e:
-                raise SafetensorsError(f"{path}: tensor {name!r}: bad header entry {entry!r} ({e!r})") from None
-            if not 0 <= begin <= end <= data_len or end - begin != math.prod(shape) * dtype.itemsize:
-                raise SafetensorsError(
-                    f"{path}: tensor {name!r}: byte range [{begin}, {end}) does not hold {shape} "
-                    f"{entry['dtype']} within {data_len} data bytes"
-                )
-            self._entries[name] = (dtype, shape, begin)
-        self._mmap = np.memmap(path, dtype=np.uint8, mode="r") if self._entries else None
-
-    def keys(self) -> list:
-        return list(self._entries)
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._entries
-
-    def shape(self, name: str) -> tuple:
-        return self._entry(name)[1]
-
-    def dtype(self, name: str) -> np.dtype:
-        return self._entry(name)[0]
-
-    def _entry(self, name: str):
-        try:
-            return self._entries[name]
-        except KeyError:
-            raise KeyError(f"{self.path}: no tensor {name!r}") from None
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        dtype, shape, begin = self._entry(name)
-        count = math.prod(shape)
-        start = self._data_start + begin
-        flat = self._mmap[start : start + count * dtype.itemsize].view(dtype)
-        return flat.reshape(shape)
+    try:
+        return safe_open(path, framework="numpy")
+    except SafetensorError as e:
+        raise SafetensorsError(f"{path}: not a readable safetensors file ({e})") from None
 
 
 class CheckpointReader:
-    """All tensors of a checkpoint directory: one ``model.safetensors`` or a sharded index."""
+    """All tensors of a checkpoint directory: one ``model.safetensors`` or a sharded index.
+
+    ``reader[name]`` reads a whole tensor; ``reader.lazy(name)[a:b, c:d]`` reads one block.
+    """
 
     INDEX = "model.safetensors.index.json"
 
     def __init__(self, directory: str):
         self.directory = directory
-        index_path = os.path.join(directory, self.INDEX)
-        if os.path.exists(index_path):
-            with open(index_path, encoding="utf-8") as f:
-                try:
-                    weight_map = json.load(f)["weight_map"]
-                except (json.JSONDecodeError, KeyError, TypeError) as e:
-                    raise SafetensorsError(f"{index_path}: no valid 'weight_map' ({e!r})") from None
-            files = sorted(set(weight_map.values()))
+        index_path = nj_io.join(directory, self.INDEX)
+        if nj_io.exists(index_path):
+            try:
+                weight_map = json.loads(nj_io.read_text(index_path))["weight_map"]
+                files = sorted(set(weight_map.values()))
+            except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+                raise SafetensorsError(f"{index_path}: no valid 'weight_map' ({e!r})") from None
+            for name in files:
+                if not nj_io.exists(nj_io.join(directory, name)):
+                    count = sum(1 for f in weight_map.values() if f == name)
+                    raise SafetensorsError(f"{index_path}: maps {count} tensors to {name}, which does not "
+                                           f"exist in {directory}")
         else:
-            files = sorted(n for n in os.listdir(directory) if n.endswith(".safetensors"))
+            files = sorted(n for n in nj_io.listdir(directory) if n.endswith(".safetensors"))
             if not files:
                 raise FileNotFoundError(f"{directory}: no *.safetensors files and no {self.INDEX}")
             weight_map = None
-        self._files = {name: SafetensorsFile(os.path.join(directory, name)) for name in files}
+        self._files = {name: _open(nj_io.join(directory, name)) for name in files}
         self._where = {}
         for file_name, handle in self._files.items():
             for key in handle.keys():
-                self._where[key] = handle
+                self._where[key] = file_name
         if weight_map is not None:
             for key, file_name in weight_map.items():
-                if key not in self._files[file_name]:
+                if self._where.get(key) != file_name:
                     raise SafetensorsError(f"{index_path}: {key!r} is mapped to {file_name}, which does not hold it")
 
     def keys(self) -> list:
@@ -147,19 +98,30 @@ class CheckpointReader:
         return name in self._where
 
     def file_of(self, name: str) -> str:
-        return self._handle(name).path
+        return nj_io.join(self.directory, self._file_name(name))
 
-    def _handle(self, name: str) -> SafetensorsFile:
+    def _file_name(self, name: str) -> str:
         try:
             return self._where[name]
         except KeyError:
             raise KeyError(f"{self.directory}: checkpoint has no tensor {name!r}") from None
 
+    def lazy(self, name: str):
+        """A view that reads only what is sliced: ``view[a:b, c:d]`` is a numpy array."""
+        return self._files[self._file_name(name)].get_slice(name)
+
     def shape(self, name: str) -> tuple:
-        return self._handle(name).shape(name)
+        return tuple(self.lazy(name).get_shape())
+
+    def dtype(self, name: str) -> np.dtype:
+        return DTYPES[self.lazy(name).get_dtype()]
+
+    def metadata(self, name: str) -> dict:
+        """The ``__metadata__`` of the file that holds tensor ``name``."""
+        return self._files[self._file_name(name)].metadata() or {}
 
     def __getitem__(self, name: str) -> np.ndarray:
-        return self._handle(name)[name]
+        return self._files[self._file_name(name)].get_tensor(name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,23 +157,15 @@ def write_file(
     Only one tensor is in memory at a time; the file appears under its name only when complete.
     Returns the number of data bytes written.
     """
-    tmp = f"{path}.tmp.{os.getpid()}"
     written = 0
-    try:
-        with open(tmp, "wb") as f:
-            f.write(_header(specs, metadata))
-            for name, shape, dtype in specs:
-                array = np.ascontiguousarray(produce(name), dtype=dtype)
-                if array.shape != tuple(shape):
-                    raise SafetensorsError(f"{path}: tensor {name!r} has shape {array.shape}, declared {tuple(shape)}")
-                f.write(array.tobytes())
-                written += array.nbytes
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with nj_io.atomic_write(path, "wb") as f:
+        f.write(_header(specs, metadata))
+        for name, shape, dtype in specs:
+            array = np.ascontiguousarray(produce(name), dtype=dtype)
+            if array.shape != tuple(shape):
+                raise SafetensorsError(f"{path}: tensor {name!r} has shape {array.shape}, declared {tuple(shape)}")
+            f.write(array.tobytes())
+            written += array.nbytes
     return written
 
 
@@ -243,21 +197,18 @@ def write_checkpoint(
 
     The index is written last, so a directory with an index is complete. Returns the file names.
     """
-    os.makedirs(directory, exist_ok=True)
+    nj_io.makedirs(directory)
     metadata = {"format": "pt", **(metadata or {})}
     shards = plan_shards(specs, max_shard_bytes)
     if len(shards) <= 1:
-        write_file(os.path.join(directory, "model.safetensors"), list(specs), produce, metadata)
+        write_file(nj_io.join(directory, "model.safetensors"), list(specs), produce, metadata)
         return ["model.safetensors"]
     names, weight_map, total = [], {}, 0
     for i, shard in enumerate(shards, start=1):
         name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-        total += write_file(os.path.join(directory, name), shard, produce, metadata)
+        total += write_file(nj_io.join(directory, name), shard, produce, metadata)
         names.append(name)
         weight_map.update({spec[0]: name for spec in shard})
-    index_path = os.path.join(directory, CheckpointReader.INDEX)
-    tmp = f"{index_path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
-    os.replace(tmp, index_path)
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    nj_io.write_text(nj_io.join(directory, CheckpointReader.INDEX), json.dumps(index, indent=2))
     return names
