@@ -17,11 +17,11 @@ from next_jax.data import prompts
 from next_jax.data.records import RepairTask, read_tasks
 
 
-def _load_examples(path: str, variant: str, exemplars) -> Dict[str, list]:
+def _load_examples(path: str, variant: str, exemplars, prompt_fn) -> Dict[str, list]:
     columns = {"task_id": [], "inputs": []}
     for record in read_tasks(path):
         columns["task_id"].append(record.task_id)
-        columns["inputs"].append(prompts.build_prompt(record, variant, exemplars))
+        columns["inputs"].append(prompt_fn(record, variant, exemplars))
     return columns
 
 
@@ -33,6 +33,7 @@ def register_repair_task(
     variant: str = "trace",
     exemplars: Sequence[Tuple[RepairTask, str]] = (),
     answers: Optional[Callable[[str], Iterable[Tuple[str, str]]]] = None,
+    prompt_fn: Optional[Callable[[RepairTask, str, tuple], str]] = None,
 ):
     """Registers (replacing any earlier one of that name) and returns a SeqIO repair task.
 
@@ -45,6 +46,8 @@ def register_repair_task(
       answers: optional split -> iterable of (task_id, answer text) pairs; then the split has one
         example per pair (a task with several passing samples appears once per sample, as in a
         NExT training set B(i)), with ``targets`` holding the answer.
+      prompt_fn: (record, variant, exemplars) -> prompt text; default ``prompts.build_prompt``
+        (another answer format, e.g. the compact one, brings its own).
     """
     import seqio
     import tensorflow as tf
@@ -56,7 +59,7 @@ def register_repair_task(
         del shuffle_files, seed  # one file per split; order is the file's, so runs are reproducible
         if split not in split_files:
             raise ValueError(f"task {name!r} has no split {split!r} (has {sorted(split_files)})")
-        columns = _load_examples(split_files[split], variant, tuple(exemplars))
+        columns = _load_examples(split_files[split], variant, tuple(exemplars), prompt_fn or prompts.build_prompt)
         if answers is not None:
             prompt_of = dict(zip(columns["task_id"], columns["inputs"]))
             pairs = list(answers(split))

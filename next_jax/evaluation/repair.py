@@ -1,0 +1,183 @@
+"""NExT's evaluation of one model on a repair task file.
+
+- pass@k for every k in ``ks`` (the unbiased estimator, from N samples per task), with traces in
+  the prompt and without them (the ``no_trace`` variant: the model was trained with traces and is
+  asked to repair without);
+- greedy pass@1 (one sample at temperature 0) for each variant;
+- the proxy-based rationale evaluation: a second, fixed model gets each sampled rationale in the
+  proxy prompt (spec, buggy code, tests, the rationale; no trace) and writes only the fix; the
+  proxy's pass@k over a task's rationales scores how useful the rationales are, independent of the
+  evaluated model's own code.
+
+Fixes are judged on ``eval_tests`` by default (e.g. EvalPlus's larger suites), the tests the model
+never saw. Outputs go under ``MODEL_DIR/iteration_{i}/{subdir}/``: ``{variant}.samples.jsonl``,
+``{variant}.verdicts.jsonl``, the greedy and proxy files, and ``metrics.json``. Each file is
+resumable (see ``evaluation.runs``), so a killed evaluation continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+from typing import Any, Mapping, Optional, Sequence, Tuple, Union
+
+from next_jax import io
+from next_jax.data.records import RepairTask, Sample, Verdict, read_records, write_records
+from next_jax.evaluation import formats as formats_lib
+from next_jax.evaluation import metrics
+from next_jax.evaluation.runs import ExecutionSettings, SamplingSettings, check_file, sample_tasks, tasks_by_id
+from next_jax.selftrain import multihost
+
+
+@dataclasses.dataclass(frozen=True)
+class ProxySettings:
+    """The proxy model that turns a rationale into a fix, and how it samples.
+
+    ``sampling`` defaults to one greedy fix per rationale, so the proxy's pass@k is over the
+    evaluated model's rationales only.
+    """
+
+    model: Any
+    vocabulary: Any
+    checkpoint: Optional[str] = None
+    sampling: SamplingSettings = SamplingSettings(num_samples=1, temperature=0.0, max_new_tokens=256)
+    rationales_of: str = "trace"  # which variant's rationales are scored
+    init_seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSettings:
+    """What to evaluate; see the module docstring."""
+
+    sampling: SamplingSettings = SamplingSettings()
+    variants: Tuple[str, ...] = ("trace", "no_trace")
+    greedy: bool = True
+    ks: Tuple[int, ...] = (1, 5, 10, 25)
+    tests_field: str = "eval_tests"
+    proxy: Optional[ProxySettings] = None
+
+    def __post_init__(self):
+        for variant in self.variants:
+            if variant not in ("trace", "no_trace"):
+                raise ValueError(f"EvalSettings.variants: {variant!r} is not 'trace' or 'no_trace'")
+        if not self.variants:
+            raise ValueError("EvalSettings.variants is empty")
+
+
+def _summary(tasks, verdicts_path: str, ks) -> dict:
+    return metrics.summarize_verdicts(read_records(verdicts_path, Verdict), ks, all_task_ids=tasks)
+
+
+def _proxy_records(tasks: Mapping[str, RepairTask], samples_path: str) -> list:
+    """One task per rationale: the original task under the sample's id, the rationale in meta."""
+    records = []
+    for sample in read_records(samples_path, Sample):
+        task = tasks[sample.task_id]
+        fields = {f.name: getattr(task, f.name) for f in dataclasses.fields(RepairTask)}
+        fields.update(task_id=sample.sample_id,
+                      meta=dict(task.meta, proxy_rationale=sample.rationale, proxy_of=sample.task_id))
+        records.append(RepairTask(**fields))
+    return records
+
+
+def proxy_pass_at_k(proxy_of: Mapping[str, str], verdicts, ks) -> dict:
+    """pass@k over each original task's rationales (a rationale passes when its proxy fix does)."""
+    counts = collections.defaultdict(lambda: [0, 0])
+    for verdict in verdicts:
+        task_id = proxy_of[verdict.task_id]
+        counts[task_id][0] += 1
+        counts[task_id][1] += int(verdict.passed)
+    out = metrics.pass_at_k({t: tuple(nc) for t, nc in counts.items()}, ks)
+    out["rationales"] = sum(n for n, _ in counts.values())
+    out["rationales_passing"] = sum(c for _, c in counts.values())
+    return out
+
+
+def evaluate_model(
+    *,
+    model,
+    vocabulary,
+    checkpoint: Optional[str],
+    tasks_file: str,
+    settings: EvalSettings,
+    task_feature_lengths: Mapping[str, int],
+    model_dir: str,
+    iteration: int = 0,
+    subdir: str = "eval",
+    answer_format: Union[str, formats_lib.AnswerFormat] = "fenced",
+    exemplars: Sequence[Tuple[RepairTask, str]] = (),
+    execution: ExecutionSettings = ExecutionSettings(),
+    mesh_axis_sizes: Optional[Mapping[str, int]] = None,
+    init_seed: int = 0,
+) -> dict:
+    """Evaluates one model on ``tasks_file``; returns (and writes) the metrics. Collective."""
+    fmt = formats_lib.get_format(answer_format)
+    tasks = tasks_by_id(tasks_file) if multihost.is_chief() else {}
+    common = dict(model=model, vocabulary=vocabulary, checkpoint=checkpoint, tasks_file=tasks_file,
+                  prompt_fn=fmt.prompt, parse_fn=fmt.parse, task_feature_lengths=task_feature_lengths,
+                  model_dir=model_dir, iteration=iteration, exemplars=exemplars,
+                  mesh_axis_sizes=mesh_axis_sizes, init_seed=init_seed)
+    runs = [(variant, settings.sampling, f"{subdir}/{variant}") for variant in settings.variants]
+    if settings.greedy:
+        runs += [(variant, settings.sampling.greedy(), f"{subdir}/{variant}.greedy") for variant in settings.variants]
+    result: dict = {"tasks": None, "greedy": {}}
+    samples_of = {}
+    for variant, sampling, name in runs:
+        samples = sample_tasks(variant=variant, sampling=sampling, name=f"{name}.samples", **common)
+        samples_of[name] = samples
+        summary = None
+        if multihost.is_chief():
+            verdicts = samples[: -len(".samples.jsonl")] + ".verdicts.jsonl"
+            check_file(tasks, samples, verdicts, execution=execution, tests_field=settings.tests_field,
+                       name=f"check {name}")
+            summary = _summary(tasks, verdicts, settings.ks)
+        summary = multihost.broadcast_json(summary)
+        if name.endswith(".greedy"):
+            result["greedy"][variant] = summary.get("pass@1", 0.0)
+        else:
+            result[variant] = summary
+            result["tasks"] = summary["tasks"]
+    if settings.proxy is not None:
+        result["proxy"] = _proxy_eval(settings, fmt, tasks, samples_of, model_dir, iteration, subdir,
+                                      task_feature_lengths, execution, mesh_axis_sizes)
+    if multihost.is_chief():
+        io.write_text(io.join(model_dir, f"iteration_{iteration}", subdir, "metrics.json"),
+                      json.dumps(result, indent=2, sort_keys=True) + "\n")
+    return result
+
+
+def _proxy_eval(settings, fmt, tasks, samples_of, model_dir, iteration, subdir, task_feature_lengths,
+                execution, mesh_axis_sizes) -> dict:
+    proxy = settings.proxy
+    source = f"{subdir}/{proxy.rationales_of}"
+    if source not in samples_of:
+        raise ValueError(f"ProxySettings.rationales_of={proxy.rationales_of!r} is not among the evaluated "
+                         f"variants {settings.variants}")
+    records_path = io.join(model_dir, f"iteration_{iteration}", subdir, "proxy.tasks.jsonl")
+    if multihost.is_chief() and not io.exists(records_path):
+        write_records(records_path, _proxy_records(tasks, samples_of[source]))
+    multihost.barrier(f"proxy-tasks:{records_path}")
+    samples = sample_tasks(
+        model=proxy.model, vocabulary=proxy.vocabulary, checkpoint=proxy.checkpoint, tasks_file=records_path,
+        variant="proxy", prompt_fn=lambda task, variant, exemplars: fmt.proxy_prompt(task, task.meta["proxy_rationale"]),
+        parse_fn=lambda text, task: (task.meta["proxy_rationale"], fmt.proxy_parse(text, task)),
+        sampling=proxy.sampling, task_feature_lengths=task_feature_lengths, model_dir=model_dir,
+        iteration=iteration, name=f"{subdir}/proxy.samples", mesh_axis_sizes=mesh_axis_sizes,
+        init_seed=proxy.init_seed)
+    summary = None
+    if multihost.is_chief():
+        proxy_tasks = tasks_by_id(records_path)
+        verdicts = io.join(model_dir, f"iteration_{iteration}", subdir, "proxy.verdicts.jsonl")
+        check_file(proxy_tasks, samples, verdicts, execution=execution, tests_field=settings.tests_field,
+                   name=f"check {subdir}/proxy")
+        proxy_of = {task_id: task.meta["proxy_of"] for task_id, task in proxy_tasks.items()}
+        summary = proxy_pass_at_k(proxy_of, read_records(verdicts, Verdict), settings.ks)
+    return multihost.broadcast_json(summary)
+
+
+def headline(result: Mapping[str, Any], variant: str = "trace", k: int = 1) -> float:
+    """pass@k of ``variant`` from an ``evaluate_model`` result (0 when it was not computed)."""
+    return float(result.get(variant, {}).get(f"pass@{k}", 0.0))
+
+

@@ -1,0 +1,190 @@
+"""Sampling and checking as resumable steps over files: the building blocks of evaluation and of
+the self-training loop.
+
+``sample_tasks`` prompts a model with every task of a task file (in an answer format and a prompt
+variant) and writes N parsed samples per task; it runs on every process (sampling is SPMD) and
+resumes chunk by chunk through ``infer``. ``check_file`` runs every sample's fix against its
+task's tests in the sandbox and writes one verdict per sample, in fixed-size chunks that are each
+written atomically, so a run killed while checking redoes at most one chunk and never loses or
+counts a verdict twice. Only process 0 checks and writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
+
+from absl import logging
+
+from next_jax import io
+from next_jax.data.records import AtomicWriter, RepairTask, Sample, Verdict, read_records, read_tasks
+from next_jax.progress import Progress
+from next_jax.selftrain import multihost
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingSettings:
+    """How to draw samples: N per task, the decoding settings, and the batch and chunk sizes.
+
+    ``seed`` seeds every sample (with the stage's name, so two stages never share samples);
+    temperature 0 is greedy.
+    """
+
+    num_samples: int = 32
+    temperature: float = 0.8
+    top_k: int = 0
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    batch_size: int = 8
+    chunk_size: int = 64
+    seed: int = 0
+
+    def greedy(self) -> "SamplingSettings":
+        return dataclasses.replace(self, num_samples=1, temperature=0.0, top_k=0, top_p=1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecutionSettings:
+    """The sandbox pool that checks fixes: worker processes and the per-test timeout."""
+
+    workers: int = 2
+    test_timeout_s: float = 3.0
+    chunk_size: int = 1024  # samples per verdict chunk, the unit of resumption
+
+
+def derive_seed(seed: int, name: str) -> int:
+    """A 63-bit run seed for the stage ``name`` (stable across runs and machines)."""
+    digest = hashlib.sha256(f"{seed}:{name}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def read_answered_tasks(path: str) -> list:
+    """[(task, answer text)] from a task file whose records carry ``meta['answer']`` (a seed set
+    or few-shot exemplars, in the answer format of the run)."""
+    out = []
+    for i, task in enumerate(read_tasks(path), start=1):
+        answer = task.meta.get("answer")
+        if not isinstance(answer, str) or not answer.strip():
+            raise ValueError(f"{path}: record {i} ({task.task_id}): meta['answer'] must be the answer text")
+        out.append((task, answer))
+    return out
+
+
+def _task_name(*parts: str) -> str:
+    return "next_eval_" + hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()[:16]
+
+
+def sample_tasks(
+    *,
+    model,
+    vocabulary,
+    checkpoint: Optional[str],
+    tasks_file: str,
+    variant: str,
+    prompt_fn: Callable,
+    parse_fn: Callable[[str, RepairTask], Tuple[str, Optional[str]]],
+    sampling: SamplingSettings,
+    task_feature_lengths: Mapping[str, int],
+    model_dir: str,
+    iteration: int,
+    name: str,
+    exemplars: Sequence[Tuple[RepairTask, str]] = (),
+    mesh_axis_sizes: Optional[Mapping[str, int]] = None,
+    init_seed: int = 0,
+) -> str:
+    """Samples every task of ``tasks_file``; returns ``MODEL_DIR/iteration_{iteration}/{name}.jsonl``.
+
+    ``prompt_fn(task, variant, exemplars)`` builds each prompt and ``parse_fn(text, task)`` splits
+    each answer into (rationale, fix). Collective: call it on every process.
+    """
+    from next_jax import infer as infer_lib
+    from next_jax import tasks as tasks_lib
+
+    directory = io.join(model_dir, f"iteration_{iteration}")
+    final = io.join(directory, f"{name}.jsonl")
+    if multihost.is_chief():
+        io.makedirs(io.dirname(final))
+    multihost.barrier(f"sample-dirs:{final}")
+    task_name = _task_name(tasks_file, variant, name, model_dir)
+    tasks_lib.register_repair_task(task_name, split_files={"test": tasks_file}, vocabulary=vocabulary,
+                                   variant=variant, exemplars=tuple(exemplars), prompt_fn=prompt_fn)
+    raw = infer_lib.infer(
+        model=model, vocabulary=vocabulary, task_name=task_name, model_dir=model_dir, split="test",
+        task_feature_lengths={"inputs": int(task_feature_lengths["inputs"])}, checkpoint=checkpoint,
+        mesh_axis_sizes=mesh_axis_sizes, num_samples=sampling.num_samples, temperature=sampling.temperature,
+        top_k=sampling.top_k, top_p=sampling.top_p, max_new_tokens=sampling.max_new_tokens,
+        batch_size=sampling.batch_size, chunk_size=sampling.chunk_size,
+        run_seed=derive_seed(sampling.seed, f"{iteration}:{name}"), iteration=iteration,
+        prompt_variant=variant, output_name=f"{name}.raw", init_seed=init_seed,
+    )
+    if multihost.is_chief():
+        tasks = {t.task_id: t for t in read_tasks(tasks_file)}
+        with AtomicWriter(final) as out:
+            for sample in read_records(raw, Sample):
+                rationale, fix = parse_fn(sample.text, tasks[sample.task_id])
+                out.write(dataclasses.replace(sample, rationale=rationale, fix=fix))
+    multihost.barrier(f"sample-parsed:{final}")
+    return final
+
+
+def check_file(
+    tasks: Mapping[str, RepairTask],
+    samples_path: str,
+    verdicts_path: str,
+    *,
+    execution: ExecutionSettings,
+    tests_field: str = "tests",
+    name: str = "check",
+) -> int:
+    """Writes one Verdict per sample of ``samples_path`` (same order) to ``verdicts_path``.
+
+    Resumes at the first unwritten chunk. Process 0 only. Returns the number of verdicts.
+    """
+    from next_jax.execution.checker import CheckOptions, Checker
+
+    if io.exists(verdicts_path):
+        return sum(1 for _ in read_records(verdicts_path, Verdict))
+    samples = list(read_records(samples_path, Sample))
+    size = execution.chunk_size
+    chunks_dir = verdicts_path + ".chunks"
+    io.makedirs(chunks_dir)
+    chunk_path = lambda c: io.join(chunks_dir, f"chunk-{c:05d}.jsonl")  # noqa: E731
+    num_chunks = (len(samples) + size - 1) // size
+    done = [c for c in range(num_chunks) if io.exists(chunk_path(c))]
+    todo = [c for c in range(num_chunks) if c not in set(done)]
+    progress = Progress(name, total=len(samples), unit="samples", start=sum(
+        len(samples[c * size:(c + 1) * size]) for c in done))
+    passed = 0
+    if todo:
+        options = CheckOptions(test_timeout_s=execution.test_timeout_s, tests_field=tests_field)
+        with Checker(workers=execution.workers, options=options) as checker:
+            for c in todo:
+                part = samples[c * size:(c + 1) * size]
+                with AtomicWriter(chunk_path(c)) as out:
+                    for verdict in checker.check(tasks, part):
+                        out.write(verdict)
+                        passed += verdict.passed
+                        progress.update(1, passed=passed)
+    progress.finish()
+    with AtomicWriter(verdicts_path) as out:
+        for c in range(num_chunks):
+            verdicts = list(read_records(chunk_path(c), Verdict))
+            want = [s.sample_id for s in samples[c * size:(c + 1) * size]]
+            if [v.sample_id for v in verdicts] != want:
+                raise RuntimeError(f"{chunk_path(c)}: verdicts do not match the samples of chunk {c}; "
+                                   f"remove {chunks_dir} to check again")
+            for verdict in verdicts:
+                out.write(verdict)
+    io.rmtree(chunks_dir)
+    logging.info("%s: wrote %d verdicts to %s", name, len(samples), verdicts_path)
+    return len(samples)
+
+
+def tasks_by_id(path: str) -> Dict[str, RepairTask]:
+    out: Dict[str, RepairTask] = {}
+    for task in read_tasks(path):
+        if task.task_id in out:
+            raise ValueError(f"{path}: duplicate task_id {task.task_id!r}")
+        out[task.task_id] = task
+    return out

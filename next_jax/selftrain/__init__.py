@@ -1,0 +1,61 @@
+"""NExT's self-training loop (Algorithm 1): choose the hard problems once, then per iteration sample
+rationale+fix pairs from the current model, keep those whose fix passes the tests, fine-tune the
+base model on them, and evaluate on dev; the result is the best dev iteration.
+
+From the command line: ``--run_mode=next`` with ``gin_configs/runs/next.gin``. From Python, every
+setting is an argument or a settings object::
+
+    from next_jax import selftrain
+    from next_jax.evaluation.runs import SamplingSettings, ExecutionSettings
+    from next_jax.evaluation.repair import EvalSettings
+
+    result = selftrain.run_next(
+        model_dir="/tmp/next_run",
+        model=config,                        # a ModelConfig (the gin MODEL)
+        vocabulary=vocabulary,               # the seqio vocabulary of the model
+        base_checkpoint="/tmp/boot/checkpoints/400",   # orbax or Hugging Face dir; None = random init
+        train_file="train.jsonl",            # TracedTask JSON Lines: D
+        dev_file="dev.jsonl",                # TracedTask JSON Lines: D_dev (scored on eval_tests)
+        seed_file="seed.jsonl",              # optional: tasks with meta['answer'] (the answer text)
+        exemplars_file=None,                 # optional: few-shot exemplars (meta['answer']) for the base model
+        task_feature_lengths={"inputs": 160, "targets": 32},
+        num_iterations=2,
+        prompt_variant="trace",              # or 'no_trace' (the ablation: no traces anywhere)
+        answer_format="line_edit",           # 'fenced' (default) or any formats.register_format name/object
+        selection=selftrain.SelectionSettings(threshold=0.1, sampling=SamplingSettings(num_samples=32)),
+        sampling=SamplingSettings(num_samples=32, temperature=0.8, max_new_tokens=24, batch_size=256),
+        build=selftrain.BuildSettings(dedup="none", max_per_problem=None, accumulate=False, include_seed=False),
+        finetune=selftrain.FinetuneSettings(epochs=2.0, batch_size=32, from_previous=False,
+                                            optimizer=optimizers.AdamW(learning_rate=1e-3)),
+        evaluation=EvalSettings(sampling=SamplingSettings(num_samples=1, temperature=0.7),
+                                variants=("trace",), greedy=False, ks=(1,)),
+        execution=ExecutionSettings(workers=2, test_timeout_s=1.0),
+        mesh_axis_sizes=None,                # default: all devices, data parallel
+    )
+    result["dev_pass_at_1"]    # [base model, after iteration 0's fine-tune, ...]  (fractions)
+    result["best_iteration"], result["best_checkpoint"]
+    result["iterations"][i]    # {"dev": {...pass@k per variant, greedy, proxy}, "hard", "samples",
+                               #  "samples_passed", "build": {size, coverage, accepted_per_problem_*,
+                               #  examples}, "finetune": {checkpoint, num_steps}, "timings_s": {...}}
+
+Every stage writes under ``model_dir/iteration_{i}/`` with a manifest; rerunning the same call
+skips finished stages and resumes unfinished ones, and a changed setting is an error naming it
+(see ``stages``). The layout and the defaults (the paper's) are described in ``loop`` and
+``settings``.
+"""
+
+
+import importlib
+
+# Resolved on first use (PEP 562): evaluation imports selftrain.multihost, and the loop imports
+# evaluation, so importing the loop here eagerly would make the two packages import each other.
+_EXPORTS = {"run_next": "loop", "BuildSettings": "settings", "FinetuneSettings": "settings",
+            "SelectionSettings": "settings", "SettingsChangedError": "stages"}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -1,0 +1,85 @@
+"""Stage manifests: run once, skip when done, resume when unfinished, refuse a changed setting."""
+
+import json
+
+import pytest
+
+from next_jax.selftrain import stages
+
+
+def _stage(tmp_path, **settings):
+    return stages.Stage(name="iteration_0/sample", directory=str(tmp_path / "iteration_0" / "sample"),
+                        settings={"sampling": {"temperature": 0.8, "num_samples": 4}, **settings},
+                        inputs={"train": "sha256:abc"})
+
+
+def test_runs_once_then_skips_with_the_recorded_result(tmp_path):
+    runner, calls = stages.StageRunner(), []
+    fn = lambda: calls.append(1) or {"samples": 12}  # noqa: E731
+    assert runner.run(_stage(tmp_path), fn) == {"samples": 12}
+    assert runner.run(_stage(tmp_path), fn) == {"samples": 12}
+    assert len(calls) == 1
+    manifest = json.loads((tmp_path / "iteration_0" / "sample" / "manifest.json").read_text())
+    assert manifest["status"] == "done" and manifest["result"] == {"samples": 12}
+    assert manifest["settings"]["sampling"]["num_samples"] == 4 and manifest["wall_s"] >= 0
+
+
+def test_an_interrupted_stage_runs_again(tmp_path):
+    def killed():
+        raise KeyboardInterrupt  # stands in for a kill between the two manifest writes
+
+    with pytest.raises(KeyboardInterrupt):
+        stages.StageRunner().run(_stage(tmp_path), killed)
+    manifest = json.loads((tmp_path / "iteration_0" / "sample" / "manifest.json").read_text())
+    assert manifest["status"] == "running"
+    assert stages.StageRunner().run(_stage(tmp_path), lambda: {"ok": True}) == {"ok": True}
+    manifest = json.loads((tmp_path / "iteration_0" / "sample" / "manifest.json").read_text())
+    assert manifest["status"] == "done" and manifest["attempts"] == 2
+
+
+@pytest.mark.parametrize("finished", [True, False])
+def test_a_changed_setting_is_an_error_that_names_it(tmp_path, finished):
+    stage = _stage(tmp_path)
+    if finished:
+        stages.StageRunner().run(stage, lambda: {})
+    else:
+        with pytest.raises(RuntimeError):
+            stages.StageRunner().run(stage, lambda: (_ for _ in ()).throw(RuntimeError("boom")))
+    changed = stages.Stage(name=stage.name, directory=stage.directory,
+                           settings={"sampling": {"temperature": 0.7, "num_samples": 4}}, inputs=stage.inputs)
+    with pytest.raises(stages.SettingsChangedError, match=r"sampling\.temperature: 0\.8 -> 0\.7"):
+        stages.StageRunner().run(changed, lambda: {})
+    other_input = stages.Stage(name=stage.name, directory=stage.directory, settings=stage.settings,
+                               inputs={"train": "sha256:def"})
+    with pytest.raises(stages.SettingsChangedError, match=r"inputs\.train"):
+        stages.StageRunner().run(other_input, lambda: {})
+
+
+def test_settings_are_compared_in_their_json_form(tmp_path):
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class S:
+        ks: tuple = (1, 5)
+        inner: dict = dataclasses.field(default_factory=lambda: {"a": None})
+
+    stage = stages.Stage(name="s", directory=str(tmp_path / "s"), settings={"x": S()})
+    stages.StageRunner().run(stage, lambda: {"n": 1})
+    again = stages.Stage(name="s", directory=str(tmp_path / "s"), settings={"x": S()})
+    assert stages.StageRunner().run(again, lambda: {"n": 2}) == {"n": 1}
+    assert stage.key == again.key and stage.key.startswith("stage:")
+
+
+def test_file_fingerprint_follows_content(tmp_path):
+    path = tmp_path / "a.jsonl"
+    path.write_text("x\n")
+    first = stages.file_fingerprint(str(path))
+    path.write_text("y\n")
+    assert stages.file_fingerprint(str(path)) != first
+
+
+def test_broadcast_is_the_identity_on_one_process():
+    from next_jax.selftrain import multihost
+
+    assert multihost.broadcast_json({"a": [1, 2]}) == {"a": [1, 2]}
+    multihost.barrier("single")
