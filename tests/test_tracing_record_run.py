@@ -245,7 +245,8 @@ def test_library_frames_are_never_traced():
 
 
 def test_endless_loop_ends_with_a_visible_timeout_mark():
-    data = record("def f():\n    i = 0\n    while True:\n        i += 1\n", "f()", config=TraceConfig(max_events=500))
+    data = record("def f():\n    i = 0\n    while True:\n        i += 1\n", "f()",
+                  config=TraceConfig(max_events=500, timeout_s=None))
     assert data["outcome"] == "timeout"
     text = render_trace("def f():\n    i = 0\n    while True:\n        i += 1\n", "f()", data)
     assert "__timeout__ = 'stopped after 500 trace events'" in text
@@ -253,20 +254,38 @@ def test_endless_loop_ends_with_a_visible_timeout_mark():
 
 
 def test_endless_loop_without_state_changes_is_stopped_too():
-    data = record("def f():\n    while True:\n        pass\n", "f()", config=TraceConfig(max_events=300))
+    data = record("def f():\n    while True:\n        pass\n", "f()", config=TraceConfig(max_events=300, timeout_s=None))
     assert data["outcome"] == "timeout" and data["stopped"]
 
 
 def test_wall_clock_cap_stops_the_run():
     data = record("def f():\n    i = 0\n    while True:\n        i += 1\n", "f()",
-                  config=TraceConfig(max_seconds=0.2))
+                  config=TraceConfig(max_seconds=0.2, timeout_s=None))
     assert data["outcome"] == "timeout" and "0.2 s" in data["stopped"]
 
 
 def test_a_program_that_catches_everything_still_stops():
     program = "def f():\n    n = 0\n    while n < 10 ** 9:\n        try:\n            n += 1\n        except Exception:\n            pass\n    return n\n"
-    data = record(program, "f()", config=TraceConfig(max_events=1000))
+    data = record(program, "f()", config=TraceConfig(max_events=1000, timeout_s=None))
     assert data["outcome"] == "timeout"
+    # The untraced run under the test timeout is stopped too (its alarm is no Exception).
+    data = record(program, "f()", config=TraceConfig(timeout_s=0.3, timeout_events=1000))
+    assert data["outcome"] == "timeout" and data["stopped"] == "stopped after 1000 trace events"
+
+
+def test_a_program_that_outlives_the_test_timeout_is_traced_only_briefly():
+    program = "def f():\n    i = 0\n    while True:\n        i += 1\n"
+    config = TraceConfig(timeout_s=0.3, timeout_events=600)
+    data = record(program, "f()", config=config)
+    assert data["outcome"] == "timeout" and data["stopped"] == "stopped after 600 trace events"
+    # Same trace as the event cap alone gives: the untraced run changes how long, not what.
+    alone = record(program, "f()", config=TraceConfig(max_events=600, timeout_s=None))
+    assert render_trace(program, "f()", data) == render_trace(program, "f()", alone)
+    # A program that ends in time is traced in full, with the same result as without the untraced run.
+    slow = "def g(n):\n    s = 0\n    for i in range(n):\n        s += i\n    return s\n"
+    full = record(slow, "assert g(5000) == 12497500", config=config)
+    assert full["outcome"] == "pass" and full["stopped"] is None
+    assert full == record(slow, "assert g(5000) == 12497500", config=TraceConfig(timeout_s=None))
 
 
 def test_program_output_never_reaches_the_trace(capsys):

@@ -33,7 +33,7 @@ def test_trace_tasks_gives_one_trace_per_test_in_order(pool):
         task("t0", ADD, []),
         task("t2", LOOP, ["assert spin(3) == 3"]),
     ]
-    out = list(trace_tasks(tasks, TraceConfig(max_events=2000), pool=pool))
+    out = list(trace_tasks(tasks, TraceConfig(max_events=2000, timeout_s=None), pool=pool))
     assert [t.task_id for t in out] == ["t1", "t0", "t2"]
     first, empty, loop = out
     assert [tr.test for tr in first.traces] == first.tests

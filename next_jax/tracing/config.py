@@ -7,7 +7,7 @@ plain value so a config travels to the sandboxed child as data (``to_dict`` / ``
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,6 +21,12 @@ class TraceConfig:
       max_seconds: CPU-time cap on one traced run, checked between events (same mark). A
         backstop for programs slow between events: where it, not ``max_events``, stops a run,
         the stopping point depends on the machine, so such traces can differ between runs.
+      timeout_s: the test timeout (wall clock; the checker's ``test_timeout_s``). The program
+        and test first run untraced under it, which costs a few percent of the traced run; one
+        that does not finish is traced only up to ``timeout_events`` events (and at most
+        ``timeout_s`` of CPU), so a program that never ends costs about its test timeout instead
+        of ``max_events`` or ``max_seconds``. None: no untraced run, the caps above only.
+      timeout_events: the event cap for a run that did not finish untraced within ``timeout_s``.
       seed: ``random`` (and numpy's global generator, if loaded) is seeded with it before the
         program runs, so traces of programs that draw random numbers repeat exactly.
       show_yields: generators show ``__yield__=<value>`` on each ``yield``.
@@ -38,6 +44,8 @@ class TraceConfig:
     max_value_chars: int = 100
     max_events: int = 10_000_000
     max_seconds: float = 60.0
+    timeout_s: Optional[float] = 3.0
+    timeout_events: int = 100_000
     seed: int = 0
     show_yields: bool = True
     head_visits: int = 3
@@ -50,6 +58,10 @@ class TraceConfig:
             raise ValueError(f"max_value_chars must be >= 8, got {self.max_value_chars}")
         if self.max_events < 1:
             raise ValueError(f"max_events must be >= 1, got {self.max_events}")
+        if self.timeout_events < 1:
+            raise ValueError(f"timeout_events must be >= 1, got {self.timeout_events}")
+        if self.timeout_s is not None and not self.timeout_s > 0:
+            raise ValueError(f"timeout_s must be > 0 or None, got {self.timeout_s}")
         if self.head_visits < 0:
             raise ValueError(f"head_visits must be >= 0, got {self.head_visits}")
         if self.min_hidden_visits < 1:

@@ -11,16 +11,20 @@ Around the run: the program's stdout/stderr go to a counting sink (never into th
 stdin is empty; ``random`` (and numpy's global generator, if loaded) is seeded before the program
 and again before the test; the recursion limit is raised by 100 frames for the tracer's own
 frames (so a program may recurse up to 100 frames deeper than it could untraced); the caller's
-``random`` state is restored afterwards.
+``random`` state is restored afterwards. Before the traced run, the program and test run once
+untraced under the test timeout (``TraceConfig.timeout_s``): one that does not finish is traced
+only briefly (``timeout_events``), so an endless program costs about its test timeout.
 """
 
 from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
 import io
 import os
 import random
+import signal
 import sys
 import threading
 import time
@@ -127,6 +131,10 @@ def record(program: str, test: str, setup_code: str = "", config: TraceConfig = 
         return _syntax_error_result(e, 1, renderer)
     setup_compiled = compile(setup_code, SETUP_FILE, "exec", dont_inherit=True) if setup_code else None
 
+    if _runs_past_timeout(program_code, setup_compiled, test_code, config):
+        # It will not finish: a short deterministic trace of its start is all a reader needs.
+        config = dataclasses.replace(config, max_events=min(config.max_events, config.timeout_events),
+                                     max_seconds=min(config.max_seconds, config.timeout_s))
     rec = Recorder((program_facts, test_facts), config)
     namespace: Dict[str, Any] = {"__name__": MODULE_NAME, "__builtins__": builtins}
     outcome, exception = "pass", None
@@ -182,6 +190,56 @@ def record(program: str, test: str, setup_code: str = "", config: TraceConfig = 
         marks=marks,
         stdout_chars=sink.chars,
     )
+
+
+class _UntracedTimeout(BaseException):
+    """Raised by the alarm into an untraced run that outlived the test timeout."""
+
+
+def _runs_past_timeout(program_code, setup_code, test_code, config: TraceConfig) -> bool:
+    """Whether the program and test, run untraced in a fresh namespace, outlive ``timeout_s``.
+
+    Uses a wall-clock alarm, so only on the main thread (elsewhere: False, the caps alone apply).
+    The alarm repeats until the run unwinds, so a program that catches the first one inside its
+    loop is still stopped; the run's own result does not matter, only whether it ended in time.
+    """
+    if (config.timeout_s is None or not hasattr(signal, "setitimer")
+            or threading.current_thread() is not threading.main_thread()):
+        return False
+    state = {"armed": True, "fired": False}
+
+    def on_alarm(signum, frame):
+        if state["armed"]:
+            state["fired"] = True
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            raise _UntracedTimeout()
+
+    namespace: Dict[str, Any] = {"__name__": MODULE_NAME, "__builtins__": builtins}
+    saved_random = random.getstate()
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    try:
+        with quiet_stdio():
+            try:
+                signal.setitimer(signal.ITIMER_REAL, config.timeout_s)
+                _seed(config.seed)
+                exec(program_code, namespace)
+                if setup_code is not None:
+                    exec(setup_code, namespace)
+                _seed(config.seed)
+                exec(test_code, namespace)
+            finally:
+                state["armed"] = False
+                signal.setitimer(signal.ITIMER_REAL, 0)
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # the program's own failure, or the alarm: only the time matters here
+        pass
+    finally:
+        state["armed"] = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL if previous is None else previous)
+        random.setstate(saved_random)
+    return state["fired"]
 
 
 def _baseline_globals(rec: Recorder, namespace: dict) -> None:

@@ -19,7 +19,7 @@ from next_jax.tracing.config import TraceConfig
 from next_jax.tracing.record_run import record
 
 TARGET = "next_jax.tracing.record_run:record_payload"
-SANDBOX_GRACE_S = 10.0  # the recorder stops itself at max_seconds; the sandbox kills later
+SANDBOX_GRACE_S = 10.0  # the recorder stops itself (untraced timeout + max_seconds); the sandbox kills later
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +39,7 @@ def sandbox_limits(config: TraceConfig, limits: Optional[Limits] = None) -> Limi
     """Sandbox limits that leave the recorder time to stop on its own and return its trace."""
     if limits is not None:
         return limits
-    budget = config.max_seconds + SANDBOX_GRACE_S
+    budget = (config.timeout_s or 0.0) + config.max_seconds + SANDBOX_GRACE_S
     return Limits(timeout_s=budget, cpu_s=budget)
 
 
