@@ -5,7 +5,22 @@ import socket
 import sys
 import time
 
-from next_jax.execution.sandbox import emit
+from next_jax.execution.sandbox import emit, uids_of_process
+
+
+def sandbox_processes():
+    """Pids of live processes running as one of this process's sandbox uids (other processes'
+    sandboxes use other uids and are not counted): empty once every pool of ours is closed."""
+    uids = uids_of_process(os.getpid())
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if os.stat(f"/proc/{name}").st_uid in uids:
+                    found.append(int(name))
+            except OSError:
+                pass
+    return found
 
 
 def echo(payload):
@@ -133,3 +148,96 @@ def leave_daemon_and_sleep(seconds):
     leave_daemon(None)
     time.sleep(seconds)
     return "slept"
+
+
+def vm_size(_):
+    with open("/proc/self/status") as f:
+        return [line.strip() for line in f if line.startswith(("VmSize", "VmRSS"))]
+
+
+def list_proc(_):
+    return sorted(int(n) for n in os.listdir("/proc") if n.isdigit())
+
+
+def _libc():
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.shmat.restype = ctypes.c_void_p
+    return ctypes, libc
+
+
+def shm_write(key):
+    """Creates a SysV shared memory segment ``key`` holding a marker; returns its id."""
+    ctypes, libc = _libc()
+    shmid = libc.shmget(key, 4096, 0o1666)  # IPC_CREAT | 0666
+    addr = libc.shmat(shmid, None, 0)
+    ctypes.memmove(addr, b"left by an earlier run", 22)
+    return shmid
+
+
+def shm_read(key):
+    """The marker of segment ``key`` if it is visible, else None."""
+    ctypes, libc = _libc()
+    shmid = libc.shmget(key, 4096, 0)
+    if shmid < 0:
+        return None
+    return ctypes.string_at(libc.shmat(shmid, None, 0), 22).decode()
+
+
+def deep_dirs(depth):
+    fd = os.open(".", os.O_RDONLY)
+    for _ in range(depth):
+        os.mkdir("d", dir_fd=fd)
+        new = os.open("d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = new
+    os.close(fd)
+    return sorted(os.listdir("."))
+
+
+def fork_touch(spec):
+    """Forks ``n`` children that each touch ``mb`` MiB, waits for them; returns their statuses."""
+    n, mb = spec
+    pids = []
+    for _ in range(n):
+        pid = os.fork()
+        if pid == 0:
+            block = bytearray(mb << 20)
+            for i in range(0, len(block), 4096):
+                block[i] = 1
+            os._exit(0)
+        pids.append(pid)
+    return [os.waitpid(p, 0)[1] for p in pids]
+
+
+def fork_spin(n):
+    """Forks ``n`` spinning children and sleeps: only a limit over the whole tree stops it."""
+    for _ in range(n):
+        if os.fork() == 0:
+            while True:
+                pass
+    time.sleep(60)
+    return "slept"
+
+
+def hold(secret):
+    return len(secret)
+
+
+def scan_memory(halves):
+    """Whether this process's memory holds ``halves[0] + halves[1]`` as one run of bytes."""
+    first, second = (h.encode() for h in halves[:2])
+    with open("/proc/self/maps") as f:
+        regions = [line.split() for line in f]
+    import ctypes
+    for r in regions:
+        if not r[1].startswith("r") or (len(r) > 5 and r[5].startswith("[v")):
+            continue
+        start, end = (int(x, 16) for x in r[0].split("-"))
+        data = ctypes.string_at(start, end - start)
+        at = data.find(first)
+        while at >= 0:
+            if data[at + len(first):at + len(first) + len(second)] == second:
+                return True
+            at = data.find(first, at + 1)
+    return False

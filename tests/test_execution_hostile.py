@@ -8,12 +8,13 @@ import glob
 import json
 import os
 import re
+import time
 
 import pytest
 
 from next_jax.data.records import RepairTask, Sample
 from next_jax.execution.checker import Checker, CheckOptions
-from next_jax.execution.sandbox import sandbox_processes
+from sandbox_targets import sandbox_processes
 
 HERE = os.path.join(os.path.dirname(__file__), "hostile")
 HEADER = re.compile(r"^# (task|expect|threat): (.*)$", re.M)
@@ -43,7 +44,8 @@ def corpus_verdicts():
     tasks, programs = load_corpus()
     samples = [Sample(task_id=h["task"], iteration=0, sample_id=name, prompt_variant="no_trace",
                       text="", rationale="", fix=src) for name, h, src in programs]
-    with Checker(workers=2, options=CheckOptions(test_timeout_s=2.0)) as checker:
+    with Checker(workers=2, options=CheckOptions(test_timeout_s=3.0, memory_bytes=256 << 20),
+                 preload=["numpy"]) as checker:
         verdicts = list(checker.check(tasks, samples))
         scratch = checker.pool.scratch_dirs
     return programs, verdicts, scratch
@@ -73,5 +75,8 @@ def test_no_hostile_program_passes_unless_declared(corpus_verdicts):
 
 def test_nothing_survives_the_corpus(corpus_verdicts):
     _, _, scratch = corpus_verdicts
+    deadline = time.monotonic() + 20
+    while sandbox_processes() and time.monotonic() < deadline:  # the last kills take moments
+        time.sleep(0.05)
     assert sandbox_processes() == []
     assert scratch and not any(os.path.exists(d) for d in scratch)

@@ -1,9 +1,12 @@
 """Plain data: exact builtin types out, strict rebuilding of untrusted bytes in."""
 
+from decimal import Decimal
+from fractions import Fraction
+
 import pytest
 
 from next_jax.execution import plain
-from next_jax.execution.harness import to_wire as lenient_to_wire
+
 
 
 VALUES = [None, False, 3, -(2 ** 70), 2 ** 20000, 0.1, float("-inf"), -0.0, 1j, "é\udcff", b"",
@@ -45,8 +48,10 @@ def test_too_deep_is_refused():
         plain.dumps(deep)
 
 
-def test_lenient_encoding_reads_subclasses_as_their_base_data():
+def test_candidate_encoding_reads_subclasses_as_their_base_data():
     from collections import Counter, OrderedDict, namedtuple
+
+    from next_jax.execution.candidate import Server
 
     class Liar(int):
         def __eq__(self, other):
@@ -54,10 +59,35 @@ def test_lenient_encoding_reads_subclasses_as_their_base_data():
 
         __hash__ = int.__hash__
 
+    encode = Server().encode
     point = namedtuple("Point", "x y")(1, 2)
     for value, expected in [(Liar(0), 0), (point, (1, 2)), (Counter("aab"), {"a": 2, "b": 1}),
                             (OrderedDict(z=1), {"z": 1}), ([Liar(5)], [5])]:
-        back = plain.from_wire(lenient_to_wire(value))
+        back = plain.from_wire(encode(value))
         assert back == expected and type(back) is type(expected)
-    with pytest.raises(plain.PlainDataError):
-        lenient_to_wire(object())
+
+
+@pytest.mark.parametrize("value", [Fraction(-7, 3), Decimal("1.10"), bytearray(b"ab"),
+                                   {Fraction(1, 2): [Decimal("-0")]}])
+def test_fraction_decimal_bytearray_round_trip(value):
+    back = plain.loads(plain.dumps(value))
+    assert back == value and type(back) is type(value)
+
+
+def test_hash_flooding_set_is_refused_before_it_is_built():
+    # 100,000 distinct ints that all hash to 0: building this set would take minutes.
+    items = ",".join(str(k * (2 ** 61 - 1)) for k in range(1, 100_001))
+    for tag in ("s", "f"):
+        with pytest.raises(plain.PlainDataError, match="hash"):
+            plain.loads(f'["{tag}",{items}]'.encode())
+    with pytest.raises(plain.PlainDataError, match="hash"):
+        plain.loads(f'["d",{items.replace(",", ",0,")},0]'.encode())
+
+
+def test_json_objects_and_oversized_input_are_refused_before_parsing():
+    with pytest.raises(plain.PlainDataError, match="object"):
+        plain.loads(b'["l", "a", {"k": 1}]')
+    with pytest.raises(plain.PlainDataError, match="over 10 bytes"):
+        plain.loads(b'["l", 1, 2, 3, 4]', max_bytes=10)
+    text = "{braces} stay inside strings"
+    assert plain.loads(plain.dumps([text])) == [text]

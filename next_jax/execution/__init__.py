@@ -5,8 +5,9 @@ a smaller worker forks faster):
   * ``sandbox``: ``run_isolated`` / ``SandboxPool`` run a ``"module:function"`` target in an
     isolated child (namespaces, rlimits, uid drop, read-only file tree) and return a
     ``SandboxResult``; ``emit`` streams plain-data messages out of a target.
-  * ``checker``: ``Checker`` / ``check_samples`` turn (RepairTask, Sample) into Verdicts, with
-    verdicts decided in the parent from plain values (see ``splitting``).
+  * ``checker``: ``Checker`` turns (RepairTask, Sample) into Verdicts: the
+    tests run in a judge process, the program alone in a candidate process that only answers
+    calls (``judge``, ``candidate``).
   * ``check``: the CLI; ``beam``: the Beam transform ``CheckSamples``.
 """
 
@@ -14,7 +15,7 @@ import importlib
 
 _EXPORTS = {
     "CheckOptions": "checker", "Checker": "checker", "UnknownTaskError": "checker",
-    "check_samples": "checker", "Limits": "sandbox", "SandboxPool": "sandbox",
+    "Limits": "sandbox", "SandboxPool": "sandbox",
     "SandboxResult": "sandbox", "emit": "sandbox", "run_isolated": "sandbox",
 }
 __all__ = sorted(_EXPORTS)

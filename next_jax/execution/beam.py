@@ -22,7 +22,6 @@ from typing import Any, Mapping, Optional
 import apache_beam as beam
 
 from next_jax.data.records import RepairTask, Sample, TracedTask, Verdict
-from next_jax.execution import harness
 from next_jax.execution.checker import Checker, CheckOptions
 from next_jax.execution.sandbox import DEFAULT_PRELOAD, SandboxPool
 
@@ -53,8 +52,8 @@ class CheckSamplesFn(beam.DoFn):
 
     def setup(self):
         self._pool = SandboxPool(self._workers, preload=tuple(DEFAULT_PRELOAD) + self._preload,
-                                 targets=[harness.TARGET], hide=self._hide)
-        self._checker = Checker(self._pool, options=self._options)
+                                 hide=self._hide)
+        self._checker = Checker(self._pool, options=self._options, modules=self._preload)
         self._side_cache = (None, None)
 
     def process(self, batch, side_tasks=None):
@@ -96,7 +95,3 @@ class CheckSamples(beam.PTransform):
         fn = CheckSamplesFn(dict(self._tasks), workers=self._workers, options=self._options,
                             preload=self._preload, hide=self._hide)
         return batches | "Check" >> beam.ParDo(fn)
-
-
-def verdict_to_dict(v: Verdict) -> dict:
-    return v.to_dict()

@@ -10,7 +10,6 @@ target's return value, ``E`` the target raised (body: the traceback text).
 
 from __future__ import annotations
 
-import json
 import os
 import struct
 from typing import Any, Optional
@@ -23,18 +22,6 @@ from next_jax.execution import plain
 
 HEADER = struct.Struct(">IB")
 
-
-def _make_dumps():
-    """json.dumps without its Python layer (whose isinstance calls a program could patch)."""
-    from json import encoder
-    if encoder.c_make_encoder is None:  # pragma: no cover (CPython always has _json)
-        return lambda obj: json.dumps(obj, separators=(",", ":"))
-    encode = encoder.c_make_encoder(None, None, encoder.encode_basestring_ascii, None, ":", ",",
-                                    False, False, True)
-    return lambda obj: "".join(encode(obj, 0))
-
-
-_dumps = _make_dumps()
 
 KIND_MESSAGE = ord("M")
 KIND_RESULT = ord("R")
@@ -113,10 +100,3 @@ def emit(value: Any) -> None:
     if _child_fd is None:
         raise RuntimeError("emit() is only available inside a sandboxed child")
     write_frame(_child_fd, KIND_MESSAGE, plain.dumps(value))
-
-
-def emit_wire(wire: Any) -> None:
-    """``emit`` for a value already in wire form (``plain.to_wire``); saves a second walk."""
-    if _child_fd is None:
-        raise RuntimeError("emit() is only available inside a sandboxed child")
-    write_frame(_child_fd, KIND_MESSAGE, _dumps(wire).encode("ascii"))

@@ -14,14 +14,14 @@ task_id) stops the run with an error naming the file, line and field.
 from __future__ import annotations
 
 import sys
-import time
 from typing import Dict, Iterator
 
 from absl import app, flags, logging
 
+from next_jax import io
 from next_jax.data import records
 from next_jax.data.records import AtomicWriter, RecordError, RepairTask, Sample
-from next_jax.execution import harness
+from next_jax.progress import Progress
 from next_jax.execution.checker import Checker, CheckOptions
 from next_jax.execution.sandbox import DEFAULT_PRELOAD, SandboxPool
 
@@ -34,17 +34,19 @@ flags.DEFINE_float("test_timeout_s", 3.0, "Wall-clock limit for the program and 
 flags.DEFINE_integer("memory_mb", 2048, "Address-space limit of each checked program, in MiB.")
 flags.DEFINE_enum("tests", "tests", ["tests", "eval_tests"], "Which of the task's test lists to run.")
 flags.DEFINE_bool("strict_types", False, "Require identical types in == (1 != 1.0 != True).")
-flags.DEFINE_list("preload", [], "Extra modules the workers import before forking (e.g. numpy).")
+flags.DEFINE_list("preload", [], "Extra modules the workers import before forking (e.g. numpy); "
+                  "the only third-party packages checked programs and tests can import.")
 flags.DEFINE_list("hide", [], "Files or directories checked programs must not read (datasets with "
                   "expected outputs); the tasks file is always hidden.")
 
 
 def read_tasks(path: str) -> Dict[str, RepairTask]:
+    """The tasks file by task_id; a repeated task_id is an error naming its line."""
     tasks: Dict[str, RepairTask] = {}
-    for where, obj in records.read_json_lines(path):
-        task = records.task_from_dict(obj, where=where)
+    for i, task in enumerate(records.read_tasks(path), start=1):
         if task.task_id in tasks:
-            raise RecordError(f"duplicate task_id {task.task_id!r}", where=where, field="task_id")
+            raise RecordError(f"duplicate task_id {task.task_id!r}", where=f"{path}, task #{i}",
+                              field="task_id")
         tasks[task.task_id] = task
     return tasks
 
@@ -59,32 +61,26 @@ def read_samples(path: str, tasks: Dict[str, RepairTask]) -> Iterator[Sample]:
 
 
 def _count_lines(path: str) -> int:
-    with open(path, "rb") as f:
+    with io.open_file(path, "rb") as f:
         return sum(1 for line in f if line.strip())
 
 
 def run(tasks_path: str, samples_path: str, out_path: str, *, workers=None,
         options: CheckOptions = CheckOptions(), preload=(), hide=()) -> dict:
     tasks = read_tasks(tasks_path)
-    total = _count_lines(samples_path)
-    logging.info("checking %d samples against %d tasks (%s)", total, len(tasks), options)
+    progress = Progress("check", total=_count_lines(samples_path), unit="samples")
+    logging.info("checking against %d tasks (%s)", len(tasks), options)
     counts: Dict[str, int] = {}
-    start = last_log = time.monotonic()
     with SandboxPool(workers, preload=tuple(DEFAULT_PRELOAD) + tuple(preload),
-                     targets=[harness.TARGET], hide=[tasks_path, *hide]) as pool, \
-            Checker(pool, options=options) as checker, AtomicWriter(out_path) as writer:
+                     hide=[tasks_path, *hide]) as pool, \
+            Checker(pool, options=options, modules=preload) as checker, \
+            AtomicWriter(out_path) as writer:
         for verdict in checker.check(tasks, read_samples(samples_path, tasks)):
             writer.write(verdict)
             counts[verdict.status] = counts.get(verdict.status, 0) + 1
-            now = time.monotonic()
-            if now - last_log > 10:
-                last_log = now
-                rate = writer.count / (now - start)
-                logging.info("%d/%d checked, %.1f/s, ETA %.0f s, %s", writer.count, total, rate,
-                             (total - writer.count) / max(rate, 1e-9), counts)
-    elapsed = time.monotonic() - start
-    logging.info("wrote %d verdicts to %s in %.1f s: %s (test forms %s)", writer.count, out_path,
-                 elapsed, counts, dict(checker.forms))
+            progress.update(1, **counts)
+    progress.finish()
+    logging.info("wrote %d verdicts to %s: %s", writer.count, out_path, counts)
     return counts
 
 

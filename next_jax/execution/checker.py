@@ -1,37 +1,39 @@
 """Checks samples' fixes against their tasks' tests and returns one Verdict per sample.
 
-Built on ``SandboxPool``: one isolated child per sample runs the program and every test (see
-``harness``); this process decides each assert from the plain values the child sent back (see
-``splitting`` and ``templates``), so nothing the candidate does inside its process can turn a
-failing test into a pass. Verdict statuses (``records.VERDICT_STATUSES``):
+Built on ``SandboxPool`` judged runs: for each sample a judge process runs the task's tests
+with real Python (``judge``) and a separate candidate process runs the program alone and only
+answers the judge's calls (``candidate``). The candidate never holds a test or an expected value
+and cannot reach the judge, so nothing it does in its process can turn a failing test into a
+pass. Verdict statuses (``records.VERDICT_STATUSES``):
 
   no_code       the sample has no fix (``fix: null``)
   syntax_error  the fix does not compile
-  pass          the program ran, every test finished, every assert held, the child exited cleanly
-  fail          the first test that did not pass had a false assert (or raised AssertionError,
-                or skipped an assert it must run, or an assert's value was not plain data)
-  error         the program or the first non-passing test raised, crashed, ran out of memory,
-                exited early, or its child sent something the protocol does not allow
+  pass          the program loaded and every test ran to its end in the judge
+  fail          the first test that did not pass raised AssertionError
+  error         the program or the first non-passing test raised anything else, the candidate
+                died, broke the protocol, sent what is not plain data, or a test used one of its
+                opaque objects for more than identity
   timeout       the program or the first non-passing test ran past the per-test timeout
 
 The program is: the setup code's top-level imports, the fix, then the whole setup code (MBPP's
 ``test_setup_code`` builds objects from classes the fix defines, so it must follow the fix; the
-imports go first so the fix can rely on them). Tests share the program's globals and run in
-order; after a timeout the remaining tests are not run. Asserts do not stop a test when they
-fail (only the parent knows they failed), so a test runs to its end; the first failing assert
-is what the verdict reports.
+imports go first so the fix can rely on them). Tests share one namespace in the judge and run
+in order, each stopping at its first failing assert (as in Python); after a timeout the
+remaining tests are not run.
 """
 
 from __future__ import annotations
 
+import ast
 import collections
 import dataclasses
 import marshal
 from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 from next_jax.data.records import RepairTask, Sample, Verdict
-from next_jax.execution import harness, splitting, templates
-from next_jax.execution.sandbox import Limits, SandboxPool, SandboxResult
+from next_jax.execution import judge
+from next_jax.execution.sandbox import DEFAULT_PRELOAD, Limits, SandboxPool, SandboxResult
+from next_jax.execution.worker import CANDIDATE_TARGET, JUDGE_TARGET
 
 DETAIL_CHARS = 1000
 
@@ -59,30 +61,60 @@ class CheckOptions:
 class _Plan:
     """Everything about a task that is the same for all its samples (computed once)."""
 
-    tests: Tuple[splitting.SplitTest, ...] = ()
-    sites: Optional[templates.CompiledSites] = None
+    tests: Tuple[bytes, ...] = ()  # marshalled code, compiled as f"<test {i}>"
+    sources: Tuple[str, ...] = ()
+    names: Tuple[str, ...] = ()  # names the tests read: the candidate's globals they may need
     before_fix: Tuple[bytes, ...] = ()
     after_fix: Tuple[bytes, ...] = ()
     broken: str = ""  # why the task itself cannot be checked (tests or setup do not parse)
 
 
-def _compile(source: str, name: str) -> bytes:
+def _compile(source, name: str) -> bytes:
     return marshal.dumps(compile(source, name, "exec", dont_inherit=True, optimize=0))
 
 
-def build_plan(task: RepairTask, options: CheckOptions) -> _Plan:
-    tests = list(getattr(task, options.tests_field))
+class _StrictEquality(ast.NodeTransformer):
+    """``a == b`` / ``a != b`` -> the judge's type-exact equality (``strict_types``)."""
+
+    def visit_Compare(self, node: ast.Compare) -> ast.AST:
+        self.generic_visit(node)
+        if len(node.ops) != 1 or not isinstance(node.ops[0], (ast.Eq, ast.NotEq)):
+            return node
+        call = ast.Call(func=ast.Name(judge.STRICT_EQ, ast.Load()),
+                        args=[node.left, node.comparators[0]], keywords=[])
+        out = call if isinstance(node.ops[0], ast.Eq) else ast.UnaryOp(ast.Not(), call)
+        return ast.copy_location(out, node)
+
+
+def first_import_statements(source: str) -> Optional[str]:
+    """The top-level import statements of ``source`` (run before the fix), or None if none."""
     try:
-        split = splitting.split_tests(tests, options.strict_types, filename=f"<{task.task_id} test>")
-    except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
-        return _Plan(broken=f"task {task.task_id}: a test does not compile: {e}")
-    plan = _Plan(tests=split.tests, sites=templates.CompiledSites(split.sites))
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    return "\n".join(ast.unparse(n) for n in imports) or None
+
+
+def build_plan(task: RepairTask, options: CheckOptions) -> _Plan:
+    sources = tuple(getattr(task, options.tests_field))
+    tests, names = [], set()
+    for i, source in enumerate(sources):
+        try:
+            tree = ast.parse(source, f"<test {i}>")
+            names.update(n.id for n in ast.walk(tree) if isinstance(n, ast.Name))
+            if options.strict_types:
+                tree = ast.fix_missing_locations(_StrictEquality().visit(tree))
+            tests.append(_compile(tree, f"<test {i}>"))
+        except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
+            return _Plan(broken=f"task {task.task_id}: a test does not compile: {e}")
+    plan = _Plan(tests=tuple(tests), sources=sources, names=tuple(sorted(names)))
     if task.setup_code.strip():
         try:
             plan.after_fix = (_compile(task.setup_code, "<setup_code>"),)
         except (SyntaxError, ValueError) as e:
             return _Plan(broken=f"task {task.task_id}: setup_code does not compile: {e}")
-        imports = splitting.first_import_statements(task.setup_code)
+        imports = first_import_statements(task.setup_code)
         if imports:
             plan.before_fix = (_compile(imports, "<setup_code imports>"),)
     return plan
@@ -92,13 +124,17 @@ class Checker:
     """Turns (task, sample) pairs into Verdicts with a warm pool of sandbox workers."""
 
     def __init__(self, pool: Optional[SandboxPool] = None, *, workers: Optional[int] = None,
-                 options: CheckOptions = CheckOptions(), plan_cache_size: int = 20000):
+                 options: CheckOptions = CheckOptions(), plan_cache_size: int = 20000,
+                 modules: Iterable[str] = (), preload: Iterable[str] = ()):
         self.options = options
         self._own_pool = pool is None
-        self.pool = pool or SandboxPool(workers, targets=[harness.TARGET])
+        self.pool = pool or SandboxPool(workers, preload=tuple(DEFAULT_PRELOAD) + tuple(preload))
+        modules = tuple(modules) + tuple(preload)
         self._plans: "collections.OrderedDict[tuple, _Plan]" = collections.OrderedDict()
         self._plan_cache_size = plan_cache_size
-        self.forms = collections.Counter()  # split / guarded tests seen, for reports
+        # Third-party modules the judge may import when the program's global names one (the
+        # standard library always may); the preloaded ones of the pool's workers.
+        self.modules = tuple(modules)
 
     def close(self) -> None:
         if self._own_pool:
@@ -118,7 +154,6 @@ class Checker:
         plan = self._plans.get(key)
         if plan is None:
             plan = build_plan(task, self.options)
-            self.forms.update(t.form for t in plan.tests)
             self._plans[key] = plan
             if len(self._plans) > self._plan_cache_size:
                 self._plans.popitem(last=False)
@@ -148,11 +183,12 @@ class Checker:
                 queue.append((sample, plan, verdict))
                 if verdict is None:
                     payload = {"program": list(plan.before_fix) + [fix_code] + list(plan.after_fix),
-                               "tests": [t.code for t in plan.tests],
-                               "timeout": self.options.test_timeout_s}
+                               "tests": list(plan.tests), "names": list(plan.names),
+                               "timeout": self.options.test_timeout_s,
+                               "modules": list(self.modules)}
                     yield payload, self.limits_for(plan)
 
-        results = self.pool.map_each(harness.TARGET, jobs())
+        results = self.pool.map_each(JUDGE_TARGET, jobs(), partner=CANDIDATE_TARGET)
         while True:
             while queue and queue[0][2] is not None:
                 yield queue.popleft()[2]
@@ -168,7 +204,7 @@ class Checker:
             else:
                 result = next(results)
             sample, plan, _ = queue.popleft()
-            yield judge(sample, plan, result, result.wall_s)
+            yield judge_verdict(sample, plan, result, result.wall_s)
 
     def check_one(self, task: RepairTask, sample: Sample) -> Verdict:
         return next(self.check({task.task_id: task}, [sample]))
@@ -194,125 +230,56 @@ def _verdict(sample: Sample, status: str, passed: int, total: int, detail: str, 
                    wall_s=round(wall, 6))
 
 
-class _ProtocolError(Exception):
-    pass
-
-
 def _sandbox_outcome(result: SandboxResult) -> Tuple[str, str]:
-    """How a child that stopped reporting ended, as a verdict outcome."""
+    """How a judge that stopped reporting ended, as a verdict outcome."""
     if result.status == "timeout":
         return "timeout", f"timed out ({result.detail})"
     if result.status == "crash":
-        return "error", f"the child crashed: {result.detail}"
+        return "error", f"the judge crashed: {result.detail}"
     if result.status == "memory":
         return "error", "out of memory"
-    return "error", result.detail.strip().rsplit("\n", 1)[-1] or "the child ended without reporting"
+    return "error", result.detail.strip().rsplit("\n", 1)[-1] or "the judge ended without reporting"
 
 
-def judge(sample: Sample, plan: _Plan, result: SandboxResult, wall: float) -> Verdict:
-    """Decides the verdict from the child's reports; see the module doc for the rules."""
+def _line(plan: _Plan, i: int, line: int) -> str:
+    lines = plan.sources[i].splitlines() if i < len(plan.sources) else []
+    return lines[line - 1].strip() if 0 < line <= len(lines) else ""
+
+
+def judge_verdict(sample: Sample, plan: _Plan, result: SandboxResult, wall: float) -> Verdict:
+    """Decides the verdict from the judge's reports (see the module doc)."""
     n = len(plan.tests)
-    try:
-        program, outcomes = _replay(plan, result.messages)
-    except _ProtocolError as e:
-        return _verdict(sample, "error", 0, n, f"protocol violation from the child: {e}", wall)
-    passed = sum(1 for o in outcomes if o[0] == "pass")
-    if program is None:
+    reports = result.messages
+    candidate_end = f" (candidate {result.partner})" if result.partner else ""
+    if not reports:
         status, detail = _sandbox_outcome(result)
         return _verdict(sample, status, 0, n, f"program: {detail}", wall)
-    if program[0] != "ok":
-        status = "timeout" if program[0] == "timeout" else "error"
-        return _verdict(sample, status, 0, n, f"program: {program[1]}", wall)
-    for i, (outcome, detail) in enumerate(outcomes):
-        if outcome == "running":
-            if result.status == "ok":
-                return _verdict(sample, "error", passed, n, f"test {i}: never finished", wall)
-            status, why = _sandbox_outcome(result)
-            return _verdict(sample, status, passed, n, f"test {i}: {why}", wall)
+    if result.partner == "memory":  # whatever the judge saw after that, the run broke its limit
+        done = sum(1 for r in reports[1:] if type(r) is tuple and len(r) == 5 and r[2] == "pass")
+        return _verdict(sample, "error", done, n, "the run's memory limit was reached "
+                        "(a process of the candidate was killed)", wall)
+    first = reports[0]
+    if type(first) is not tuple or len(first) != 3 or first[0] != "p":
+        return _verdict(sample, "error", 0, n, "malformed report from the judge", wall)
+    if first[1] != "ok":
+        status = "timeout" if first[1] == "timeout" else "error"
+        return _verdict(sample, status, 0, n, f"program: {first[2]}{candidate_end}", wall)
+    passed = 0
+    for i, report in enumerate(reports[1:]):
+        if type(report) is not tuple or len(report) != 5 or report[:2] != ("t", i):
+            return _verdict(sample, "error", passed, n, "malformed report from the judge", wall)
+        _, _, outcome, line, detail = report
         if outcome != "pass":
-            return _verdict(sample, outcome, passed, n, f"test {i}: {detail}", wall)
-    if len(outcomes) < n:
-        # A test was not reached although the previous one finished: the child stopped early.
-        status, why = _sandbox_outcome(result) if result.status != "ok" else ("error", "tests not run")
-        return _verdict(sample, status, passed, n, f"test {len(outcomes)}: {why}", wall)
-    if result.status != "ok":
+            where = _line(plan, i, line)
+            text = f"test {i}: {where + ': ' if where else ''}{detail}"
+            if outcome == "error":
+                text += candidate_end
+            return _verdict(sample, outcome, passed, n, text, wall)
+        passed += 1
+    if passed < n:  # the judge stopped in the middle of test `passed`
         status, why = _sandbox_outcome(result)
-        return _verdict(sample, "error", passed, n, f"all tests finished but the child then failed: {why}", wall)
+        return _verdict(sample, status, passed, n, f"test {passed}: {why}", wall)
     return _verdict(sample, "pass", passed, n, "", wall)
-
-
-def _replay(plan: _Plan, messages: list):
-    """Checks the message grammar and evaluates every assert report in the parent."""
-    program = None
-    outcomes: List[list] = []  # per started test: [outcome, detail]; 'running' until it ends
-    current: Optional[int] = None
-    reported: set = set()
-    first_bad: Optional[Tuple[str, str]] = None
-    for batch in messages:
-        if type(batch) is not list:
-            raise _ProtocolError("malformed report batch")
-        for m in batch:
-            program, current, reported, first_bad = _replay_one(
-                plan, m, program, outcomes, current, reported, first_bad)
-    if current is not None and first_bad is not None:
-        outcomes[current] = list(first_bad)  # a failed assert decides even if the test then hung
-    return program, outcomes
-
-
-def _replay_one(plan, m, program, outcomes, current, reported, first_bad):
-    if type(m) is not tuple or not m or type(m[0]) is not str:
-        raise _ProtocolError("malformed message")
-    tag = m[0]
-    if program is None:
-        if tag != "p" or len(m) != 3 or m[1] not in ("ok", "fail", "error", "timeout") or type(m[2]) is not str:
-            raise _ProtocolError("expected the program report first")
-        return (m[1], m[2]), current, reported, first_bad
-    if program[0] != "ok":
-        raise _ProtocolError("message after a failed program")
-    if tag == "s":
-        if current is not None or m != ("s", len(outcomes)) or len(outcomes) >= len(plan.tests):
-            raise _ProtocolError(f"unexpected test start {m[1:]!r}")
-        current, reported, first_bad = len(outcomes), set(), None
-        outcomes.append(["running", ""])
-    elif tag == "a":
-        if current is None or len(m) != 3 or type(m[1]) is not int or m[1] not in plan.tests[current].sites:
-            raise _ProtocolError("assert report outside its test")
-        values = m[2]
-        if type(values) is not list or not all(
-                type(v) is tuple and len(v) == 2 and v[0] in ("v", "e", "n") for v in values):
-            raise _ProtocolError("malformed assert report")
-        reported.add(m[1])
-        if first_bad is None:
-            outcome, detail = plan.sites.evaluate(m[1], values)
-            if outcome != "pass":
-                first_bad = (outcome, detail)
-    elif tag in ("d", "x"):
-        if current is None or len(m) < 2 or m[1] != current:
-            raise _ProtocolError(f"unexpected end of test {m[1:2]!r}")
-        if tag == "x" and (len(m) != 4 or m[2] not in ("fail", "error", "timeout") or type(m[3]) is not str):
-            raise _ProtocolError("malformed test exception report")
-        missing = [s for s in plan.tests[current].sites
-                   if plan.sites.sites[s].required and s not in reported]
-        if first_bad is not None:
-            outcomes[current] = list(first_bad)
-        elif tag == "x":
-            outcomes[current] = [m[2], m[3]]
-        elif missing:
-            site = plan.sites.sites[missing[0]]
-            outcomes[current] = ["fail", f"assert never ran: {site.source}"]
-        else:
-            outcomes[current] = ["pass", ""]
-        current = None
-    else:
-        raise _ProtocolError(f"unknown message tag {tag[:10]!r}")
-    return program, current, reported, first_bad
-
-
-def check_samples(tasks: Mapping[str, RepairTask], samples: Iterable[Sample], *,
-                  workers: Optional[int] = None, options: CheckOptions = CheckOptions()) -> List[Verdict]:
-    """One-shot convenience: starts a pool, checks every sample, closes the pool."""
-    with Checker(workers=workers, options=options) as checker:
-        return list(checker.check(tasks, samples))
 
 
 def tasks_by_id(tasks: Iterable[RepairTask]) -> Dict[str, RepairTask]:

@@ -58,6 +58,7 @@ _MNT_DETACH = 0x2
 _MS_PRIVATE = 1 << 18
 _MS_NOSUID = 0x2
 _MS_NODEV = 0x4
+_MS_NOEXEC = 0x8
 _AT_FDCWD = -100
 _AT_RECURSIVE = 0x8000
 _MOUNT_ATTR_RDONLY = 0x1
@@ -137,11 +138,12 @@ class Mechanisms:
         for name in self.FLAGS:
             setattr(self, name, False)
         self.scratch = ""
+        self.allowed_root = ""
         self.warnings: List[str] = []
 
     def to_plain(self) -> dict:
         out = {name: getattr(self, name) for name in self.FLAGS}
-        out.update(scratch=self.scratch, warnings=list(self.warnings))
+        out.update(scratch=self.scratch, allowed_root=self.allowed_root, warnings=list(self.warnings))
         return out
 
 
@@ -156,16 +158,13 @@ def _enter_user_namespace() -> None:
         f.write(f"0 {gid} 1")
 
 
-def prepare_worker(scratch_bytes: int, allow_namespaces: bool = True, expose: Iterable[str] = (),
+def prepare_worker(scratch_bytes: int, allow_namespaces: bool = True, allowed: tuple = ((), (), ()),
                    hide: Iterable[str] = ()) -> Mechanisms:
     """Puts the calling worker process into its long-lived namespaces (see module doc).
 
-    ``expose`` lists directories the child must be able to read (the interpreter's prefix and
-    sys.path): where a parent directory is closed to other users (e.g. a 0700 /root holding
-    pyenv), that parent is replaced in the worker's mount namespace by an empty tmpfs into which
-    only the exposed directories are bind-mounted. ``hide`` lists files and directories the child
-    must not read even where file permissions would let it (task files with expected outputs,
-    datasets): a directory is covered by an empty tmpfs, a file by /dev/null.
+    ``allowed`` is (dirs, files, covered) for ``build_allowed_root``: the only files children
+    see. ``hide`` lists files and directories the child must not read even inside those (a
+    directory is covered by an empty tmpfs, a file by /dev/null).
     """
     m = Mechanisms()
     m.scratch = f"/tmp/next_jax_sandbox_{os.getpid()}_{os.urandom(4).hex()}"
@@ -196,7 +195,7 @@ def prepare_worker(scratch_bytes: int, allow_namespaces: bool = True, expose: It
                 setattr(m, attr, True)
             except OSError as e:
                 m.warnings.append(f"no {attr.replace('_', ' ')} ({e}): {what}")
-        _prepare_mounts(m, scratch_bytes, expose, hide)
+        _prepare_mounts(m, scratch_bytes, allowed, hide)
         problem = _probe_per_run_pid_namespace()
         m.pid_namespace = not problem
         try:
@@ -259,20 +258,7 @@ def _become_pid_namespace_init() -> None:
     prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def kill_namespace_members() -> None:
-    """From a PID namespace's init: SIGKILL and reap every other process in the namespace."""
-    while True:
-        try:
-            os.kill(-1, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            os.waitpid(-1, 0)
-        except ChildProcessError:
-            return
-
-
-def _prepare_mounts(m: Mechanisms, scratch_bytes: int, expose: Iterable[str], hide: Iterable[str]) -> None:
+def _prepare_mounts(m: Mechanisms, scratch_bytes: int, allowed: tuple, hide: Iterable[str]) -> None:
     try:
         unshare(CLONE_NEWNS)
         mount("none", "/", None, _MS_REC | _MS_PRIVATE)
@@ -285,11 +271,6 @@ def _prepare_mounts(m: Mechanisms, scratch_bytes: int, expose: Iterable[str], hi
     except OSError as e:
         m.warnings.append(f"no private tmpfs for working dirs ({e}): they live on the host's /tmp")
         return
-    try:
-        _expose(sorted(set(expose)), m.scratch)
-    except OSError as e:
-        m.warnings.append(f"could not open up closed parent dirs of the interpreter ({e}): "
-                          "imports that are not preloaded may fail in the child")
     for path in hide:
         try:
             if os.path.isdir(path):
@@ -299,6 +280,11 @@ def _prepare_mounts(m: Mechanisms, scratch_bytes: int, expose: Iterable[str], hi
         except OSError as e:
             m.warnings.append(f"could not hide {path} ({e}): the child may read it")
     try:
+        build_allowed_root(m, os.path.join(m.scratch, "root"), *allowed)
+    except OSError as e:
+        m.warnings.append(f"could not build the allow-listed file tree ({e}): children see "
+                          "every file other users may read")
+    try:
         remount_tree_readonly("/")
         _set_mount_attr(m.scratch, 0, _MOUNT_ATTR_RDONLY, recursive=False)
         m.readonly_root = True
@@ -306,42 +292,83 @@ def _prepare_mounts(m: Mechanisms, scratch_bytes: int, expose: Iterable[str], hi
         m.warnings.append(f"could not make the file tree read-only ({e}): world-writable dirs stay writable")
 
 
-def _closed_ancestor(path: str) -> str | None:
-    """The top-most strict ancestor of ``path`` that other users cannot traverse."""
-    parts = path.strip("/").split("/")
-    for i in range(1, len(parts)):
-        d = "/" + "/".join(parts[:i])
-        if not os.stat(d).st_mode & 0o001:
-            return d
-    return None
-
-
-def _expose(paths: List[str], scratch: str) -> None:
-    by_block: dict = {}
-    for p in paths:
-        p = os.path.realpath(p)
-        if os.path.isdir(p):
-            block = _closed_ancestor(p)
-            if block is not None:
-                by_block.setdefault(block, set()).add(p)
+def build_allowed_root(m: Mechanisms, root: str, dirs: Iterable[str], files: Iterable[str],
+                       covered: Iterable[str]) -> None:
+    """Builds the file tree sandboxed children chroot into: an empty tmpfs at ``root`` holding
+    read-only bind mounts of ``dirs`` and ``files`` at their own paths (a symlinked path as the
+    same symlink), an empty tmpfs over each of ``covered`` that exists inside them, empty
+    ``/tmp`` and ``/proc`` (each run mounts its own) and a ``/dev`` with null, zero, random and
+    urandom only. Made read-only with the rest of the tree by the caller."""
+    os.makedirs(root, 0o755, exist_ok=True)
+    mount("tmpfs", root, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=4m,mode=0755")
     old_umask = os.umask(0o022)
     try:
-        for n, (block, wanted) in enumerate(sorted(by_block.items())):
-            keep = [p for p in sorted(wanted) if not any(p.startswith(q + "/") for q in wanted if q != p)]
-            staged = []
-            for i, p in enumerate(keep):
-                stage = os.path.join(scratch, f".stage{n}_{i}")
-                os.mkdir(stage)
-                mount(p, stage, None, _MS_BIND | _MS_REC)
-                staged.append((p, stage))
-            mount("tmpfs", block, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=1m,mode=0755")
-            for p, stage in staged:
-                os.makedirs(p, 0o755, exist_ok=True)
-                mount(stage, p, None, _MS_BIND | _MS_REC)
-                _check(_libc.umount2(stage.encode(), _MNT_DETACH), f"umount {stage}")
-                os.rmdir(stage)
+        for d in ("tmp", "proc", "dev"):
+            os.mkdir(os.path.join(root, d), 0o755)
+        for name in ("null", "zero", "random", "urandom"):
+            _bind(f"/dev/{name}", root)
+        for path in sorted(set(dirs)):
+            if os.path.isdir(path):
+                _bind(path, root)
+        for path in sorted(set(files)):
+            if os.path.isfile(path):
+                _bind(path, root)
+        for path in sorted(set(covered)):
+            inside = root + os.path.realpath(path)
+            if os.path.isdir(path) and os.path.isdir(inside):
+                mount("tmpfs", inside, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=4k,mode=0755")
     finally:
         os.umask(old_umask)
+    m.allowed_root = root
+
+
+def _bind(path: str, root: str) -> None:
+    """Bind-mounts ``path`` at ``root + path``, recreating symlinks met on the way."""
+    parts = os.path.abspath(path).strip("/").split("/")
+    here = ""
+    for i, part in enumerate(parts):
+        here += "/" + part
+        inside = root + here
+        if os.path.islink(here):
+            link = os.readlink(here)
+            if not os.path.lexists(inside):
+                os.symlink(link, inside)
+            rest = "/".join(parts[i + 1:])
+            _bind(os.path.normpath(os.path.join(os.path.dirname(here), link, rest)), root)
+            return
+        if i + 1 < len(parts):
+            os.makedirs(inside, 0o755, exist_ok=True)
+    inside = root + here
+    if os.path.isdir(here):
+        os.makedirs(inside, 0o755, exist_ok=True)
+    elif not os.path.exists(inside):
+        os.makedirs(os.path.dirname(inside), 0o755, exist_ok=True)
+        with open(inside, "w"):
+            pass
+    mount(here, inside, None, _MS_BIND | _MS_REC)
+
+
+def enter_allowed_root(m: Mechanisms) -> None:
+    """In a child, before its identity drop: only the allow-listed tree stays visible."""
+    if m.allowed_root:
+        os.chroot(m.allowed_root)
+        os.chdir("/")
+
+
+def enter_run_namespaces(m: Mechanisms, scratch_bytes: int, uid: int) -> str:
+    """In a candidate child (still privileged): a mount and IPC namespace of its own, a fresh
+    size-capped tmpfs as its working dir (gone with the namespace: nothing to remove, nothing
+    a program can plant to poison a removal) and its own /proc. Returns the working dir."""
+    unshare(CLONE_NEWNS | CLONE_NEWIPC)
+    owner = f",uid={uid},gid={uid}" if m.uid_drop else ""
+    mount("tmpfs", "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV,
+          f"size={scratch_bytes},mode=0700{owner}")
+    if m.pid_namespace:
+        try:
+            mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+        except OSError:
+            pass  # an empty /proc: the host's process list stays out of sight either way
+    return "/tmp"
 
 
 class PidNamespaceFork:
@@ -368,26 +395,25 @@ def children_of(pid: int) -> List[int]:
     return out
 
 
-def reap_all_children() -> int:
-    """Kills and reaps every process left under this (subreaper) process; returns how many."""
+def reap_all_children(spare: int = 0) -> int:
+    """Kills and reaps every process left under this process (a subreaper or a PID namespace's
+    init, so orphans come back to it) except ``spare``; returns how many it killed."""
     killed = 0
     me = os.getpid()
     for _ in range(10000):
-        kids = children_of(me)
+        kids = [k for k in children_of(me) if k != spare]
         for k in kids:
             try:
                 os.kill(k, signal.SIGKILL)
                 killed += 1
             except ProcessLookupError:
                 pass
-        while True:
+        for k in kids:
             try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
+                os.waitpid(k, 0)
             except ChildProcessError:
-                return killed
-            if pid == 0:
-                break
-        if not kids and not children_of(me):
+                pass
+        if not kids:
             return killed
     return killed
 

@@ -1,28 +1,47 @@
-"""Plain data: the only kind of value that crosses from a sandboxed child to a trusted process.
+"""Plain data: the only kind of value that crosses from a sandboxed process to a more trusted one.
 
-A candidate program controls every byte its process writes, so whatever it sends must be rebuilt
-by code that trusts nothing about it. Values are restricted to exact builtin types (no
-subclasses, no foreign objects: an ``int`` subclass whose ``__eq__`` is always true, or
+A candidate program controls every byte its process writes, so whatever it sends is rebuilt by
+code that trusts nothing about it. Values are restricted to exact builtin and exact-number types
+(no subclasses, no foreign objects: an ``int`` subclass whose ``__eq__`` is always true, or
 ``unittest.mock.ANY``, is refused at the source and could not be rebuilt at the destination):
 
-    None, bool, int, float, complex, str, bytes, list, tuple, dict, set, frozenset
+    None, bool, int, float, complex, str, bytes, bytearray, list, tuple, dict, set, frozenset,
+    fractions.Fraction, decimal.Decimal
 
-The wire form is JSON (whose decoder is memory-safe on hostile input, unlike ``marshal`` or
-``pickle``) with every container tagged, so a decoded value has exactly the types that were
-encoded: ``[tag, ...]`` where tag is one of ``l t s f d b c i`` (list, tuple, set, frozenset, dict
-as flat key/value pairs, bytes as hex, complex as (re, im), int too long for a JSON number as
-hex). Bare JSON strings, numbers, true/false/null are str, int/float, bool and None.
+The wire form is JSON arrays (no JSON objects) with every container tagged, so a decoded value
+has exactly the types that were encoded: ``[tag, ...]`` where tag is one of ``l t s f d b y c i
+q m`` (list, tuple, set, frozenset, dict as flat key/value pairs, bytes and bytearray as hex,
+complex as (re, im), an int too long for a JSON number as hex, Fraction as (numerator,
+denominator), Decimal as its string). Bare JSON strings, numbers, true/false/null are str,
+int/float, bool and None. Callers may add tags of their own (``convert`` to encode, ``extra``
+to decode: the judge's handles and iterables).
+
+Decoding is linear in the input and bounded: the byte length is capped before anything is
+parsed; input holding a ``{`` is refused unparsed (so the JSON parser never builds an object and
+never hashes a key of ours); the encoder writes ``{``/``}`` inside strings as escapes, so honest
+data never holds one. Sets, frozensets and dict keys are hashed only after every element was
+rebuilt as a plain value, and a collection whose elements share one hash value more than a few
+times (a hash-flooding set, quadratic to build) is refused before it is built.
 """
 
 from __future__ import annotations
 
 import json
+from json import decoder as _json_decoder, encoder as _json_encoder, scanner as _json_scanner
 from typing import Any, Callable, Optional
 
 # Bound at import: a sandboxed program that patches builtins must not change this module.
-from builtins import bytes, complex, dict, float, frozenset, hex, int, list, set, str, tuple, type  # noqa: E402,A004
+from builtins import (  # noqa: E402,A004
+    bytearray, bytes, complex, dict, float, frozenset, hash, hex, int, len, list, max, set, str,
+    tuple, type,
+)
+from decimal import Decimal
+from fractions import Fraction
 
 MAX_DEPTH = 200
+MAX_BYTES = 64 << 20
+_SAME_HASH_LIMIT = 8  # distinct elements allowed to share one hash value in a set or dict
+_CHECK_HASHES_FROM = 32  # smaller collections cannot take long to build whatever their hashes
 
 
 class PlainDataError(ValueError):
@@ -33,12 +52,11 @@ _SCALARS = (type(None), bool, str, float)
 _BIG_INT = 1 << 4000  # json (via int->str) refuses ints above ~4300 digits
 
 
-def to_wire(value: Any, convert: Optional[Callable[[Any, type], Any]] = None) -> Any:
+def to_wire(value: Any, convert: Optional[Callable[[Any, type, int], Any]] = None) -> Any:
     """Returns a JSON-ready form of ``value``; raises PlainDataError on any non-plain part.
 
-    ``convert(v, type(v))``, when given, is asked for a builtin stand-in of each value that is not
-    of an exact builtin type (the sandbox harness's policy for subclasses and foreign objects);
-    without it such values are refused.
+    ``convert(v, type(v), depth)``, when given, returns the wire form of each value that is not
+    of a plain type (a policy for subclasses and foreign objects); without it they are refused.
     """
     return _encode(value, 0, convert)
 
@@ -70,45 +88,99 @@ def _encode(v: Any, depth: int, convert=None) -> Any:
         return ["f", *[_encode(x, d, convert) for x in v]]
     if t is bytes:
         return ["b", v.hex()]
+    if t is bytearray:
+        return ["y", v.hex()]
     if t is complex:
         return ["c", v.real, v.imag]
+    if t is Fraction:
+        return ["q", _encode(v.numerator, d), _encode(v.denominator, d)]
+    if t is Decimal:
+        return ["m", str(v)]
     if convert is not None:
-        return _encode(convert(v, t), depth, convert)
-    raise PlainDataError(f"{_type_label(v)} is not plain data (builtin types only)")
+        return convert(v, t, depth)
+    raise PlainDataError(f"{type_label(t)} is not plain data (builtin types only)")
 
 
-def _type_label(v: Any) -> str:
-    t = type(v)
+def type_label(t: type) -> str:
     try:
-        return f"{t.__module__}.{t.__qualname__}"
+        return f"{t.__module__}.{t.__qualname__}".removeprefix("builtins.")
     except Exception:  # a hostile metaclass may raise here; the name is only for messages
         return "an object of unknown type"
 
 
-def dumps(value: Any) -> bytes:
+def _make_codec():
+    """json's C encoder and scanner without json's Python layer, whose isinstance/len calls a
+    sandboxed program could patch (the candidate encodes in its own process)."""
+    if _json_encoder.c_make_encoder is None or _json_scanner.c_make_scanner is None:  # pragma: no cover
+        return (lambda obj: json.dumps(obj, separators=(",", ":")),
+                lambda text: (json.loads(text), len(text)))
+    encode = _json_encoder.c_make_encoder(None, None, _json_encoder.encode_basestring_ascii, None,
+                                          ":", ",", False, False, True)
+    scan = _json_scanner.c_make_scanner(_json_decoder.JSONDecoder())
+    return (lambda obj: "".join(encode(obj, 0))), (lambda text: scan(text, 0))
+
+
+_dumps_json, _scan_json = _make_codec()
+
+
+def wire_bytes(wire: Any) -> bytes:
+    """Serialises a wire form; ``{``/``}`` (only ever inside strings) are written as escapes."""
+    text = _dumps_json(wire)
+    if "{" in text or "}" in text:
+        text = text.replace("{", "\\u007b").replace("}", "\\u007d")
+    return text.encode("ascii")
+
+
+def dumps(value: Any, convert=None) -> bytes:
     """Encodes plain data to bytes (raises PlainDataError for anything else)."""
-    return json.dumps(to_wire(value), separators=(",", ":")).encode("ascii")
+    return wire_bytes(to_wire(value, convert))
 
 
-def loads(data: bytes) -> Any:
-    """Rebuilds plain data from untrusted bytes; raises PlainDataError on anything malformed."""
+def loads(data: bytes, extra: Optional[Callable[[str, list, int], Any]] = None,
+          max_bytes: int = MAX_BYTES) -> Any:
+    """Rebuilds plain data from untrusted bytes; raises PlainDataError on anything malformed.
+
+    ``extra(tag, items, depth)`` rebuilds caller-defined tags (``decode_item`` for their items).
+    """
+    if type(data) is not bytes:
+        raise PlainDataError("wire data must be bytes")
+    if len(data) > max_bytes:
+        raise PlainDataError(f"wire data over {max_bytes} bytes")
+    if data.find(b"{") >= 0:
+        raise PlainDataError("wire data holds a JSON object")
     try:
-        raw = json.loads(data)
-    except (ValueError, RecursionError, UnicodeDecodeError) as e:
+        text = data.decode("ascii")
+        raw, end = _scan_json(text)
+    except (ValueError, RecursionError, UnicodeDecodeError, StopIteration) as e:
         raise PlainDataError(f"not valid wire data: {e.__class__.__name__}") from None
-    return from_wire(raw)
+    if end != len(text):
+        raise PlainDataError("not valid wire data: extra data")
+    return from_wire(raw, extra)
 
 
-def from_wire(raw: Any) -> Any:
+def from_wire(raw: Any, extra=None) -> Any:
     try:
-        return _decode(raw, 0)
+        return decode_item(raw, 0, extra)
     except PlainDataError:
         raise
-    except (TypeError, ValueError, RecursionError, OverflowError) as e:
+    except (TypeError, ValueError, RecursionError, OverflowError, ArithmeticError) as e:
         raise PlainDataError(f"malformed wire data: {e.__class__.__name__}: {e}") from None
 
 
-def _decode(r: Any, depth: int) -> Any:
+def hashable_items(items: list) -> list:
+    """``items`` if they can be put in a set in linear time; raises PlainDataError otherwise."""
+    if len(items) >= _CHECK_HASHES_FROM:
+        counts: dict = {}
+        for x in items:
+            h = hash(x)  # every element is a rebuilt plain value: its hash is stdlib code
+            n = counts.get(h, 0) + 1  # hash values are ints, which hash to themselves
+            if n > _SAME_HASH_LIMIT:
+                raise PlainDataError("a set or dict whose elements share one hash value")
+            counts[h] = n
+    return items
+
+
+def decode_item(r: Any, depth: int, extra=None) -> Any:
     t = type(r)
     if t in _SCALARS or t is int:
         return r
@@ -116,34 +188,38 @@ def _decode(r: Any, depth: int) -> Any:
         raise PlainDataError(f"unexpected wire element of type {t.__name__}")
     if depth >= MAX_DEPTH:
         raise PlainDataError(f"nested deeper than {MAX_DEPTH} levels")
-    tag, items, d = r[0], r[1:], depth + 1
+    tag, d = r[0], depth + 1
+    n = len(r)
     if tag == "l":
-        return [_decode(x, d) for x in items]
+        return [decode_item(r[i], d, extra) for i in range(1, n)]
     if tag == "t":
-        return tuple(_decode(x, d) for x in items)
+        return tuple([decode_item(r[i], d, extra) for i in range(1, n)])
     if tag == "s":
-        return {_decode(x, d) for x in items}  # unhashable items raise TypeError -> refused
+        return set(hashable_items([decode_item(r[i], d, extra) for i in range(1, n)]))
     if tag == "f":
-        return frozenset(_decode(x, d) for x in items)
+        return frozenset(hashable_items([decode_item(r[i], d, extra) for i in range(1, n)]))
     if tag == "d":
-        if len(items) % 2:
+        if n % 2 == 0:
             raise PlainDataError("dict with an odd number of key/value items")
+        keys = hashable_items([decode_item(r[i], d, extra) for i in range(1, n, 2)])
+        values = [decode_item(r[i], d, extra) for i in range(2, n, 2)]
         out = {}
-        for i in range(0, len(items), 2):
-            out[_decode(items[i], d)] = _decode(items[i + 1], d)
+        for i in range(len(keys)):
+            out[keys[i]] = values[i]
         return out
-    if tag == "b" and len(items) == 1 and type(items[0]) is str:
-        return bytes.fromhex(items[0])
-    if tag == "c" and len(items) == 2 and all(type(x) in (int, float) for x in items):
-        return complex(items[0], items[1])
-    if tag == "i" and len(items) == 1 and type(items[0]) is str:
-        return int(items[0], 16)
+    if tag in ("b", "y") and n == 2 and type(r[1]) is str:
+        return (bytes if tag == "b" else bytearray).fromhex(r[1])
+    if tag == "c" and n == 3 and type(r[1]) in (int, float) and type(r[2]) in (int, float):
+        return complex(r[1], r[2])
+    if tag == "i" and n == 2 and type(r[1]) is str and len(r[1]) < 100_000:
+        return int(r[1], 16)
+    if tag == "q" and n == 3:
+        num, den = decode_item(r[1], d), decode_item(r[2], d)
+        if type(num) is not int or type(den) is not int or den <= 0:
+            raise PlainDataError("malformed Fraction")
+        return Fraction(num, den)
+    if tag == "m" and n == 2 and type(r[1]) is str and len(r[1]) < 200:
+        return Decimal(r[1])
+    if extra is not None:
+        return extra(tag, r, depth)
     raise PlainDataError(f"unknown wire tag {tag[:10]!r}")
-
-
-def is_plain(value: Any) -> bool:
-    try:
-        to_wire(value)
-    except PlainDataError:
-        return False
-    return True

@@ -19,11 +19,13 @@ Contract (stable; the tracer and the checker are both built on it)::
         stdout: str; stderr: str   # captured, capped
         wall_s: float; detail: str # detail: why not ok (traceback text, signal, limit hit)
         messages: list        # plain-data values the target passed to emit(), in order
+        partner: str          # judged runs: how the candidate process ended ('' otherwise)
 
     def run_isolated(target: str, payload, limits: Limits = Limits()) -> SandboxResult
     class SandboxPool:        # warm workers; context manager
         def __init__(self, workers=None, *, preload=DEFAULT_PRELOAD, targets=(), hide=(), ...)
         def map(self, target: str, payloads: Iterable, limits: Limits = None) -> Iterator[SandboxResult]
+        def map_each(self, target, items: Iterable[(payload, Limits)], partner="") -> Iterator[SandboxResult]
     def emit(value) -> None   # inside the target: stream a plain-data message to the parent
 
 ``target`` is ``"package.module:function"``. The module is imported by the (trusted) worker
@@ -33,21 +35,29 @@ str, bytes, list, tuple, dict, set, frozenset; parent to worker it travels as ma
 return plain data (exact builtin types, no subclasses; anything else makes the result 'error').
 ``map`` yields results in the order of ``payloads`` while keeping every worker busy; a pool is
 used from one thread at a time. ``preload`` modules are imported by each worker before it forks
-(keep targets' own imports light: a bigger worker forks slower). The child can read what file
-permissions allow other users to read; ``hide`` masks files and directories it must not see
-(e.g. task files holding expected outputs).
+(keep targets' own imports light: a bigger worker forks slower). The child sees only an
+allow-listed file tree (the interpreter, the standard library, system shared libraries, the
+preloaded packages, its own scratch); ``hide`` masks files and directories inside it too.
+
+A judged run (``partner`` given: ``map_each(judge_target, items, partner=candidate_target)``)
+runs the target as a judge that gets the payload and the partner as a separate candidate
+process that gets nothing but the judge's calls (``judge``, ``candidate``); the result is the
+judge's, with ``partner`` telling how the candidate ended.
 
 Statuses: 'ok' the target returned; 'timeout' wall deadline or CPU limit; 'memory' the target
 raised MemoryError (address-space limit); 'crash' the child died by a signal (segfault, abort);
 'error' the target raised (``detail`` holds the traceback), exited without a result, wrote
 malformed data on its channel, or went over ``max_result_bytes``.
 
-Mechanisms (see ``isolation``): per worker a network, IPC/UTS and mount namespace with the whole
-tree read-only and a private tmpfs for working dirs; per run a fresh PID namespace whose init is
-the child (its death kills every process it started), a new session, rlimits, no_new_privs, a
-uid/gid unique to the worker slot, stdin on /dev/null, stdout/stderr/result on pipes drained
-and capped by the worker, a scrubbed environment and a fresh working directory removed after.
-Where a mechanism is missing the pool logs a warning naming what is lost (``mechanisms``).
+Mechanisms (see ``isolation``, ``cgroups``, ``zygote``): per worker a network, IPC/UTS and
+mount namespace with the whole tree read-only, an allow-listed file tree children chroot into,
+a cgroup holding every process of its runs (memory, process count and CPU time of the whole
+tree) and a zygote forked before any payload; per run fresh PID namespaces whose inits are the
+children (their death kills every process they started), a mount and IPC namespace with a
+fresh tmpfs working dir and its own /proc, a new session, rlimits, no_new_privs, a uid/gid
+unique to the worker slot (judges get another), stdin on /dev/null, stdout/stderr/result on
+pipes drained and capped by the worker, a scrubbed environment. Where a mechanism is missing
+the pool logs a warning naming what is lost (``mechanisms``).
 """
 
 from __future__ import annotations
@@ -63,11 +73,12 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from typing import Any, Deque, Dict, Iterable, Iterator, List, Optional
 
 from absl import logging
 
-from next_jax.execution import channel
+from next_jax.execution import cgroups, channel
 from next_jax.execution.channel import emit  # noqa: F401  (public: used inside targets)
 from next_jax.execution.worker import DEFAULT_PRELOAD
 
@@ -75,8 +86,10 @@ __all__ = ["Limits", "SandboxResult", "SandboxPool", "run_isolated", "emit", "DE
 
 STATUSES = ("ok", "timeout", "memory", "crash", "error")
 
-_UID_BASE = 1_000_000_000  # sandbox uids: _UID_BASE + (parent pid % 4e6) * 128 + slot
+_UID_BASE = 1_000_000_000  # sandbox uids: _UID_BASE + (parent pid % 4e6) * 256 + 2 * slot (+1)
 _UID_SLOTS = 128
+_UIDS_PER_PID = 2 * _UID_SLOTS  # each slot: the candidate's uid and its judge's
+_DEADLINE_SLACK_S = 60.0  # a worker that has not answered by its runs' limits plus this is killed
 _PIPELINE_DEPTH = 2  # requests queued per worker, so a worker never waits for the parent
 # -S (no site module, no .pth files): a smaller worker forks faster; the parent's sys.path,
 # with the directory holding next_jax first, is passed instead.
@@ -118,6 +131,7 @@ class SandboxResult:
     wall_s: float
     detail: str
     messages: list = dataclasses.field(default_factory=list)
+    partner: str = ""
 
     @property
     def ok(self) -> bool:
@@ -126,31 +140,13 @@ class SandboxResult:
 
 def sandbox_uid_range() -> range:
     """All uids this module may give to sandboxed children, in any process on the machine."""
-    return range(_UID_BASE, _UID_BASE + 4_000_000 * _UID_SLOTS)
+    return range(_UID_BASE, _UID_BASE + 4_000_000 * _UIDS_PER_PID)
 
 
-def uids_of_this_process() -> range:
-    """The uids the pools of this process give their children (for leftover-process checks)."""
-    first = _UID_BASE + (os.getpid() % 4_000_000) * _UID_SLOTS
-    return range(first, first + _UID_SLOTS)
-
-
-def sandbox_processes() -> list:
-    """Pids of live processes running as one of this process's sandbox uids.
-
-    Empty once every pool of this process is closed: the "no process survives a check" property,
-    checked from outside (other processes' sandboxes use other uids and are not counted).
-    """
-    uids = uids_of_this_process()
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                if os.stat(f"/proc/{name}").st_uid in uids:
-                    found.append(int(name))
-            except OSError:
-                pass
-    return found
+def uids_of_process(pid: int) -> range:
+    """The uids the pools of process ``pid`` give their children (candidates and judges)."""
+    first = _UID_BASE + (pid % 4_000_000) * _UIDS_PER_PID
+    return range(first, first + _UIDS_PER_PID)
 
 
 _slot_lock = threading.Lock()
@@ -172,12 +168,12 @@ def _free_slot(slot: int) -> None:
         _slots_in_use.discard(slot)
 
 
-class _Worker:
-    """Parent-side handle of one worker process."""
+class WorkerHandle:
+    """Parent-side handle of one worker process (the worker itself is ``worker.SandboxWorker``)."""
 
     def __init__(self, slot: int, cfg: dict):
         self.slot = slot
-        self.uid = _UID_BASE + (os.getpid() % 4_000_000) * _UID_SLOTS + slot
+        self.uid = uids_of_process(os.getpid())[2 * slot]
         req_r, self.req_w = os.pipe()
         self.resp_r, resp_w = os.pipe()
         cfg = dict(cfg, uid=self.uid, req_fd=req_r, resp_fd=resp_w)
@@ -194,9 +190,11 @@ class _Worker:
         os.close(req_r)
         os.close(resp_w)
         self.inflight: Deque[int] = collections.deque()
+        self.deadlines: Dict[int, float] = {}
         self.outbuf = bytearray()
         self.inbuf = bytearray()
         self.hello = self._read_hello(cfg["start_timeout_s"])
+        self.started = time.monotonic()  # when its oldest in-flight run started (about)
         os.set_blocking(self.req_w, False)
         os.set_blocking(self.resp_r, False)
 
@@ -265,7 +263,7 @@ class SandboxPool:
                      "scratch_bytes": int(scratch_bytes), "allow_namespaces": bool(allow_namespaces),
                      "hide": [os.path.abspath(p) for p in hide],
                      "start_timeout_s": float(start_timeout_s)}
-        self._workers: List[Optional[_Worker]] = []
+        self._workers: List[Optional[WorkerHandle]] = []
         self._seq = 0
         self._closed = False
         try:
@@ -276,9 +274,9 @@ class SandboxPool:
             raise
         self.mechanisms: Dict[str, Any] = self._workers[0].hello["mechanisms"]
 
-    def _spawn(self, slot: int) -> _Worker:
+    def _spawn(self, slot: int) -> WorkerHandle:
         try:
-            w = _Worker(slot, self._cfg)
+            w = WorkerHandle(slot, self._cfg)
         except BaseException:
             _free_slot(slot)
             raise
@@ -309,8 +307,9 @@ class SandboxPool:
         lim = limits or self.limits
         return self.map_each(target, ((p, lim) for p in payloads))
 
-    def map_each(self, target: str, items: Iterable) -> Iterator[SandboxResult]:
-        """Like ``map`` for ``(payload, Limits)`` pairs: each run gets its own limits."""
+    def map_each(self, target: str, items: Iterable, partner: str = "") -> Iterator[SandboxResult]:
+        """Like ``map`` for ``(payload, Limits)`` pairs: each run gets its own limits. With
+        ``partner``, each run is judged: ``target`` is the judge, ``partner`` the candidate."""
         if self._closed:
             raise RuntimeError("SandboxPool is closed")
         if not isinstance(target, str) or ":" not in target:
@@ -335,12 +334,15 @@ class SandboxPool:
                     self._seq += 1
                     seq = self._seq
                     try:
-                        body = marshal.dumps((seq, target, payload, limits.as_tuple()))
+                        body = marshal.dumps((seq, target, payload, limits.as_tuple(), partner))
                     except ValueError as e:
                         raise TypeError(f"payload #{len(order)} is not plain data: {e}") from None
                     w = self._workers[idx]
                     w.outbuf += channel.HEADER.pack(len(body), 0) + body
+                    if not w.inflight:
+                        w.started = time.monotonic()
                     w.inflight.append(seq)
+                    w.deadlines[seq] = limits.timeout_s + _DEADLINE_SLACK_S
                     owner[seq] = idx
                     order.append(seq)
                 while order and order[0] in ready:
@@ -374,7 +376,19 @@ class SandboxPool:
                 sel.register(w.resp_r, selectors.EVENT_READ, (i, "r"))
             if w.outbuf:
                 sel.register(w.req_w, selectors.EVENT_WRITE, (i, "w"))
-        for key, _ in sel.select():
+        now = time.monotonic()
+        waits = [w.started + w.deadlines[w.inflight[0]] - now for w in self._workers if w.inflight]
+        events = sel.select(max(0.0, min(waits)) if waits else None)
+        if not events:
+            # Every wait has a deadline: the first run of some worker is overdue by far.
+            now = time.monotonic()
+            for i, w in enumerate(self._workers):
+                if w.inflight and now - w.started >= w.deadlines[w.inflight[0]]:
+                    logging.warning("sandbox worker %d stopped answering; killing it", w.proc.pid)
+                    w.proc.kill()
+                    self._replace_dead_worker(i, ready, owner)
+            return
+        for key, _ in events:
             i, what = key.data
             w = self._workers[i]
             if what == "w":
@@ -394,10 +408,12 @@ class SandboxPool:
             for resp in w.feed(data):
                 seq = resp[0]
                 w.inflight.remove(seq)
+                w.deadlines.pop(seq, None)
+                w.started = time.monotonic()
                 owner.pop(seq, None)
                 ready[seq] = SandboxResult(
                     status=resp[1], value=resp[2], messages=resp[3], stdout=resp[4],
-                    stderr=resp[5], wall_s=resp[6], detail=resp[7])
+                    stderr=resp[5], wall_s=resp[6], detail=resp[7], partner=resp[8])
 
     def _replace_dead_worker(self, i: int, ready, owner) -> None:
         w = self._workers[i]
@@ -407,9 +423,7 @@ class SandboxPool:
                                        f"sandbox worker died (exit code {code})")
             owner.pop(seq, None)
         w.kill()
-        scratch = w.hello["mechanisms"]["scratch"]
-        if scratch and os.path.isdir(scratch):
-            shutil.rmtree(scratch, ignore_errors=True)
+        _remove_worker_dirs(w)
         logging.warning("sandbox worker %d died (exit code %s); starting a new one", w.proc.pid, code)
         self._workers[i] = self._spawn(w.slot)
 
@@ -421,9 +435,7 @@ class SandboxPool:
             if w is not None:
                 w.close(timeout_s)
                 _free_slot(w.slot)
-                scratch = w.hello["mechanisms"]["scratch"]
-                if scratch and os.path.isdir(scratch):
-                    shutil.rmtree(scratch, ignore_errors=True)
+                _remove_worker_dirs(w)
         self._workers = []
 
     def __enter__(self) -> "SandboxPool":
@@ -437,6 +449,19 @@ class SandboxPool:
             self.close()
         except Exception:
             pass
+
+
+def _remove_worker_dirs(w: WorkerHandle) -> None:
+    """The worker's scratch mountpoint and its cgroup leaves, once its processes are gone."""
+    mech = w.hello["mechanisms"]
+    scratch = mech["scratch"]
+    if scratch and os.path.isdir(scratch):
+        shutil.rmtree(scratch, ignore_errors=True)
+    for _ in range(50):  # leaves empty out as the worker's PID namespace finishes dying
+        cgroups.remove(mech.get("cgroup", []))
+        if not any(os.path.isdir(d) for d in mech.get("cgroup", [])):
+            return
+        time.sleep(0.02)
 
 
 def _log_once(msg: str) -> None:

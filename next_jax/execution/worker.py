@@ -1,21 +1,25 @@
-"""The warm worker: a long-lived interpreter that forks one isolated child per request.
+"""The warm worker: a long-lived trusted interpreter that supervises isolated runs.
 
-Started by ``SandboxPool`` as ``python -s -P -S -c ... worker.main()`` (PYTHONHASHSEED=0). It enters its long-lived
-namespaces (``isolation.prepare_worker``), imports the modules candidates commonly use, freezes
-the GC so children do not dirty the shared pages, and then serves requests from its parent over
-a pipe: ``(seq, target, payload, limits)`` in, ``(seq, status, value, messages, stdout, stderr,
-wall_s, detail)`` out (marshal frames; both ends are trusted code).
+Started by ``SandboxPool`` as ``python -s -P -S -c ... worker.main()`` (PYTHONHASHSEED=0). It
+opens its cgroup (``cgroups``), enters its long-lived namespaces and builds the allow-listed
+file tree (``isolation.prepare_worker``), imports the modules candidates commonly use and the
+targets, freezes the GC, and forks its zygote (``zygote``) before it reads any request. Then it
+serves its parent over a pipe: ``(seq, target, payload, limits, partner)`` in, ``(seq, status,
+value, messages, stdout, stderr, wall_s, detail, partner_status)`` out (marshal frames; both
+ends are trusted code).
 
-For each request it creates a fresh working directory, forks the child as the init of a new PID
-namespace, and supervises it with ``poll`` over the child's stdout, stderr, result channel and
-pidfd until it exits or the wall deadline passes (then SIGKILL, which takes the whole namespace
-with it). Everything the child wrote is treated as hostile: output is capped, channel frames are
-decoded as plain data only. The worker itself never runs candidate code.
+A run is one child (``partner`` empty: the target gets the payload) or two (a judged run: the
+target is the judge and gets the payload, ``partner`` is the candidate, which gets nothing but
+the judge's calls; see ``judge`` and ``candidate``). The worker asks the zygote for the
+children, writes the payload into the target's pipe, and supervises with ``poll`` over their
+output, the result channel and pidfds until the target exits or a deadline passes (wall clock,
+or CPU time of the whole run's process tree from its cgroup): then SIGKILL, which takes each
+child's PID namespace with it. Everything a child wrote is treated as hostile: output is
+capped, channel frames are decoded as plain data only. The worker never runs candidate code.
 """
 
 from __future__ import annotations
 
-import fcntl
 import gc
 import importlib
 import io
@@ -24,26 +28,33 @@ import marshal
 import os
 import select
 import signal
+import socket
 import sys
+import sysconfig
 import time
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, List, Optional
 
-from next_jax.execution import channel, isolation, plain
+from next_jax.execution import cgroups, channel, isolation, plain, zygote
 
 _READ_CHUNK = 1 << 16
-_CHILD_FDS = 4  # 0 stdin (/dev/null), 1 stdout, 2 stderr, 3 result channel
 _EXIT_GRACE_S = 2.0
+_CPU_POLL_S = 0.1
+_ZYGOTE_TIMEOUT_S = 30.0
+JUDGE_UID_OFFSET = 1  # a judge runs as the candidate's uid + 1: it cannot signal or trace it
 
 
-class _Worker:
+class SandboxWorker:
     def __init__(self, cfg: dict):
         self.cfg = cfg
         self.uid = cfg["uid"]
-        expose = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-                  os.path.dirname(os.path.realpath(sys.executable))]
-        expose += [p for p in sys.path if p and os.path.isdir(p)]
-        self.mech = isolation.prepare_worker(cfg["scratch_bytes"], cfg["allow_namespaces"], expose,
-                                             cfg.get("hide", ()))
+        self.group, why = (cgroups.open_run_group(f"{self.uid}") if cfg["allow_namespaces"]
+                           else (None, "namespaces disabled"))
+        self.mech = isolation.prepare_worker(cfg["scratch_bytes"], cfg["allow_namespaces"],
+                                             allowed_paths(cfg["preload"]), cfg.get("hide", ()))
+        if self.group is None:
+            self.mech.warnings.append(
+                f"no cgroup for per-run limits ({why}): memory, CPU and process limits are "
+                "per process (rlimits), so a run that forks can use a multiple of them")
         self.pidns = isolation.PidNamespaceFork() if self.mech.pid_namespace else None
         self.nproc_base = 0 if self.mech.uid_drop else isolation.count_processes_of_uid(os.getuid())
         self.targets: Dict[str, Callable] = {}
@@ -51,12 +62,17 @@ class _Worker:
         isolation.set_no_core_dumps()
         self.workdir = os.path.join(self.mech.scratch, "work")
         self._prepare_child_state()
+        self.zygote: Optional[socket.socket] = None
+        self.broken = ""
+        # Killed children not reaped yet: a child with its own mount namespace takes a few ms
+        # to tear it down after its pipes close, so it is reaped at the start of the next run.
+        self.zombies: List[int] = []
 
     def _prepare_child_state(self) -> None:
         """Sets up, once, the process state every child inherits, so a fork has less to do."""
         os.environ.clear()
         os.environ.update({
-            "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": self.workdir, "TMPDIR": self.workdir,
+            "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp",
             "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8", "OMP_NUM_THREADS": "1",
             "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
         })
@@ -81,144 +97,176 @@ class _Worker:
             if not callable(fn):
                 raise TypeError(f"target {target!r} is not callable")
             self.targets[target] = fn
-            gc.freeze()
         return fn
 
+    def start_zygote(self, protocol_fds) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:
+            ours.close()
+            for fd in protocol_fds:
+                os.close(fd)
+            zygote.serve(self, theirs)  # never returns
+        theirs.close()
+        ours.settimeout(_ZYGOTE_TIMEOUT_S)
+        self.zygote, self.zygote_pid = ours, pid
+
+    def _ask(self, msg: tuple, fds=()) -> tuple:
+        try:
+            if fds:
+                socket.send_fds(self.zygote, [marshal.dumps(msg)], list(fds))
+            else:
+                self.zygote.send(marshal.dumps(msg))
+            data = self.zygote.recv(1 << 16)
+        except OSError as e:
+            self.broken = f"zygote: {e}"
+            raise RuntimeError(f"the zygote did not answer ({e})") from None
+        if not data:
+            self.broken = "zygote died"
+            raise RuntimeError("the zygote died")
+        reply = marshal.loads(data)
+        if reply[0] != "ok":
+            raise RuntimeError(f"the zygote could not start a child: {reply[1]}")
+        return reply[1:]
+
     def serve(self, req_fd: int, resp_fd: int) -> None:
-        while True:
+        while not self.broken:
             frame = channel.read_frame(req_fd)
             if frame is None:
                 return
-            seq, target, payload, limits = marshal.loads(frame[1])
+            seq, target, payload, limits, partner = marshal.loads(frame[1])
             try:
-                result = self.run_one(target, payload, limits)
+                result = self.run_one(target, payload, limits, partner)
             except Exception as e:  # a bug or a resource failure here must not kill the pool
-                result = ("error", None, [], "", "", 0.0, f"worker: {e.__class__.__name__}: {e}")
+                result = ("error", None, [], "", "", 0.0, f"worker: {e.__class__.__name__}: {e}", "")
             channel.write_frame(resp_fd, 0, marshal.dumps((seq,) + result))
 
     # ----------------------------------------------------------------------------------------
 
-    def run_one(self, target: str, payload: Any, limits: tuple):
+    def run_one(self, target: str, payload: Any, limits: tuple, partner: str = ""):
         t0 = time.monotonic()
-        try:
-            fn = self.resolve(target)
-        except Exception as e:
-            return ("error", None, [], "", "", 0.0, f"cannot load target {target!r}: {e!r}")
-        workdir = self.workdir  # checks run one at a time; the dir is new for each
-        if os.path.lexists(workdir):
-            _remove_tree(workdir)
-        os.mkdir(workdir, 0o700)
-        if self.mech.uid_drop:
-            os.chown(workdir, self.uid, self.uid)
-        pipes = [os.pipe() for _ in range(3)]  # result, stdout, stderr
-        open_writers = True
-        try:
-            if self.pidns:
-                self.pidns.before_fork()
-            try:
-                pid = os.fork()
-            except BaseException:
-                if self.pidns:
-                    self.pidns.after_fork()
-                raise
-            if pid == 0:
-                self._child(fn, payload, limits, workdir, pipes)  # never returns
-            if self.pidns:
-                self.pidns.after_fork()
-            for _, w in pipes:
-                os.close(w)
-            open_writers = False
-            return self._supervise(pid, t0, limits, [r for r, _ in pipes])
-        finally:
-            for r, w in pipes:
-                os.close(r)
-                if open_writers:
-                    os.close(w)
-            _remove_tree(workdir)
+        while self.zombies:
+            self._ask(("reap", self.zombies.pop()))
+        for name in (target, partner):
+            if name:
+                try:
+                    self.resolve(name)
+                except Exception as e:
+                    return ("error", None, [], "", "", 0.0, f"cannot load target {name!r}: {e!r}", "")
+        if self.group is not None:
+            self.group.set_limits(limits[2] + (64 << 20), limits[4] * (2 if partner else 1) + 1)
+        workdir = "/tmp"
+        if not self.mech.mount_namespace:  # no per-run tmpfs: a host dir, removed after
+            workdir = self.workdir
+            if os.path.lexists(workdir):
+                _remove_tree(workdir)
+            os.mkdir(workdir, 0o700)
+            if self.mech.uid_drop:
+                os.chown(workdir, self.uid, self.uid)
+        opened: List[int] = []
 
-    def _child(self, fn, payload, limits, workdir, pipes) -> None:
-        _, cpu_s, memory_bytes, file_size_bytes, max_processes, _, _ = limits
-        try:
-            os.setsid()
-            wanted = [self.devnull, pipes[1][1], pipes[2][1], pipes[0][1]]
-            high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 64) for fd in wanted]
-            for target_fd, fd in enumerate(high):
-                os.dup2(fd, target_fd)
-            os.closerange(_CHILD_FDS, 1 << 16)
-            os.chdir(workdir)
-            isolation.set_child_limits(cpu_s, memory_bytes, file_size_bytes, max_processes,
-                                       self.nproc_base)
-            isolation.drop_identity(self.mech, self.uid, self.uid)
-            sys.stdin, sys.stdout, sys.stderr = self.streams
-            sys.__stdin__, sys.__stdout__, sys.__stderr__ = self.streams
-            np = sys.modules.get("numpy")
-            if np is not None:
-                np.random.seed()
-        except BaseException:
-            try:
-                import traceback
-                body = ("sandbox setup failed:\n" + traceback.format_exc()).encode("utf-8", "replace")
-                channel.write_frame(3, channel.KIND_ERROR, body[:8192])
-            finally:
-                os._exit(70)
-        channel._child_fd = 3
-        try:
-            kind, body = channel.KIND_RESULT, plain.dumps(fn(payload))
-        except BaseException:  # SystemExit, KeyboardInterrupt and MemoryError included
-            kind = channel.KIND_ERROR
-            try:
-                import traceback
-                body = traceback.format_exc().encode("utf-8", "replace")[-8192:]
-            except BaseException:
-                body = b"target raised an exception that could not be formatted"
-        try:
-            for stream in (sys.stdout, sys.stderr):
-                stream.flush()
-        except BaseException:
-            pass
-        try:
-            channel.write_frame(3, kind, body)
-        finally:
-            os._exit(0)
+        def pipe():
+            r, w = os.pipe()
+            opened.extend((r, w))
+            return r, w
 
-    def _supervise(self, pid: int, t0: float, limits: tuple, fds):
+        pids: Dict[str, int] = {}
+        try:
+            out_r, out_w = pipe()
+            err_r, err_w = pipe()
+            res_r, res_w = pipe()
+            pay_r, pay_w = pipe()
+            if partner:
+                req_r, req_w = pipe()
+                rep_r, rep_w = pipe()
+                pids["candidate"] = self._ask(
+                    ("spawn", "candidate", partner, limits, self.uid, workdir, 0),
+                    [out_w, err_w, req_r, rep_w])[0]
+                pids["main"] = self._ask(
+                    ("spawn", "judge", target, limits, self.uid + JUDGE_UID_OFFSET, "/", 6),
+                    [out_w, err_w, res_w, req_w, rep_r, pay_r])[0]
+            else:
+                pids["main"] = self._ask(("spawn", "single", target, limits, self.uid, workdir, 4),
+                                         [out_w, err_w, res_w, pay_r])[0]
+            keep = {out_r, err_r, res_r, pay_w}
+            for fd in opened:
+                if fd not in keep:
+                    os.close(fd)
+            opened[:] = list(keep)
+            body = marshal.dumps(payload)
+            return self._supervise(pids, t0, limits, out_r, err_r, res_r, pay_w,
+                                   channel.HEADER.pack(len(body), 0) + body)
+        finally:
+            for fd in opened:
+                os.close(fd)
+            for pid in pids.values():
+                self._kill(pid)
+            if not self.pidns:
+                self._kill_leftovers()
+            if not self.mech.mount_namespace:
+                _remove_tree(workdir)
+
+    def _supervise(self, pids: Dict[str, int], t0: float, limits: tuple, out_fd: int,
+                   err_fd: int, res_fd: int, pay_fd: int, payload: bytes):
         timeout_s, cpu_s, _, _, _, max_output_bytes, max_result_bytes = limits
-        res_fd, out_fd, err_fd = fds
         parser = channel.FrameParser(max_result_bytes)
         outputs = {out_fd: bytearray(), err_fd: bytearray()}
         dropped = {out_fd: 0, err_fd: 0}
-        frames = []
+        frames: list = []
         detail = ""
         killed_for = None
-        pidfd = os.pidfd_open(pid)
+        cpu0 = self.group.cpu_seconds() if self.group else 0.0
+        oom0 = self.group.oom_kills() if self.group else 0
+        pidfds = {os.pidfd_open(pid): role for role, pid in pids.items()}
+        exited: Dict[str, Any] = {}
         poller = select.poll()
-        for fd in (res_fd, out_fd, err_fd, pidfd):
+        for fd in (res_fd, out_fd, err_fd, *pidfds):
             poller.register(fd, select.POLLIN)
+        os.set_blocking(pay_fd, False)
+        poller.register(pay_fd, select.POLLOUT)
+        pending = memoryview(payload)
         open_fds = {res_fd, out_fd, err_fd}
-        exited_at = None
+        ended_at = None  # when the main child exited or was killed
         deadline = t0 + timeout_s
         try:
-            while open_fds or exited_at is None:
+            while open_fds or ended_at is None:
+                if not open_fds and "candidate" not in pids and ended_at is None and any(
+                        kind != channel.KIND_MESSAGE for kind, _ in frames):
+                    break  # a single child sent its result and closed everything: it is exiting
                 now = time.monotonic()
-                if exited_at is None and now >= deadline:
-                    killed_for = "timeout"
-                    self._kill(pid)
-                    poller.unregister(pidfd)
-                    _, status, rusage = os.wait4(pid, 0)
-                    if not self.pidns:
-                        self._kill_leftovers()
-                    exited_at = now
-                if exited_at is not None and now - exited_at > _EXIT_GRACE_S:
-                    break  # writers that outlive the child (no PID namespace): stop reading
-                wait = (deadline if exited_at is None else exited_at + _EXIT_GRACE_S) - now
-                for fd, _ in poller.poll(max(0.0, wait) * 1000):
-                    if fd == pidfd:
-                        poller.unregister(pidfd)
-                        exited_at = time.monotonic()
-                        _, status, rusage = os.wait4(pid, 0)
-                        if not self.pidns:  # its descendants may still hold the pipes
+                if ended_at is None:
+                    if now >= deadline:
+                        killed_for = "timeout"
+                    elif self.group and self.group.cpu_seconds() - cpu0 > cpu_s:
+                        killed_for = "cpu"
+                    if killed_for:
+                        for pid in pids.values():
                             self._kill(pid)
-                            self._kill_leftovers()
+                        ended_at = now
+                elif now - ended_at > _EXIT_GRACE_S:
+                    break  # writers that outlive the child (no PID namespace): stop reading
+                if ended_at is None:
+                    wait = min(deadline - now, _CPU_POLL_S if self.group else deadline - now)
+                else:
+                    wait = ended_at + _EXIT_GRACE_S - now
+                for fd, ev in poller.poll(max(0.0, wait) * 1000):
+                    if fd in pidfds:
+                        poller.unregister(fd)
+                        role = pidfds[fd]
+                        exited[role] = ended_at is None  # True: it ended on its own, first
+                        if role == "main" and ended_at is None:
+                            ended_at = time.monotonic()
+                            for pid in pids.values():  # the candidate ends with its judge
+                                self._kill(pid)
+                        continue
+                    if fd == pay_fd:
+                        try:
+                            n = os.write(pay_fd, pending)
+                            pending = pending[n:]
+                        except (BrokenPipeError, BlockingIOError):
+                            pending = pending[:0]
+                        if not pending:
+                            poller.unregister(pay_fd)
                         continue
                     data = os.read(fd, _READ_CHUNK)
                     if not data:
@@ -230,7 +278,9 @@ class _Worker:
                                 frames.extend(parser.feed(data))
                             except ValueError as e:
                                 killed_for, detail = "error", str(e)
-                                self._kill(pid)
+                                for pid in pids.values():
+                                    self._kill(pid)
+                                ended_at = ended_at or time.monotonic()
                     else:
                         buf = outputs[fd]
                         room = max_output_bytes - len(buf)
@@ -238,24 +288,33 @@ class _Worker:
                             buf += data[:room]
                         dropped[fd] += max(0, len(data) - room)
         finally:
-            os.close(pidfd)
-            if exited_at is None:  # only if something above raised
-                self._kill(pid)
-                os.wait4(pid, 0)
-        if not self.pidns:
-            self._kill_leftovers()
+            statuses = {}
+            for pidfd, role in pidfds.items():
+                if role in exited:  # it has exited: reaping it does not wait
+                    statuses[role] = self._ask(("reap", pids[role]))
+                else:
+                    self._kill(pids[role])
+                    self.zombies.append(pids[role])
+                os.close(pidfd)
+            pids.clear()
+        if killed_for == "cpu":
+            killed_for, detail = "cpu", f"CPU time limit of the run ({cpu_s:.1f} s) reached"
+        oom = (self.group.oom_kills() - oom0) if self.group else 0
         wall = time.monotonic() - t0
         stdout = _text(outputs[out_fd], dropped[out_fd])
         stderr = _text(outputs[err_fd], dropped[err_fd])
-        outcome = _outcome(status, rusage, cpu_s, frames, killed_for, detail, parser.pending)
-        return outcome[:3] + (stdout, stderr, wall, outcome[3])
+        # A main child not reaped yet either was killed (killed_for says why) or sent its
+        # result and closed its pipes, i.e. is in os._exit(0).
+        status, cpu_used = statuses.get("main", (0 if killed_for is None else signal.SIGKILL, 0.0))
+        outcome = _outcome(status, cpu_used, cpu_s, frames, killed_for, detail, parser.pending, oom)
+        partner = ""
+        if exited.get("candidate") or (len(pidfds) > 1 and oom):
+            partner = _partner_status(*statuses.get("candidate", (0, 0.0)), oom)
+        return outcome[:3] + (stdout, stderr, wall, outcome[3], partner)
 
     def _kill_leftovers(self) -> None:
         """Without a PID namespace per run: kill whatever the run left behind."""
-        if self.mech.worker_pid_namespace:
-            isolation.kill_namespace_members()
-        else:
-            isolation.reap_all_children()
+        isolation.reap_all_children(spare=self.zygote_pid)
 
     def _kill(self, pid: int) -> None:
         """SIGKILL: the PID namespace init (everything dies with it) or the process group."""
@@ -266,7 +325,53 @@ class _Worker:
                 pass
 
 
-def _outcome(status, rusage, cpu_s, frames, killed_for, detail, pending):
+def _partner_status(status: int, cpu_used: float, oom: int) -> str:
+    if oom:  # any process of the run was killed for memory: the run went over its limit
+        return "memory"
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        if sig == signal.SIGKILL and oom:
+            return "memory"
+        return f"killed by {signal.Signals(sig).name}"
+    return f"exited with code {os.WEXITSTATUS(status)}"
+
+
+def allowed_paths(preload) -> tuple:
+    """(dirs, files, covered) of the file tree children see: the interpreter, the standard
+    library (without its site-packages), the system's shared libraries (without other Pythons'
+    packages), this package's code and the preloaded third-party packages."""
+    stdlib = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib")}
+    dirs = {os.path.realpath(p) for p in stdlib}
+    dirs.add(os.path.dirname(os.path.abspath(__file__)))  # next_jax.execution, for lazy imports
+    files = {sys.executable, os.path.realpath(sys.executable)}
+    for lib in ("/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib"):
+        if os.path.isdir(lib):
+            dirs.add(lib)
+    covered = set()
+    for lib in ("/usr/lib", "/usr/lib64", "/usr/local/lib", *stdlib):
+        if os.path.isdir(lib):
+            for name in os.listdir(lib):
+                path = os.path.realpath(os.path.join(lib, name))
+                if (name.startswith("python") or name in ("site-packages", "dist-packages")) \
+                        and path not in dirs:
+                    covered.add(path)
+    for name in preload:
+        module = sys.modules.get(name.partition(".")[0])
+        where = getattr(module, "__file__", None) or ""
+        if not where or any(where.startswith(p + os.sep) for p in dirs if p in stdlib):
+            continue
+        if os.path.basename(where) == "__init__.py":
+            where = os.path.dirname(where)
+            libs = where + ".libs"
+            if os.path.isdir(libs):
+                dirs.add(libs)
+            dirs.add(where)
+        else:
+            files.add(where)
+    return sorted(dirs), sorted(files), sorted(covered)
+
+
+def _outcome(status, used, cpu_s, frames, killed_for, detail, pending, oom=0):
     """Returns (status, value, messages, detail) from what the child did and sent."""
     messages, value, result_kind, error_text = [], None, None, ""
     for kind, body in frames:
@@ -283,13 +388,16 @@ def _outcome(status, rusage, cpu_s, frames, killed_for, detail, pending):
                 return ("error", None, messages, f"unknown frame kind {kind} on the result channel")
         except plain.PlainDataError as e:
             return ("error", None, messages, f"result channel: {e}")
+    if oom:
+        return ("memory", None, messages, "the run's memory limit was reached (a process was killed)")
     if killed_for == "timeout":
         return ("timeout", None, messages, "wall-clock timeout")
+    if killed_for == "cpu":
+        return ("timeout", None, messages, detail)
     if killed_for:
         return ("error", None, messages, detail)
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
-        used = rusage.ru_utime + rusage.ru_stime
         if sig in (signal.SIGXCPU, signal.SIGKILL) and used >= max(1, int(cpu_s + 0.999)) - 0.05:
             return ("timeout", None, messages, f"CPU time limit ({used:.2f} s used)")
         return ("crash", None, messages, f"killed by {signal.Signals(sig).name}")
@@ -363,26 +471,32 @@ def main() -> None:
     os.dup2(devnull, 0)
     os.dup2(2, 1)  # stray prints during preloading go to our stderr, never to the protocol
     os.close(devnull)
-    worker = _Worker(cfg)
     failed = []
-    for name in cfg["preload"]:
+    for name in cfg["preload"]:  # before the file tree is restricted: it decides what is shown
         try:
             importlib.import_module(name)
         except Exception as e:
             failed.append(f"{name}: {e.__class__.__name__}: {e}")
-    for target in cfg.get("targets", ()):
+    worker = SandboxWorker(cfg)
+    for target in list(cfg.get("targets", ())) + [JUDGE_TARGET, CANDIDATE_TARGET]:
         try:
             worker.resolve(target)
         except Exception as e:
             failed.append(f"{target}: {e.__class__.__name__}: {e}")
     gc.collect()
     gc.freeze()
+    worker.start_zygote((req_fd, resp_fd))
     # /proc is the host's, so /proc/self names our pid there even as a namespace's init.
-    hello = {"pid": int(os.readlink("/proc/self")), "uid": worker.uid,
-             "mechanisms": worker.mech.to_plain(), "preload_failed": failed}
+    mech = worker.mech.to_plain()
+    mech["cgroup"] = worker.group.dirs if worker.group else []
+    hello = {"pid": int(os.readlink("/proc/self")), "uid": worker.uid, "mechanisms": mech,
+             "preload_failed": failed}
     channel.write_frame(resp_fd, 0, marshal.dumps(hello))
     worker.serve(req_fd, resp_fd)  # the parent removes the scratch dir (our mountpoint)
 
+
+JUDGE_TARGET = "next_jax.execution.judge:run_tests"
+CANDIDATE_TARGET = "next_jax.execution.candidate:serve"
 
 if __name__ == "__main__":
     main()

@@ -1,5 +1,5 @@
 # task: add_check
-# expect: fail
+# expect: error
 # threat: always-true __eq__ inside a HumanEval-style check(candidate)
 class Anything:
     def __eq__(self, other):

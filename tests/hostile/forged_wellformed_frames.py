@@ -1,5 +1,5 @@
 # task: add
-# expect: fail
+# expect: error
 # threat: speaks the harness protocol itself: a complete "all tests finished" stream + result
 import os
 

@@ -1,5 +1,5 @@
 # task: add_check
-# expect: error
+# expect: fail
 # threat: uses gc to find the harness's reporting functions and blank them (nothing is reported)
 import gc
 

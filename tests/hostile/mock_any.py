@@ -1,5 +1,5 @@
 # task: add_check
-# expect: fail
+# expect: error
 # threat: unittest.mock.ANY compares equal to everything
 from unittest import mock
 

@@ -1,0 +1,156 @@
+"""Per-run limits over a whole process tree with control groups (v2, else v1).
+
+Each sandbox worker owns one leaf cgroup (``next_jax_sandbox/<name>`` under each hierarchy).
+Its zygote joins it before forking anything, so every process a run starts is in it however it
+detaches, and runs of one worker follow each other, so the leaf's limits and counters are the
+run's: memory (``memory.max`` / ``memory.limit_in_bytes``, swap included where the kernel
+accounts it), process count (``pids.max``), CPU time (read by the worker, which kills the run
+when the tree's total passes its limit) and an OOM-kill counter (the verdict says "memory").
+Sibling leaves get equal CPU weight, so a run that starts 60 spinning processes gets the same
+share of the machine as a run with one.
+
+Files are opened once, before the worker makes the file tree read-only; later reads and writes
+go through those descriptors. Where neither version is usable (no root, cgroups not mounted,
+controllers missing) ``open_run_group`` returns None and the sandbox falls back to per-process
+rlimits (RLIMIT_AS, RLIMIT_CPU, RLIMIT_NPROC), which a run can multiply by forking; the pool
+logs that as a degraded mechanism.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, List, Optional
+
+ROOT = "/sys/fs/cgroup"
+PARENT = "next_jax_sandbox"
+
+
+def _write_file(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+class RunGroup:
+    """One worker's leaf cgroup, as open descriptors (see the module doc)."""
+
+    def __init__(self, version: int, dirs: List[str], fds: Dict[str, int], procs: List[int]):
+        self.version = version
+        self.dirs = dirs  # removed by the pool once the worker is gone
+        self._fds = fds
+        self.procs_fds = procs
+
+    def join(self) -> None:
+        """Moves the calling process into the group (its children follow)."""
+        for fd in self.procs_fds:
+            os.write(fd, b"0")
+
+    def close_procs(self) -> None:
+        for fd in self.procs_fds:
+            os.close(fd)
+        self.procs_fds = []
+
+    def set_limits(self, memory_bytes: int, max_processes: int) -> None:
+        # memsw may never be below memory: written on both sides so either direction works.
+        for key, value in (("memsw", memory_bytes), ("memory", memory_bytes),
+                           ("memsw", memory_bytes), ("pids", max_processes)):
+            fd = self._fds.get(key)
+            if fd is not None:
+                try:
+                    os.write(fd, str(int(value)).encode())
+                except OSError:
+                    pass  # e.g. memsw below the memory limit for a moment: the other one holds
+
+    def _read(self, key: str) -> str:
+        return os.pread(self._fds[key], 4096, 0).decode()
+
+    def cpu_seconds(self) -> float:
+        if self.version == 1:
+            return int(self._read("cpu")) / 1e9
+        for line in self._read("cpu").splitlines():
+            if line.startswith("usage_usec "):
+                return int(line.split()[1]) / 1e6
+        return 0.0
+
+    def oom_kills(self) -> int:
+        for line in self._read("oom").splitlines():
+            if line.startswith("oom_kill "):
+                return int(line.split()[1])
+        return 0
+
+
+def _open_files(files: Dict[str, tuple]) -> Dict[str, int]:
+    """Opens each (dir, name): limits for writing, counters (cpu, oom) for reading."""
+    return {key: os.open(os.path.join(d, f), os.O_RDONLY if key in ("cpu", "oom") else os.O_WRONLY)
+            for key, (d, f) in files.items()}
+
+
+def _v2(name: str) -> Optional[RunGroup]:
+    try:
+        with open(os.path.join(ROOT, "cgroup.controllers")) as f:
+            available = set(f.read().split())
+    except OSError:
+        return None
+    if not {"memory", "pids", "cpu"} <= available:
+        return None
+    parent = os.path.join(ROOT, PARENT)
+    os.makedirs(parent, exist_ok=True)
+    _write_file(os.path.join(parent, "cgroup.subtree_control"), "+memory +pids +cpu")
+    leaf = os.path.join(parent, name)
+    os.makedirs(leaf, exist_ok=True)
+    fds = _open_files({"memory": (leaf, "memory.max"), "pids": (leaf, "pids.max"),
+                       "cpu": (leaf, "cpu.stat"), "oom": (leaf, "memory.events")})
+    swap = os.path.join(leaf, "memory.swap.max")
+    if os.path.exists(swap):
+        _write_file(swap, "0")
+    procs = [os.open(os.path.join(leaf, "cgroup.procs"), os.O_WRONLY)]
+    return RunGroup(2, [leaf], fds, procs)
+
+
+def _v1(name: str) -> Optional[RunGroup]:
+    leaves: Dict[str, str] = {}
+    for controller in ("memory", "pids", "cpuacct", "cpu"):
+        base = os.path.join(ROOT, controller)
+        if not os.path.isdir(base):
+            if controller == "cpu":
+                continue
+            return None
+        leaves[controller] = os.path.join(os.path.realpath(base), PARENT, name)
+    for leaf in set(leaves.values()):
+        os.makedirs(leaf, exist_ok=True)
+    mem, pids, acct = leaves["memory"], leaves["pids"], leaves["cpuacct"]
+    fds = _open_files({"memory": (mem, "memory.limit_in_bytes"), "oom": (mem, "memory.oom_control"),
+                       "pids": (pids, "pids.max"), "cpu": (acct, "cpuacct.usage")})
+    memsw = os.path.join(mem, "memory.memsw.limit_in_bytes")
+    if os.path.exists(memsw):
+        fds["memsw"] = os.open(memsw, os.O_WRONLY)
+    dirs = sorted(set(leaves.values()))
+    procs = [os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY) for d in dirs]
+    return RunGroup(1, dirs, fds, procs)
+
+
+def open_run_group(name: str) -> tuple:
+    """(RunGroup or None, why not): v2 where the unified hierarchy has the controllers, else v1."""
+    if os.geteuid() != 0:
+        return None, "not root"
+    problems = []
+    for make in (_v2, _v1):
+        try:
+            group = make(name)
+        except OSError as e:
+            problems.append(f"{make.__name__.strip('_')}: {e}")
+            continue
+        if group is not None:
+            return group, ""
+    return None, "; ".join(problems) or "no cgroup hierarchy with memory, pids and cpu controllers"
+
+
+def remove(dirs: List[str]) -> None:
+    """Removes a worker's leaves once no process is left in them."""
+    for d in dirs:
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass

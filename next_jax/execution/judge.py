@@ -1,0 +1,412 @@
+"""The judge process of a judged run: the test suite, run with real Python, against proxies.
+
+The judge never shares a process with the candidate program. It holds the tests (trusted to be
+honest: they come from the dataset; still sandboxed, since a corpus is data, not our code), runs
+them with real Python, and reaches the program only through ``Candidate``: a pipe to the
+candidate process (``candidate``) over which it sends calls and reads plain data back. So an
+assert, a loop, a helper or ``check(candidate)`` means here exactly what it means in Python,
+and nothing the candidate does inside its own process can reach a test's values, frames or
+hooks, or this process's reports.
+
+What crosses back and how it is rebuilt here:
+
+* plain values (``plain``): exact builtin types, decoded with caps; every comparison in a test
+  is Python's own, on values the candidate cannot give a custom ``__eq__``;
+* changed arguments: a list/dict/set/bytearray argument the call changed is updated in place;
+* an exception the candidate raised: raised here as the same builtin exception type (a class
+  of the program's own as its first builtin base), except ``StopIteration`` (as RuntimeError,
+  so it cannot end a test's loop early) and exceptions that are not ``Exception``s (as a fault);
+* generators, iterators, map, filter, dict views: their items (drained by the candidate, at
+  most ``candidate.MAX_ITEMS``), rebuilt as the same kind of iterable; ``range`` exactly;
+* functions and classes: a ``Proxy`` one can call; modules: the same stdlib module imported
+  here;
+* objects of the program's own classes: an opaque marker (class ``Opaque`` named like the
+  candidate's class). It supports ``is None``, ``is not None``, ``type(x).__name__`` and being
+  passed back to the candidate, and nothing else: comparing it, hashing it, asking its truth
+  value or an attribute raises ``CandidateFault`` (their ``__eq__`` would be the candidate's)
+  and the test's verdict is ``error``.
+
+``CandidateFault`` (a BaseException, so a test's ``except Exception`` does not swallow it) also
+covers malformed or oversized replies and a candidate that died; once one happened, the test's
+outcome is ``error`` whatever the test then did.
+
+Reports, one ``emit`` each: ``('p', outcome, detail)`` for the program, then ``('t', i,
+outcome, line, detail)`` per test, outcome one of pass | fail | error | timeout; ``line`` is
+the test's line that failed (0 when unknown).
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import signal
+import sys
+from typing import Any, Dict, List
+
+from next_jax.execution import channel, plain
+from next_jax.execution.candidate import MAX_ITEMS
+
+REQUEST_FD, REPLY_FD = 4, 5
+MAX_REPLY_BYTES = 32 << 20
+STRICT_EQ = "__nj_strict_eq__"
+
+
+class CandidateFault(BaseException):
+    """The candidate broke the protocol, died, sent what is not plain data, or an opaque
+    value of its was used for more than identity."""
+
+
+class TestTimeout(BaseException):
+    """The per-test alarm; a BaseException so ``except Exception`` in a test does not eat it."""
+
+
+def _on_alarm(signum, frame):
+    raise TestTimeout()
+
+
+class Candidate:
+    """The judge's end of the channel to the candidate process."""
+
+    def __init__(self, request_fd: int = REQUEST_FD, reply_fd: int = REPLY_FD,
+                 modules=(), max_reply_bytes: int = MAX_REPLY_BYTES):
+        self.request_fd, self.reply_fd = request_fd, reply_fd
+        self.max_reply_bytes = max_reply_bytes
+        self.fault = ""  # set on the first fault; every later call faults at once
+        self.modules = frozenset(modules)
+        self._opaque_types: Dict[str, type] = {}
+        self.last: Any = _NOTHING  # the latest result, for the detail of a failed assert
+
+    def _fail(self, why: str):
+        if not self.fault:
+            self.fault = why
+        raise CandidateFault(why)
+
+    def request(self, msg: Any) -> Any:
+        if self.fault:
+            raise CandidateFault(self.fault)
+        try:
+            body = plain.dumps(msg, _judge_side)
+        except plain.PlainDataError as e:
+            raise TypeError(f"cannot pass this to the candidate: {e}") from None
+        try:
+            channel.write_frame(self.request_fd, 0, body)
+        except OSError:
+            self._fail("the candidate process is gone")
+        header = channel.read_exact(self.reply_fd, channel.HEADER.size)
+        if header is None:
+            self._fail("the candidate process ended")
+        length, _ = channel.HEADER.unpack(header)
+        if length > self.max_reply_bytes:
+            self._fail(f"the candidate sent a reply over {self.max_reply_bytes} bytes")
+        data = channel.read_exact(self.reply_fd, length) if length else b""
+        if data is None:
+            self._fail("the candidate process ended in the middle of a reply")
+        try:
+            reply = plain.loads(data, self._rebuild, max_bytes=self.max_reply_bytes)
+        except (plain.PlainDataError, MemoryError) as e:
+            self._fail(f"the candidate's reply is not plain data: {e}")
+        if type(reply) is not tuple or len(reply) != 3 or reply[0] not in ("ok", "raise"):
+            self._fail("malformed reply from the candidate")
+        if reply[0] == "raise":
+            _, name, message = reply
+            raise self._exception(name, message)
+        return reply[1], reply[2]
+
+    def load(self, program: List[bytes], names: List[str]) -> dict:
+        found, _ = self.request(("load", program, names))
+        if type(found) is not dict:
+            self._fail("malformed load reply")
+        return found
+
+    def call(self, callee: Any, args: tuple, kwargs: dict) -> Any:
+        value, changed = self.request(("call", callee, args, kwargs))
+        if type(changed) is not list:
+            self._fail("malformed call reply")
+        for item in changed:
+            if type(item) is not tuple or len(item) != 2:
+                self._fail("malformed changed argument")
+            key, new = item
+            try:
+                old = args[key] if type(key) is int else kwargs[key]
+            except (IndexError, KeyError, TypeError):
+                self._fail("changed argument that was not passed")
+            _update_in_place(old, new, self)
+        self.last = value
+        return value
+
+    # -- rebuilding what the candidate sent ----------------------------------------------------
+
+    def _exception(self, name: Any, message: Any) -> BaseException:
+        if type(name) is not str or type(message) is not str:
+            self._fail("malformed exception from the candidate")
+        cls = getattr(builtins, name, None)
+        if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+            self._fail(f"the candidate raised an unknown exception type {name[:60]!r}")
+        if issubclass(cls, (StopIteration, StopAsyncIteration)):
+            return RuntimeError(f"the candidate raised {name}: {message}")
+        if not issubclass(cls, Exception):
+            return CandidateFault(f"the candidate raised {name}: {message}")
+        for c in cls.__mro__:
+            try:
+                e = c(message)
+            except Exception:  # e.g. UnicodeDecodeError needs five arguments
+                continue
+            e.from_candidate = True  # an AssertionError of the program is an error, not a fail
+            return e
+        return Exception(message)
+
+    def _rebuild(self, tag: str, r: list, depth: int) -> Any:
+        n = len(r)
+        if tag == "h" and n == 3 and type(r[1]) is int and type(r[2]) is str:
+            return Proxy(self, r[1], r[2][:200])
+        if tag == "o" and n == 3 and type(r[1]) is int and type(r[2]) is str:
+            return self._opaque_type(r[2][:200])(self, r[1])
+        if tag == "r" and n == 4 and all(type(x) is int for x in r[1:]) and r[3] != 0:
+            return range(r[1], r[2], r[3])
+        if tag == "M" and n == 2 and type(r[1]) is str:
+            return self._module(r[1])
+        if tag == "g" and n == 4 and type(r[1]) is str and type(r[2]) is list:
+            items = plain.decode_item(r[2], depth + 1, self._rebuild)
+            return self._iterable(r[1], items, r[3])
+        raise plain.PlainDataError(f"unknown wire tag {tag[:10]!r}")
+
+    def _opaque_type(self, name: str) -> type:
+        t = self._opaque_types.get(name)
+        if t is None:
+            t = self._opaque_types[name] = type(name, (Opaque,), {"__slots__": ()})
+        return t
+
+    def _module(self, name: str) -> Any:
+        top = name.partition(".")[0]
+        if top in sys.stdlib_module_names or top in self.modules:
+            import importlib
+            try:
+                return importlib.import_module(name)
+            except ImportError:
+                pass
+        return self._opaque_type("module")(self, 0)
+
+    def _iterable(self, kind: str, items: list, end: Any) -> Any:
+        if end == "":
+            stop = None
+        elif end == "more":
+            stop = CandidateFault(f"the candidate's iterable yields more than {MAX_ITEMS} items")
+        elif type(end) is list and len(end) == 3 and end[0] == "raise":
+            stop = self._exception(end[1], end[2])
+        else:
+            raise plain.PlainDataError("malformed iterable end")
+        if kind in ("dict_keys", "dict_values", "dict_items") and stop is None:
+            if kind == "dict_keys":
+                return dict.fromkeys(plain.hashable_items(items)).keys()
+            if kind == "dict_values":
+                return dict(enumerate(items)).values()
+            if all(type(x) is tuple and len(x) == 2 for x in items):
+                return dict(zip(plain.hashable_items([x[0] for x in items]),
+                                [x[1] for x in items])).items()
+            raise plain.PlainDataError("malformed dict items")
+        gen = _replay(items, stop)
+        if kind == "map":
+            return map(_identity, gen)
+        if kind == "filter":
+            return filter(_always, gen)
+        return gen
+
+
+_NOTHING = object()
+
+
+def _last_result(cand: Candidate) -> str:
+    if cand.last is _NOTHING:
+        return ""
+    import reprlib
+    short = reprlib.Repr()
+    short.maxstring = short.maxother = 120
+    try:
+        return f" (the candidate's last result: {short.repr(cand.last)})"
+    except BaseException:  # an opaque object: its repr is ours, but be safe
+        return ""
+
+
+def _replay(items: list, stop: Any):
+    yield from items
+    if stop is not None:
+        raise stop
+
+
+def _identity(x):
+    return x
+
+
+def _always(_):
+    return True
+
+
+def _update_in_place(old: Any, new: Any, cand: Candidate) -> None:
+    if type(old) is not type(new):
+        cand._fail("a changed argument came back as another type")
+    if type(old) in (list, bytearray):
+        old[:] = new
+    elif type(old) is dict:
+        old.clear()
+        old.update(new)
+    elif type(old) is set:
+        old.clear()
+        old |= new
+    else:
+        cand._fail("an argument that cannot change was reported changed")
+
+
+class Proxy:
+    """A function (or class) of the candidate: calling it is a call in the candidate process."""
+
+    __slots__ = ("_cand", "_handle", "__name__")
+
+    def __init__(self, cand: Candidate, handle: int, name: str):
+        self._cand, self._handle, self.__name__ = cand, handle, name
+
+    def __call__(self, *args, **kwargs):
+        return self._cand.call(self, args, kwargs)
+
+    def __repr__(self):
+        return f"<candidate's {self.__name__}>"
+
+
+class Opaque:
+    """An object of the candidate's own classes; see the module doc for what it supports."""
+
+    __slots__ = ("_cand", "_handle")
+
+    def __init__(self, cand: Candidate, handle: int):
+        object.__setattr__(self, "_cand", cand)
+        object.__setattr__(self, "_handle", handle)
+
+    def _misuse(self, what: str):
+        cand = object.__getattribute__(self, "_cand")
+        name = type(self).__name__
+        cand._fail(f"{what} on an object of the candidate's class {name!r}: only `is None`, "
+                   "`is not None` and type(x).__name__ are supported on such objects")
+
+    def __eq__(self, other):
+        self._misuse("a comparison")
+
+    __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __eq__
+
+    def __hash__(self):
+        self._misuse("hashing")
+
+    def __bool__(self):
+        self._misuse("a truth test")
+
+    def __len__(self):
+        self._misuse("len()")
+
+    def __iter__(self):
+        self._misuse("iteration")
+
+    def __getattr__(self, name):
+        self._misuse(f"reading attribute {name!r}")
+
+    def __setattr__(self, name, value):
+        self._misuse(f"setting attribute {name!r}")
+
+    def __repr__(self):
+        return f"<object of the candidate's class {type(self).__name__}>"
+
+
+def _judge_side(v: Any, t: type, depth: int) -> Any:
+    """How the judge sends what is not plain data: the candidate's own objects by handle."""
+    if t is Proxy or isinstance(v, Opaque):
+        return ["h", object.__getattribute__(v, "_handle")]
+    if t is range:
+        return ["r", v.start, v.stop, v.step]
+    raise plain.PlainDataError(f"{plain.type_label(t)} is not plain data")
+
+
+# -- the judge target -----------------------------------------------------------------------
+
+
+def strict_eq(a: Any, b: Any) -> bool:
+    """Equality that also requires the same type at every level of the two values."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(strict_eq(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(strict_eq(a[k], b[k]) for k in a)
+    if isinstance(a, (set, frozenset)):
+        return a == b and {type(x) for x in a} == {type(x) for x in b}
+    return a == b
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, TestTimeout):
+        return "ran past the per-test timeout"
+    try:
+        text = str(e)
+    except BaseException:
+        text = "<unprintable>"
+    name = plain.type_label(type(e))
+    return (f"{name}: {text}" if text else name)[:1000]
+
+
+def _failing_line(e: BaseException, filename: str) -> int:
+    line, tb = 0, e.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _arm(seconds: float) -> None:
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+
+
+def _disarm() -> None:
+    signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def run_tests(payload: dict) -> None:
+    """Judge target. payload: {'program': [marshal code], 'tests': [marshal code], 'names':
+    [names the tests read], 'timeout': s, 'modules': [importable non-stdlib modules]}."""
+    import marshal
+    signal.signal(signal.SIGALRM, _on_alarm)
+    timeout = float(payload["timeout"])
+    cand = Candidate(modules=payload.get("modules", ()))
+    try:
+        _arm(timeout)
+        found = cand.load(payload["program"], payload["names"])
+        _disarm()
+    except BaseException as e:
+        _disarm()
+        kind = "timeout" if isinstance(e, TestTimeout) else "error"
+        channel.emit(("p", kind, _describe(e)))
+        return None
+    channel.emit(("p", "ok", ""))
+    ns: Dict[str, Any] = {"__name__": "__test__", "__builtins__": builtins, STRICT_EQ: strict_eq}
+    ns.update(found)
+    for i, code in enumerate(payload["tests"]):
+        filename = f"<test {i}>"
+        cand.last = _NOTHING
+        line, detail = 0, ""
+        try:
+            _arm(timeout)
+            exec(marshal.loads(code), ns)  # noqa: S102 (the judge's sandboxed process)
+            _disarm()
+            outcome = "pass"
+        except BaseException as e:
+            _disarm()
+            line = _failing_line(e, filename)
+            outcome = ("timeout" if isinstance(e, TestTimeout) else
+                       "fail" if isinstance(e, AssertionError) and not cand.fault
+                       and not getattr(e, "from_candidate", False) else "error")
+            detail = cand.fault or _describe(e)
+            if outcome == "fail":
+                detail += _last_result(cand)
+        if cand.fault and outcome == "pass":
+            outcome, detail = "error", cand.fault
+        channel.emit(("t", i, outcome, line, detail))
+        if outcome == "timeout" or cand.fault:
+            break
+    os.close(REQUEST_FD)  # EOF: the candidate's loop ends
+    return None

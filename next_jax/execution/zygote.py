@@ -1,0 +1,185 @@
+"""The zygote: the one process sandboxed children are forked from.
+
+A worker forks its zygote once, after preloading and before it ever reads a payload, so a
+child starts from memory that never held another run's program, tests, output or verdict
+(a fork copies all of its parent's memory, freed pages included). The zygote only forks: it
+never reads a payload or a result. Its protocol with the worker is a SOCK_SEQPACKET socket:
+
+    ('spawn', role, target, limits, uid, workdir, payload_fd) + fds  ->  ('ok', pid) | ('error', text)
+    ('reap', pid)                                                     ->  ('ok', wait status, cpu s)
+
+``fds`` become the child's descriptors 1, 2, 3, ... (0 is /dev/null). Roles: ``single`` (the
+target gets the payload read from its descriptor ``payload_fd``; result channel on 3),
+``judge`` (the same, with the candidate channel on 4 and 5) and ``candidate`` (no payload; it
+talks to the judge over 3 and 4 and reports nothing to the worker). Each child is the init of a
+fresh PID namespace (its death kills everything it started) in a new session, chrooted into the
+allow-listed file tree, with rlimits and its own uid; a candidate or single child also gets its
+own mount and IPC namespaces with a fresh tmpfs as its working dir and its own /proc.
+
+The zygote joins the worker's cgroup before its first fork, so every run's processes are in it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import marshal
+import os
+import select
+import socket
+import sys
+
+from next_jax.execution import channel, isolation
+
+_MAX_FDS = 8
+
+
+def serve(worker, sock: socket.socket) -> None:
+    """The zygote's loop (never returns). Children are reaped as soon as they exit (a child
+    with its own mount namespace takes a few ms to tear it down after its pipes close, and no
+    one should wait for that); ``reap`` hands out the stored status."""
+    code = 0
+    exits: dict = {}  # pid -> (wait status, cpu s) of children reaped but not asked for
+    watched: dict = {}  # pidfd -> pid
+    try:
+        if worker.group is not None:
+            worker.group.join()
+            worker.group.close_procs()
+        sock.setblocking(True)
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        while True:
+            for fd, _ in poller.poll():
+                if fd in watched:
+                    poller.unregister(fd)
+                    pid = watched.pop(fd)
+                    exits[pid] = _wait(pid, fd)
+                    continue
+                msg, fds, _, _ = socket.recv_fds(sock, 1 << 16, _MAX_FDS)
+                if not msg:
+                    return
+                req = marshal.loads(msg)
+                if req[0] == "spawn":
+                    try:
+                        pid = _spawn(worker, req, fds)
+                        pidfd = os.pidfd_open(pid)
+                        watched[pidfd] = pid
+                        poller.register(pidfd, select.POLLIN)
+                        reply = ("ok", pid)
+                    except Exception as e:
+                        reply = ("error", f"{e.__class__.__name__}: {e}")
+                    finally:
+                        for fd in fds:
+                            os.close(fd)
+                elif req[0] == "reap":
+                    pid = req[1]
+                    if pid not in exits:
+                        pidfd = next(fd for fd, p in watched.items() if p == pid)
+                        poller.unregister(pidfd)
+                        del watched[pidfd]
+                        exits[pid] = _wait(pid, pidfd)
+                    reply = ("ok",) + exits.pop(pid)
+                else:
+                    reply = ("error", f"unknown request {req[0]!r}")
+                sock.send(marshal.dumps(reply))
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _wait(pid: int, pidfd: int) -> tuple:
+    os.close(pidfd)
+    _, status, rusage = os.wait4(pid, 0)
+    return status, rusage.ru_utime + rusage.ru_stime
+
+
+def _spawn(worker, req: tuple, fds: list) -> int:
+    _, role, target, limits, uid, workdir, payload_fd = req
+    fn = worker.resolve(target)
+    pidns = worker.pidns
+    if pidns:
+        pidns.before_fork()
+    try:
+        pid = os.fork()
+    except BaseException:
+        if pidns:
+            pidns.after_fork()
+        raise
+    if pid == 0:
+        _child(worker, role, fn, limits, uid, workdir, payload_fd, fds)  # never returns
+    if pidns:
+        pidns.after_fork()
+    return pid
+
+
+def _child(worker, role, fn, limits, uid, workdir, payload_fd, fds) -> None:
+    _, cpu_s, memory_bytes, file_size_bytes, max_processes, _, _ = limits
+    m = worker.mech
+    try:
+        os.setsid()
+        wanted = [worker.devnull] + list(fds)
+        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 64) for fd in wanted]
+        for target_fd, fd in enumerate(high):
+            os.dup2(fd, target_fd)
+        os.closerange(len(high), 1 << 16)
+        isolation.enter_allowed_root(m)
+        if role != "judge" and m.mount_namespace:
+            workdir = isolation.enter_run_namespaces(m, worker.cfg["scratch_bytes"], uid)
+        os.chdir(workdir)
+        os.environ["HOME"] = os.environ["TMPDIR"] = workdir
+        isolation.set_child_limits(cpu_s, memory_bytes, file_size_bytes, max_processes,
+                                   worker.nproc_base)
+        isolation.drop_identity(m, uid, uid)
+        sys.stdin, sys.stdout, sys.stderr = worker.streams
+        sys.__stdin__, sys.__stdout__, sys.__stderr__ = worker.streams
+        payload = None
+        if payload_fd:
+            frame = channel.read_frame(payload_fd)
+            os.close(payload_fd)
+            payload = marshal.loads(frame[1]) if frame else None
+        np = sys.modules.get("numpy")
+        if np is not None:
+            np.random.seed()
+    except BaseException:
+        _report_and_exit("sandbox setup failed:\n", role)
+    if role == "candidate":
+        try:
+            fn(None)
+        finally:
+            os._exit(0)
+    channel._child_fd = 3
+    try:
+        kind, body = channel.KIND_RESULT, _dumps_result(fn(payload))
+    except BaseException:  # SystemExit, KeyboardInterrupt and MemoryError included
+        kind = channel.KIND_ERROR
+        try:
+            import traceback
+            body = traceback.format_exc().encode("utf-8", "replace")[-8192:]
+        except BaseException:
+            body = b"target raised an exception that could not be formatted"
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+    except BaseException:
+        pass
+    try:
+        channel.write_frame(3, kind, body)
+    finally:
+        os._exit(0)
+
+
+def _dumps_result(value) -> bytes:
+    from next_jax.execution import plain
+    return plain.dumps(value)
+
+
+def _report_and_exit(prefix: str, role: str) -> None:
+    try:
+        import traceback
+        body = (prefix + traceback.format_exc()).encode("utf-8", "replace")[:8192]
+        if role == "candidate":
+            os.write(2, body)
+        else:
+            channel.write_frame(3, channel.KIND_ERROR, body)
+    finally:
+        os._exit(70)

@@ -1,0 +1,218 @@
+"""The judge's side of the call protocol, against a candidate server in a thread (no sandbox).
+
+What crosses from the candidate and how the judge rebuilds it: plain values, changed arguments,
+builtin exceptions, iterables, callables, opaque objects; and faults for what is not allowed.
+"""
+
+import marshal
+import os
+import threading
+
+import pytest
+
+from next_jax.execution import channel, judge
+from next_jax.execution.candidate import Server
+from next_jax.execution.judge import Candidate, CandidateFault, Opaque, Proxy
+
+PROGRAM = '''
+from collections import Counter
+from fractions import Fraction
+
+
+class Box:
+    def __init__(self, n):
+        self.n = n
+
+    def __eq__(self, other):
+        return True
+
+
+def add(a, b):
+    return a + b
+
+
+def gen(n):
+    yield from range(n)
+
+
+def endless():
+    i = 0
+    while True:
+        yield i
+        i += 1
+
+
+def broken_gen():
+    yield 1
+    raise KeyError("k")
+
+
+def views(d):
+    return d.keys(), d.values(), d.items()
+
+
+def lazy(xs):
+    return map(lambda x: x * 2, xs), filter(lambda x: x % 2, xs), range(1, 10, 3)
+
+
+def sort_it(xs, extra=None):
+    xs.sort()
+    if extra is not None:
+        extra["seen"] = True
+
+
+def raise_(kind):
+    if kind == "value":
+        raise ValueError("bad value")
+    if kind == "custom":
+        class Mine(KeyError):
+            pass
+        raise Mine("mine")
+    if kind == "stop":
+        raise StopIteration
+    if kind == "exit":
+        raise SystemExit(0)
+    if kind == "assert":
+        assert False, "own"
+
+
+def make(n):
+    return Box(n)
+
+
+def size(box):
+    return box.n
+
+
+def adder(n):
+    return lambda x: x + n
+
+
+def half(n):
+    return Fraction(n, 2)
+
+
+def counts(s):
+    return Counter(s)
+'''
+
+
+@pytest.fixture
+def cand():
+    req_r, req_w = os.pipe()
+    rep_r, rep_w = os.pipe()
+    server = threading.Thread(target=Server().serve, args=(req_r, rep_w), daemon=True)
+    server.start()
+    c = Candidate(request_fd=req_w, reply_fd=rep_r)
+    names = ["add", "gen", "endless", "broken_gen", "views", "lazy", "sort_it", "raise_", "make",
+             "size", "adder", "half", "counts", "Box", "Counter", "missing"]
+    c.found = c.load([marshal.dumps(compile(PROGRAM, "<fix>", "exec"))], names)
+    yield c
+    os.close(req_w)
+    server.join(5)
+    for fd in (req_r, rep_r, rep_w):
+        os.close(fd)
+
+
+def test_globals_come_back_as_proxies(cand):
+    f = cand.found
+    assert "missing" not in f
+    assert isinstance(f["add"], Proxy) and f["add"](2, 3) == 5 and f["add"]("a", "b") == "ab"
+
+
+def test_iterables_are_rebuilt_as_the_same_kind(cand):
+    f = cand.found
+    g = f["gen"](3)
+    assert type(g).__name__ == "generator" and list(g) == [0, 1, 2]
+    keys, values, items = f["views"]({"b": 1, "a": 2})
+    assert type(keys) is type({}.keys()) and sorted(keys) == ["a", "b"]
+    assert type(values) is type({}.values()) and sorted(values) == [1, 2]
+    assert type(items) is type({}.items()) and sorted(items) == [("a", 2), ("b", 1)]
+    doubled, odd, r = f["lazy"]([1, 2, 3])
+    assert type(doubled) is map and list(doubled) == [2, 4, 6]
+    assert type(odd) is filter and list(odd) == [1, 3]
+    assert r == range(1, 10, 3)
+    assert f["counts"]("aab") == {"a": 2, "b": 1}
+
+
+def test_endless_and_failing_generators(cand):
+    endless = cand.found["endless"]()
+    assert [next(endless) for _ in range(5)] == [0, 1, 2, 3, 4]
+    with pytest.raises(CandidateFault, match="more than"):
+        list(endless)
+    broken = cand.found["broken_gen"]()
+    assert next(broken) == 1
+    with pytest.raises(KeyError):
+        next(broken)
+
+
+def test_changed_arguments_are_updated_in_place(cand):
+    xs, extra = [3, 1, 2], {}
+    assert cand.found["sort_it"](xs, extra=extra) is None
+    assert xs == [1, 2, 3] and extra == {"seen": True}
+
+
+@pytest.mark.parametrize("kind,exc", [("value", ValueError), ("custom", KeyError),
+                                      ("stop", RuntimeError), ("exit", CandidateFault),
+                                      ("assert", AssertionError)])
+def test_exceptions_are_raised_as_builtin_types(cand, kind, exc):
+    with pytest.raises(exc) as info:
+        cand.found["raise_"](kind)
+    if kind == "assert":
+        assert info.value.from_candidate  # the program's own assert: an error, not a fail
+
+
+def test_opaque_objects_support_identity_only(cand):
+    box = cand.found["make"](4)
+    assert isinstance(box, Opaque) and box is not None and type(box).__name__ == "Box"
+    assert cand.found["size"](box) == 4  # passed back by handle
+    with pytest.raises(CandidateFault, match="comparison"):
+        box == box  # noqa: B015 (the point of the test)
+    assert "comparison" in cand.fault
+    with pytest.raises(CandidateFault):  # every later call faults too
+        cand.found["add"](1, 2)
+
+
+def test_functions_and_classes_cross_as_proxies(cand):
+    inc = cand.found["adder"](1)
+    assert isinstance(inc, Proxy) and [inc(i) for i in range(3)] == [1, 2, 3]
+    assert type(cand.found["Box"](1)).__name__ == "Box"
+    assert cand.found["half"](3) * 2 == 3
+
+
+def test_judge_side_values_that_cannot_cross(cand):
+    with pytest.raises(TypeError, match="cannot pass"):
+        cand.found["add"](object(), 1)
+    assert not cand.fault  # the test's own mistake, not the candidate's
+
+
+def _fake_candidate(reply: bytes):
+    """A judge end whose candidate answers every request with ``reply`` (raw frame bytes)."""
+    req_r, req_w = os.pipe()
+    rep_r, rep_w = os.pipe()
+
+    def serve():
+        while channel.read_frame(req_r) is not None:
+            os.write(rep_w, reply)
+        os.close(rep_w)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return Candidate(request_fd=req_w, reply_fd=rep_r, max_reply_bytes=1 << 20)
+
+
+@pytest.mark.parametrize("reply,why", [
+    (channel.HEADER.pack(60 << 20, 0) + b"[", "over"),
+    (channel.HEADER.pack(12, 0) + b'{"t": "ok"} ', "not plain data"),
+    (channel.HEADER.pack(9, 0) + b'["t","ok"', "not plain data"),
+    (channel.HEADER.pack(23, 0) + b'["t","raise","nope",""]', "unknown exception"),
+    (channel.HEADER.pack(20, 0) + b'["t","ok",["o",1],1]', "not plain data"),
+])
+def test_malformed_replies_are_faults(reply, why):
+    cand = _fake_candidate(reply)
+    with pytest.raises(CandidateFault, match=why):
+        cand.call("f", (), {})
+
+
+def test_strict_eq():
+    assert judge.strict_eq([1, (2.0,)], [1, (2.0,)])
+    assert not judge.strict_eq(1, 1.0) and not judge.strict_eq([True], [1])
