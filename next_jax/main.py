@@ -40,6 +40,8 @@ from next_jax import io as nj_io
 RUN_MODES: Dict[str, str] = {
     "infer": "next_jax.infer:infer",
     "pipeline": "next_jax.pipeline:run_pipeline",
+    "next": "next_jax.selftrain.loop:run_next",
+    "train": "next_jax.train:train",
 }
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

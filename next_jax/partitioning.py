@@ -272,8 +272,13 @@ class PartitionedFn:
 class Partitioner:
     """One mesh plus one rule list; turns logical axes into shardings and jitted callables."""
 
-    def __init__(self, mesh: Mesh, rules: Sequence = DEFAULT_RULES):
-        self.mesh = mesh
+    def __init__(self, mesh: Optional[Mesh] = None, rules: Sequence = DEFAULT_RULES, *,
+                 axis_sizes: Optional[Mapping[str, int]] = None):
+        """``mesh``, or (e.g. from gin: ``partitioner = @partitioning.Partitioner()``) the mesh
+        axis sizes of a mesh over every device (see ``resolve_axis_sizes``)."""
+        if mesh is not None and axis_sizes is not None:
+            raise ValueError("Partitioner: give a mesh or axis_sizes, not both")
+        self.mesh = mesh if mesh is not None else make_mesh(axis_sizes)
         self.rules = tuple((name, tuple(axes) if isinstance(axes, list) else axes) for name, axes in rules)
 
     def __eq__(self, other) -> bool:

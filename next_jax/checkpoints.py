@@ -1,0 +1,227 @@
+"""Training checkpoints: the one module that knows their layout on disk.
+
+A run's checkpoints live in ``MODEL_DIR/checkpoints/<step>/`` (an orbax ``CheckpointManager``),
+each step holding three items:
+
+- ``state``: the TrainState (step, params, opt_state), saved sharded (every host writes its own
+  shards) and restorable onto another mesh: the restore target's shardings decide the layout;
+- ``input``: JSON, the input pipeline position (batches consumed and the data seed), so a
+  resumed run sees exactly the batches it would have seen;
+- ``summary``: JSON, the step's metrics, so a finished run can be asked for its result again.
+
+Saves are asynchronous (training continues while the arrays are written), at most ``keep`` are
+kept, and a preemption (orbax's multi-host notice, or SIGTERM to this process) is answered with a
+save at the next step. ``load_params`` reads only the parameters, from a run directory, a step
+directory or a bare pytree checkpoint, for sampling, evaluation or fine-tuning from a checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import threading
+import time
+from typing import Any, Optional, Tuple
+
+from absl import logging
+
+from next_jax import io
+
+STATE, INPUT, SUMMARY = "state", "input", "summary"
+SUBDIR = "checkpoints"
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointConfig:
+    """When and how training saves.
+
+    Attributes:
+      period: save every ``period`` steps (0 = only the final save and preemption saves).
+      keep: how many checkpoints to keep (None = all).
+      async_save: write in the background while training continues.
+      enabled: False turns saving and resuming off (e.g. a throwaway run on a filesystem orbax
+        cannot write).
+    """
+
+    period: int = 1000
+    keep: Optional[int] = 3
+    async_save: bool = True
+    enabled: bool = True
+
+    def __post_init__(self):
+        if self.period < 0:
+            raise ValueError(f"CheckpointConfig.period must be >= 0, got {self.period}")
+        if self.keep is not None and self.keep < 1:
+            raise ValueError(f"CheckpointConfig.keep must be None or >= 1, got {self.keep}")
+
+
+def checkpoint_dir(model_dir: str) -> str:
+    return io.join(model_dir, SUBDIR)
+
+
+class _SigtermFlag:
+    """Records SIGTERM (how a preempted VM or a scheduler stops a process) instead of dying."""
+
+    def __init__(self):
+        self.raised = False
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame):
+        del signum, frame
+        logging.warning("SIGTERM received: saving a checkpoint at the next step, then stopping")
+        self.raised = True
+
+    def restore(self):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
+
+
+class Checkpointer:
+    """Saves and restores one run's train state, input position and metrics."""
+
+    def __init__(self, model_dir: str, config: CheckpointConfig = CheckpointConfig()):
+        import orbax.checkpoint as ocp
+
+        self._ocp = ocp
+        self.config = config
+        self.directory = checkpoint_dir(model_dir)
+        self._sigterm = _SigtermFlag()
+        self._manager = None
+        if config.enabled:
+            self._manager = ocp.CheckpointManager(
+                self.directory,
+                options=ocp.CheckpointManagerOptions(
+                    max_to_keep=config.keep, save_interval_steps=1, create=True,
+                    enable_async_checkpointing=config.async_save,
+                ),
+            )
+        self.last_saved: Optional[int] = self.latest_step()
+        self.save_seconds = 0.0
+
+    def step_path(self, step: int) -> str:
+        return io.join(self.directory, str(int(step)))
+
+    def latest_step(self) -> Optional[int]:
+        return self._manager.latest_step() if self._manager else None
+
+    def all_steps(self) -> list:
+        return list(self._manager.all_steps()) if self._manager else []
+
+    def preempted(self, step: int) -> bool:
+        if self._sigterm.raised:
+            return True
+        return bool(self._manager and self._manager.reached_preemption(step))
+
+    def due(self, step: int) -> bool:
+        return bool(self.config.period) and step % self.config.period == 0
+
+    def save(self, step: int, state, input_position: dict, metrics: Optional[dict] = None) -> bool:
+        """Starts saving ``state`` at ``step`` (returns at once when asynchronous)."""
+        if not self._manager or step == self.last_saved:
+            return False
+        ocp = self._ocp
+        start = time.monotonic()
+        self._manager.save(
+            int(step),
+            args=ocp.args.Composite(**{
+                STATE: ocp.args.StandardSave(state),
+                INPUT: ocp.args.JsonSave(dict(input_position)),
+                SUMMARY: ocp.args.JsonSave({"step": int(step), "metrics": dict(metrics or {})}),
+            }),
+            force=True,
+        )
+        self.save_seconds = time.monotonic() - start
+        self.last_saved = int(step)
+        logging.info("checkpoint: saving step %d to %s (%.2fs blocking)", step, self.step_path(step), self.save_seconds)
+        return True
+
+    def restore(self, step: int, abstract_state) -> Tuple[Any, dict, dict]:
+        """(state in ``abstract_state``'s shardings, input position, summary) of ``step``."""
+        ocp = self._ocp
+        restored = self._manager.restore(
+            int(step),
+            args=ocp.args.Composite(**{
+                STATE: ocp.args.StandardRestore(abstract_state),
+                INPUT: ocp.args.JsonRestore(),
+                SUMMARY: ocp.args.JsonRestore(),
+            }),
+        )
+        return restored[STATE], dict(restored[INPUT]), dict(restored[SUMMARY] or {})
+
+    def read_summary(self, step: int) -> dict:
+        restored = self._manager.restore(int(step), args=self._ocp.args.Composite(**{SUMMARY: self._ocp.args.JsonRestore()}))
+        return dict(restored[SUMMARY] or {})
+
+    def wait(self) -> None:
+        if self._manager:
+            self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._sigterm.restore()
+        if self._manager:
+            self._manager.wait_until_finished()
+            self._manager.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameters only.
+
+
+def _is_step_name(name: str) -> bool:
+    return name.isdigit()
+
+
+def params_item_dir(path: str) -> str:
+    """The pytree directory holding parameters under ``path``.
+
+    ``path`` may be a run's MODEL_DIR (its latest checkpoint), a ``checkpoints/`` root, one step
+    directory, or a bare pytree checkpoint (e.g. ``StandardCheckpointer().save(path, params)``).
+    """
+    if not io.isdir(path):
+        raise FileNotFoundError(f"checkpoint {path!r} is not a directory")
+    names = io.listdir(path)
+    if SUBDIR in names and not any(_is_step_name(n) for n in names):
+        return params_item_dir(io.join(path, SUBDIR))
+    steps = [n for n in names if _is_step_name(n) and io.isdir(io.join(path, n))]
+    if steps:
+        path = io.join(path, max(steps, key=int))
+        names = io.listdir(path)
+    if STATE in names and io.isdir(io.join(path, STATE)):
+        path = io.join(path, STATE)
+    if not io.exists(io.join(path, "_METADATA")):
+        raise ValueError(
+            f"{path}: neither a Hugging Face checkpoint (config.json + *.safetensors) nor an orbax pytree "
+            f"checkpoint (no {io.join(path, '_METADATA')}); give a training MODEL_DIR, one of its step "
+            "directories, or a pytree checkpoint"
+        )
+    return path
+
+
+def load_params(path: str, abstract_params):
+    """Restores only the parameters under ``path`` into ``abstract_params``' shapes and shardings.
+
+    The saved tree is either the parameters themselves or a larger state with a top-level
+    ``params`` entry (a TrainState); optimizer moments are never read.
+    """
+    import orbax.checkpoint as ocp
+
+    directory = params_item_dir(path)
+    if not io.is_remote(directory):
+        import os
+
+        directory = os.path.abspath(directory)
+    checkpointer = ocp.PyTreeCheckpointer()
+    metadata = checkpointer.metadata(directory)
+    tree = getattr(metadata, "item_metadata", metadata)
+    tree = getattr(tree, "tree", tree)
+    target = {"params": abstract_params} if isinstance(tree, dict) and "params" in tree else abstract_params
+    restored = checkpointer.restore(
+        directory,
+        args=ocp.args.PyTreeRestore(
+            item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True
+        ),
+    )
+    return restored["params"] if target is not abstract_params else restored

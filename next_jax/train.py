@@ -1,0 +1,382 @@
+r"""The ``train`` entry function: fine-tune (or train from scratch) a decoder on a SeqIO task.
+
+From the command line (``--run_mode=train``, configured by gin)::
+
+    python -m next_jax.main --run_mode=train \
+        --gin_file=gin_configs/experiments/train_tiny_cpu.gin \
+        --gin.MODEL_DIR=\"/tmp/tiny_train\" --gin.TRAIN_STEPS=40
+
+From Python (every argument keyword-only; the same function gin calls)::
+
+    from next_jax import train, tasks
+    from next_jax.models import lm
+    result = train.train(
+        model=lm.DecoderLM(config),            # or a bare ModelConfig
+        task_name="my_task",                   # a registered SeqIO task or mixture
+        task_feature_lengths={"inputs": 512, "targets": 256},
+        batch_size=32, train_steps=200,
+        model_dir="/tmp/run",                  # checkpoints/, train/ and eval/ event files
+        initial_checkpoint="/ckpt/base",       # Hugging Face dir, orbax MODEL_DIR/step dir, or None
+    )
+    result.checkpoint    # 'MODEL_DIR/checkpoints/200': give it to infer(checkpoint=...)
+    result.metrics       # {'loss': ..., 'accuracy': ..., ...} of the last summary period
+    result.step          # 200
+
+Resuming is implicit: when ``model_dir`` holds checkpoints, the latest one is restored (state and
+input position; ``initial_checkpoint`` is then ignored) and training continues to
+``train_steps``; calling again on a finished run returns its result without training. The input
+pipeline is deterministic given ``seed``, so a resumed run sees exactly the batches an
+uninterrupted one would, and ends with bitwise the same parameters on the same machine.
+
+Training examples are packed (several per row, attention kept within each example) by SeqIO's
+decoder-only converter; the loss covers the ``targets`` tokens only when the task has ``inputs``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping, Optional
+
+import jax
+import numpy as np
+from absl import logging
+
+from next_jax import checkpoints, io, partitioning, trainer as trainer_lib
+from next_jax.models import count_params, weights
+from next_jax.models import lm as lm_lib
+from next_jax.models.config import ModelConfig
+from next_jax.optimizers import AdamW
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What ``train`` returns: the final step, its checkpoint (None if saving is off) and metrics."""
+
+    step: int
+    checkpoint: Optional[str]
+    metrics: dict
+
+
+def as_lm(model) -> lm_lib.DecoderLM:
+    if isinstance(model, lm_lib.DecoderLM):
+        return model
+    if isinstance(model, ModelConfig):
+        return lm_lib.DecoderLM(model)
+    raise TypeError(f"model must be a DecoderLM or a ModelConfig, got {type(model).__name__}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Data.
+
+
+def check_task(task_name: str, task_feature_lengths: Mapping[str, int], config: ModelConfig):
+    """Fails before any work when the task, its feature lengths or its vocabulary do not fit."""
+    import seqio
+
+    try:
+        task = seqio.get_mixture_or_task(task_name)
+    except ValueError as e:
+        raise ValueError(f"task_name={task_name!r} is not a registered SeqIO task or mixture ({e})") from None
+    features = task.output_features
+    wanted = {k for k in ("inputs", "targets") if k in features}
+    if "targets" not in wanted:
+        raise ValueError(f"task {task_name!r} has no 'targets' feature (has {sorted(features)}); nothing to learn")
+    given = set(task_feature_lengths)
+    if given != wanted:
+        raise ValueError(
+            f"task_feature_lengths={dict(task_feature_lengths)} must give exactly the lengths of task "
+            f"{task_name!r}'s features {sorted(wanted)}"
+        )
+    for key, length in task_feature_lengths.items():
+        if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+            raise ValueError(f"task_feature_lengths[{key!r}] must be a positive int, got {length!r}")
+    total = sum(task_feature_lengths.values())
+    if total > config.max_seq_len:
+        raise ValueError(
+            f"task_feature_lengths sum to {total} tokens, more than the model's max_seq_len={config.max_seq_len}; "
+            "shorten them or raise ModelConfig.max_seq_len"
+        )
+    for key in wanted:
+        vocab = features[key].vocabulary
+        if vocab.vocab_size > config.vocab_size:
+            raise ValueError(
+                f"task {task_name!r} feature {key!r}: vocabulary {type(vocab).__name__} has {vocab.vocab_size} "
+                f"ids but the model's vocab_size is {config.vocab_size}; use the model's vocabulary (its "
+                "model gin file's VOCABULARY) or a model whose vocab_size covers it"
+            )
+    return task
+
+
+def get_dataset(task_name: str, task_feature_lengths: Mapping[str, int], *, split: str, batch_size: int,
+                shuffle: bool, seed: int, pack: bool, repeat: bool, shard_info=None):
+    """A tf.data pipeline of this host's rows: dicts of [batch_size, length] int arrays."""
+    import seqio
+
+    dataset = seqio.get_dataset(
+        mixture_or_task_name=task_name,
+        task_feature_lengths=dict(task_feature_lengths),
+        feature_converter=seqio.DecoderFeatureConverter(pack=pack),
+        dataset_split=split,
+        use_cached=False,
+        shuffle=shuffle,
+        num_epochs=None if repeat else 1,
+        shard_info=shard_info,
+        seed=seed,
+    )
+    keep = ("decoder_target_tokens", "decoder_loss_weights", "decoder_segment_ids", "decoder_positions")
+    dataset = dataset.map(lambda ex: {k: v for k, v in ex.items() if k in keep})
+    return dataset.batch(batch_size, drop_remainder=repeat)
+
+
+def _host_shard(partitioner: partitioning.Partitioner, batch_size: int):
+    import seqio
+
+    index, count = partitioner.data_shard_info()
+    if batch_size % count:
+        raise ValueError(f"batch_size={batch_size} is not divisible by the {count} input shards of the mesh")
+    return seqio.ShardInfo(index=index, num_shards=count), batch_size // count
+
+
+def _pad_rows(batch: dict, rows: int) -> dict:
+    """Pads a short final eval batch with all-zero rows (zero loss weight)."""
+    have = next(iter(batch.values())).shape[0]
+    if have == rows:
+        return batch
+    return {k: np.concatenate([v, np.zeros((rows - have,) + v.shape[1:], v.dtype)]) for k, v in batch.items()}
+
+
+def make_eval_fn(trainer: trainer_lib.Trainer, task_name: str, task_feature_lengths, *, split: str,
+                 batch_size: int, max_batches: Optional[int], writer=None):
+    """Teacher-forced evaluation over ``split`` (unpacked, in order); returns metrics per call."""
+    shard_info, local_rows = _host_shard(trainer.partitioner, batch_size)
+
+    def evaluate(params, step: int) -> dict:
+        dataset = get_dataset(task_name, task_feature_lengths, split=split, batch_size=local_rows, shuffle=False,
+                              seed=0, pack=False, repeat=False, shard_info=shard_info)
+        totals = None
+        for index, batch in enumerate(dataset.as_numpy_iterator()):
+            if max_batches is not None and index >= max_batches:
+                break
+            sums = trainer.eval_step(params, trainer.global_batch(_pad_rows(batch, local_rows)))
+            totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
+        if totals is None:
+            raise ValueError(f"eval split {split!r} of task {task_name!r} is empty")
+        values = {k: float(v) for k, v in lm_lib.summarize(jax.device_get(totals)).items()}
+        logging.info("eval at step %d on %s/%s: %s", step, task_name, split, values)
+        if writer is not None:
+            writer.write_scalars(step, values)
+            writer.flush()
+        return values
+
+    return evaluate
+
+
+def demo_repair_task(*, name: str = "demo_repair", seed: int = 0, num_train: int = 1024, num_eval: int = 64,
+                     vocabulary=None) -> str:
+    """Registers the CPU demo's repair task (compact no-trace prompt -> one-line edit answer) and
+    returns its name; splits 'train' and 'validation' are drawn procedurally, nothing is read.
+
+    Gin: ``TASK_NAME = @train.demo_repair_task()``.
+    """
+    import seqio
+    import tensorflow as tf
+
+    from next_jax.data import prompts
+    from next_jax.demo import answers, domain
+
+    vocabulary = vocabulary or seqio.ByteVocabulary()
+    counts = {"train": num_train, "validation": num_eval}
+
+    task_seed = seed
+
+    def dataset_fn(split: str, shuffle_files: bool, seed: Optional[int] = None):
+        del shuffle_files, seed  # the tasks are fixed by task_seed; shuffling happens downstream
+        tasks = domain.generate(task_seed, split, counts[split])
+        return tf.data.Dataset.from_tensor_slices({
+            "inputs": [prompts.build_compact_prompt(t, "no_trace") for t in tasks],
+            "targets": [answers.template_answer(t) for t in tasks],
+        })
+
+    if name in seqio.TaskRegistry.names():
+        seqio.TaskRegistry.remove(name)
+    seqio.TaskRegistry.add(
+        name,
+        source=seqio.FunctionDataSource(dataset_fn, splits=list(counts)),
+        preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos],
+        output_features={"inputs": seqio.Feature(vocabulary, add_eos=False),
+                         "targets": seqio.Feature(vocabulary, add_eos=True)},
+    )
+    return name
+
+
+# ---------------------------------------------------------------------------------------------
+# Summaries.
+
+
+def metric_writer(model_dir: str, name: str):
+    """clu writer for TensorBoard event files under MODEL_DIR/name (host 0 writes, others log)."""
+    from clu import metric_writers
+
+    return metric_writers.create_default_writer(
+        io.join(model_dir, name), just_logging=jax.process_index() > 0, asynchronous=True
+    )
+
+
+def _gin_config_text() -> Optional[str]:
+    try:
+        import gin
+    except ImportError:  # pragma: no cover - gin is a core dependency
+        return None
+    text = gin.config_str()
+    return text or None
+
+
+def flops_per_token(config: ModelConfig, sequence_length: int) -> float:
+    """Training FLOPs per token: 6 x matmul parameters + attention (QK^T and AV, forward+backward)."""
+    matmul_params = count_params(config) - (0 if config.tie_embeddings else config.vocab_size * config.hidden_size)
+    attention = 12 * config.num_layers * sequence_length * config.num_heads * config.head_dim
+    return 6.0 * matmul_params + attention
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry.
+
+
+def train(
+    *,
+    model,
+    task_name: str,
+    task_feature_lengths: Mapping[str, int],
+    batch_size: int,
+    train_steps: int,
+    model_dir: str,
+    optimizer=None,
+    partitioner: Optional[partitioning.Partitioner] = None,
+    checkpoint_cfg: checkpoints.CheckpointConfig = checkpoints.CheckpointConfig(),
+    initial_checkpoint: Optional[str] = None,
+    split: str = "train",
+    eval_split: Optional[str] = None,
+    eval_period: int = 0,
+    eval_batches: Optional[int] = None,
+    summary_period: int = 100,
+    num_microbatches: int = 1,
+    pack: bool = True,
+    shuffle: bool = True,
+    seed: int = 0,
+    peak_flops: Optional[float] = None,
+) -> TrainResult:
+    """Trains ``model`` on ``task_name`` for ``train_steps`` optimizer steps; see the module doc.
+
+    Args:
+      model: a ``DecoderLM`` (loss settings: z_loss, label_smoothing) or a ``ModelConfig``.
+      task_name: a registered SeqIO task or mixture with ``targets`` (and usually ``inputs``).
+      task_feature_lengths: e.g. ``{'inputs': 1536, 'targets': 512}``; packed rows hold their sum.
+      batch_size: rows per step over all hosts (a multiple of num_microbatches x data shards).
+      train_steps: the total number of steps of the run (a resumed run trains up to it).
+      model_dir: checkpoints/, train/ (TensorBoard), eval/ (TensorBoard); any io path.
+      optimizer: ``optimizers.AdamW()`` (default) or ``optimizers.Adafactor()``.
+      partitioner: the mesh and rules (default: every device, data parallel).
+      checkpoint_cfg: ``checkpoints.CheckpointConfig`` (period, keep, async_save, enabled).
+      initial_checkpoint: weights to start from when ``model_dir`` has no checkpoint yet: a Hugging
+        Face directory or an orbax checkpoint (MODEL_DIR, step directory or pytree); None = random.
+      split, eval_split: the training split, and the split for teacher-forced eval (None = off).
+      eval_period, eval_batches: eval every N steps (and at the end), on at most M batches.
+      summary_period: steps between metric fetches and TensorBoard writes.
+      num_microbatches: gradient accumulation: each step runs the batch in this many slices.
+      pack, shuffle, seed: input pipeline (seed also seeds the initialisation).
+      peak_flops: FLOP/s for the MFU estimate (default: a measured matmul on this backend).
+    """
+    lm = as_lm(model)
+    config = lm.config
+    for name, value in (("batch_size", batch_size), ("train_steps", train_steps)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"train: {name} must be a positive int, got {value!r}")
+    check_task(task_name, task_feature_lengths, config)
+    if initial_checkpoint is not None and not io.isdir(initial_checkpoint):
+        raise FileNotFoundError(
+            f"train: initial_checkpoint={initial_checkpoint!r} does not exist; give a Hugging Face directory, an "
+            "orbax checkpoint, or None to start from random weights"
+        )
+    partitioner = partitioner or partitioning.Partitioner(partitioning.make_mesh())
+    optimizer = (optimizer or AdamW()).make(train_steps)
+    trainer = trainer_lib.Trainer(lm, optimizer, partitioner, num_microbatches=num_microbatches, seed=seed)
+    shard_info, local_rows = _host_shard(partitioner, batch_size)
+    if batch_size % (num_microbatches * partitioner.num_batch_shards):
+        raise ValueError(
+            f"train: batch_size={batch_size} must be a multiple of num_microbatches={num_microbatches} x "
+            f"{partitioner.num_batch_shards} data-parallel devices (mesh {dict(partitioner.mesh.shape)})"
+        )
+
+    checkpointer = checkpoints.Checkpointer(model_dir, checkpoint_cfg)
+    try:
+        return _run(
+            lm, trainer, checkpointer, task_name=task_name, task_feature_lengths=task_feature_lengths,
+            batch_size=batch_size, local_rows=local_rows, shard_info=shard_info, train_steps=train_steps,
+            model_dir=model_dir, initial_checkpoint=initial_checkpoint, split=split, eval_split=eval_split,
+            eval_period=eval_period, eval_batches=eval_batches, summary_period=summary_period, pack=pack,
+            shuffle=shuffle, seed=seed, peak_flops=peak_flops,
+        )
+    finally:
+        checkpointer.close()
+
+
+def _run(lm, trainer, checkpointer, *, task_name, task_feature_lengths, batch_size, local_rows, shard_info,
+         train_steps, model_dir, initial_checkpoint, split, eval_split, eval_period, eval_batches,
+         summary_period, pack, shuffle, seed, peak_flops) -> TrainResult:
+    config = lm.config
+    latest = checkpointer.latest_step()
+    position = {"batches": 0, "seed": seed}
+    if latest is not None:
+        if latest >= train_steps:
+            summary = checkpointer.read_summary(latest)
+            logging.info("train: %s already holds step %d >= train_steps=%d", checkpointer.directory, latest, train_steps)
+            return TrainResult(step=latest, checkpoint=checkpointer.step_path(latest), metrics=summary.get("metrics", {}))
+        logging.info("train: resuming from %s", checkpointer.step_path(latest))
+        state, position, _ = checkpointer.restore(latest, trainer.abstract_state)
+        if position.get("seed", seed) != seed:
+            raise ValueError(
+                f"train: {checkpointer.step_path(latest)} was written with seed={position.get('seed')}, this run has "
+                f"seed={seed}; resume with the same seed (or use another MODEL_DIR)"
+            )
+        start = int(latest)
+    elif initial_checkpoint is not None:
+        params, _ = weights.load_params(initial_checkpoint, config, trainer.partitioner)
+        state = trainer.state_from_params(params)
+        start = 0
+    else:
+        state = trainer.init_state(seed)
+        start = 0
+    trainer.partitioner.log_param_table(state.params, trainer.params_logical)
+
+    dataset = get_dataset(task_name, task_feature_lengths, split=split, batch_size=local_rows, shuffle=shuffle,
+                          seed=seed, pack=pack, repeat=True, shard_info=shard_info)
+    consumed = int(position.get("batches", 0))
+    iterator = dataset.skip(consumed).prefetch(2).as_numpy_iterator()
+    counter = {"batches": consumed}
+
+    def batches():
+        while True:
+            batch = next(iterator)
+            counter["batches"] += 1
+            yield batch
+
+    writer = metric_writer(model_dir, "train")
+    text = _gin_config_text()
+    if text and start == 0:
+        writer.write_texts(0, {"config": text})
+    eval_fn = None
+    if eval_split is not None:
+        eval_fn = make_eval_fn(trainer, task_name, task_feature_lengths, split=eval_split, batch_size=batch_size,
+                               max_batches=eval_batches, writer=metric_writer(model_dir, "eval"))
+    length = sum(task_feature_lengths.values())
+    if peak_flops is None:
+        peak_flops = trainer_lib.matmul_peak_flops(config.dtype)
+    result = trainer_lib.train_loop(
+        trainer, state, batches(), start_step=start, total_steps=train_steps,
+        input_position=lambda: {"batches": counter["batches"], "seed": seed},
+        checkpointer=checkpointer, writer=writer, summary_period=summary_period, eval_fn=eval_fn,
+        eval_period=eval_period, flops_per_token=flops_per_token(config, length), peak_flops=peak_flops,
+        tokens_per_batch=batch_size * length,
+    )
+    writer.close()
+    return TrainResult(step=result.step, checkpoint=result.checkpoint, metrics=result.metrics)
