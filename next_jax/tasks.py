@@ -11,17 +11,18 @@ afterwards like any other.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from next_jax.data import prompts
 from next_jax.data.records import RepairTask, read_tasks
 
 
-def _load_examples(path: str, variant: str, exemplars, prompt_fn) -> Dict[str, list]:
+def _load_examples(paths: Union[str, Sequence[str]], variant: str, exemplars, prompt_fn) -> Dict[str, list]:
     columns = {"task_id": [], "inputs": []}
-    for record in read_tasks(path):
-        columns["task_id"].append(record.task_id)
-        columns["inputs"].append(prompt_fn(record, variant, exemplars))
+    for path in [paths] if isinstance(paths, str) else paths:
+        for record in read_tasks(path):
+            columns["task_id"].append(record.task_id)
+            columns["inputs"].append(prompt_fn(record, variant, exemplars))
     return columns
 
 
@@ -39,7 +40,8 @@ def register_repair_task(
 
     Args:
       name: the SeqIO task name.
-      split_files: split name -> JSON Lines file of TracedTask (or RepairTask for ``no_trace``).
+      split_files: split name -> JSON Lines file of TracedTask (or RepairTask for ``no_trace``),
+        or a list of such files (the shards of a built dataset, read in order).
       vocabulary: the model's seqio vocabulary (MODEL file's VOCABULARY).
       variant: prompt variant, one of records.PROMPT_VARIANTS.
       exemplars: few-shot (task, answer) pairs placed before each prompt.
@@ -88,3 +90,42 @@ def register_repair_task(
         preprocessors=preprocessors,
         output_features=output_features,
     )
+
+
+def built_task_name(dataset: str, variant: str) -> str:
+    return f"next_{dataset}_{variant}"
+
+
+def register_built_tasks(
+    built_dir: str,
+    *,
+    vocabulary,
+    variants: Sequence[str] = prompts.PROMPT_VARIANTS,
+    exemplars: Sequence[Tuple[RepairTask, str]] = (),
+    prompt_fn: Optional[Callable[[RepairTask, str, tuple], str]] = None,
+) -> List[str]:
+    """Registers ``next_{dataset}_{variant}`` over a dataset built by ``next_jax.data.build``.
+
+    Every split the build wrote (its ``stats.json`` names the dataset and the splits) becomes a
+    split of each task, reading that split's shard files in order. Returns the task names.
+    """
+    import json
+
+    from next_jax import io as nj_io
+    from next_jax.data.build import split_files as built_split_files
+
+    stats_path = nj_io.join(built_dir, "stats.json")
+    if not nj_io.exists(stats_path):
+        raise FileNotFoundError(f"{stats_path}: not a built dataset (run python -m next_jax.data.build)")
+    stats = json.loads(nj_io.read_text(stats_path))
+    files = {split: built_split_files(built_dir, split) for split in stats["splits"]}
+    empty = sorted(split for split, paths in files.items() if not paths)
+    if empty:
+        raise FileNotFoundError(f"{built_dir}: no shard files for splits {empty}")
+    names = []
+    for variant in variants:
+        name = built_task_name(stats["dataset"], variant)
+        register_repair_task(name, split_files=files, vocabulary=vocabulary, variant=variant,
+                             exemplars=exemplars, prompt_fn=prompt_fn)
+        names.append(name)
+    return names

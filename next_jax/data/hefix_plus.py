@@ -1,0 +1,122 @@
+"""HeFix+: HumanEvalFix's 164 human-written bugs, judged by HumanEval+'s larger test suites.
+
+NExT evaluates on HumanEvalFix with EvalPlus's tests; neither the paper's file nor its recipe
+was published, so this is ours:
+
+  * ``buggy_code`` = HumanEvalFix's ``declaration + buggy_solution``; ``reference_fix`` its
+    ``declaration + canonical_solution``; ``description`` its docstring;
+  * ``tests`` (shown in the prompt and traced) = HumanEval's own check suite, one assert each
+    (:mod:`check_suites`); ``eval_tests`` = every HumanEval+ input (base and plus) as an assert
+    on the canonical solution's output, computed in the sandbox (:mod:`evalplus`).
+
+Every task is checked in the sandbox: the reference must pass all its tests and eval tests, and
+the buggy program must fail at least one eval test. A task where that does not hold is kept,
+marked in ``meta['checks']`` and listed in the build's stats (``violations``), never dropped
+silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
+
+from next_jax.data import evalplus, humanevalfix
+from next_jax.data.check_suites import split_check_suite
+from next_jax.data.records import RecordError, RepairTask, Sample, parse_rows, read_json_lines
+
+NAME = "hefix_plus"
+SPLIT = "test"
+
+
+def task_from_record(obj: dict, where: str = "") -> RepairTask:
+    """One HumanEvalPack record -> the HeFix+ task, with ``eval_tests`` still to be filled."""
+    base = humanevalfix.task_from_record(obj, where)
+    try:
+        tests = split_check_suite(obj["test"], obj["entry_point"])
+    except SyntaxError as e:
+        raise RecordError(f"test code does not parse: {e}", where=where, field="test") from None
+    number = obj["task_id"].rsplit("/", 1)[-1]
+    meta = dict(base.meta, humaneval_task_id=f"HumanEval/{number}")
+    return dataclasses.replace(base, task_id=f"{NAME}/{number}", source=NAME, tests=tests,
+                               eval_tests=list(tests), meta=meta)
+
+
+def read_units(humanevalfix_path: str, humanevalplus_path: Optional[str], *,
+               on_error: Optional[Callable[[RecordError], None]] = None, limit: Optional[int] = None
+               ) -> Iterator[Tuple[str, dict]]:
+    """``(split, unit)`` per problem: the task and its HumanEval+ problem (None if it has none)."""
+    plus: Dict[str, evalplus.PlusProblem] = {}
+    if humanevalplus_path:
+        plus = {p.task_id: p for p in evalplus.read_evalplus(humanevalplus_path, on_error=on_error)}
+    rows = read_json_lines(humanevalfix_path, on_error)
+    for i, task in enumerate(parse_rows(rows, task_from_record, on_error)):
+        if limit is not None and i >= limit:
+            return
+        problem = plus.get(task.meta["humaneval_task_id"])
+        yield SPLIT, {"task": task.to_dict(),
+                      "plus": dataclasses.asdict(problem) if problem is not None else None}
+
+
+def check_programs(task: RepairTask, checker, programs: Dict[str, Optional[str]],
+                   field: str = "tests") -> Dict[str, str]:
+    """Verdict status of each named program on the task's ``tests`` or ``eval_tests``.
+
+    ``checker`` judges ``tests``; for the eval tests it gets a copy of the task whose tests are
+    the eval tests, so one checker (one sandbox pool) serves both.
+    """
+    judged = task if field == "tests" else dataclasses.replace(task, tests=list(task.eval_tests))
+    samples = [Sample(task_id=task.task_id, iteration=0, sample_id=f"{task.task_id}/{name}",
+                      prompt_variant="no_trace", text="", rationale="", fix=code)
+               for name, code in programs.items()]
+    verdicts = checker.check({task.task_id: judged}, samples)
+    return {name: verdict.status for name, verdict in zip(programs, verdicts)}
+
+
+def _checks(task: RepairTask, checker) -> Dict[str, str]:
+    """Verdict status of the reference and the buggy program on the tests and the eval tests."""
+    programs = {"reference": task.reference_fix, "buggy": task.buggy_code}
+    out = {}
+    for field in ("tests", "eval_tests"):
+        for who, status in check_programs(task, checker, programs, field).items():
+            out[f"{who}_{field}"] = status
+    return out
+
+
+def violations(checks: Dict[str, str]) -> List[str]:
+    """What a HeFix+ task breaks, from its ``meta['checks']`` (empty when it is sound)."""
+    why = []
+    if checks.get("reference_eval_tests") != "pass":
+        why.append(f"reference fails eval tests ({checks.get('reference_eval_tests')})")
+    if checks.get("reference_tests") != "pass":
+        why.append(f"reference fails tests ({checks.get('reference_tests')})")
+    if checks.get("buggy_eval_tests") == "pass":
+        why.append("buggy program passes every eval test")
+    return why
+
+
+def process_units(units: List[dict], ctx, stats) -> Iterator[RepairTask]:
+    """Worker side: expected outputs, eval tests, checks; yields the finished RepairTasks."""
+    for unit in units:
+        task = RepairTask.from_dict(unit["task"])
+        counts: Dict[str, int] = {}
+        if unit["plus"] is not None:
+            problem = evalplus.PlusProblem(**unit["plus"])
+            outputs = evalplus.expected_outputs(problem, ctx.pool, timeout_per_input_s=ctx.test_timeout_s)
+            eval_tests = evalplus.eval_tests(problem, outputs, counts)
+            stats.add("eval_inputs", len(problem.inputs))
+        else:
+            eval_tests = list(task.tests)
+            counts["no_evalplus_problem"] = 1
+        for reason, n in counts.items():
+            stats.add(f"eval_inputs_dropped/{reason}", n)
+        task = dataclasses.replace(task, eval_tests=eval_tests)
+        checks = _checks(task, ctx.checker)
+        task = dataclasses.replace(task, meta=dict(task.meta, checks=checks,
+                                                   eval_inputs_dropped=counts))
+        stats.add("eval_tests", len(eval_tests))
+        for key, status in checks.items():
+            stats.add(f"check/{key}/{status}")
+        for why in violations(checks):
+            stats.note("violations", {"task_id": task.task_id, "why": why})
+        stats.add(f"bug_type/{task.meta.get('bug_type') or 'unknown'}")
+        yield task
