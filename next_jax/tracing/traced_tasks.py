@@ -15,6 +15,7 @@ from absl import logging
 
 from next_jax.data.records import AtomicWriter, RepairTask, Trace, TracedTask, read_records
 from next_jax.execution.sandbox import Limits, SandboxPool
+from next_jax.progress import Progress
 from next_jax.tracing.budget import fit_traces
 from next_jax.tracing.config import TraceConfig
 from next_jax.tracing.sandboxed import TARGET, TraceJob, trace_jobs
@@ -91,7 +92,7 @@ def trace_file(
                  len(tasks), total_tests, tasks_path, workers)
     counts = {"tasks": 0, "traces": 0, "truncated": 0, "pass": 0, "fail": 0, "error": 0, "timeout": 0}
     start = time.monotonic()
-    last_log = start
+    progress = Progress("trace", total=total_tests, unit="tests")
     with SandboxPool(workers=workers, targets=[TARGET]) as pool, AtomicWriter(out_path) as writer:
         for traced in trace_tasks(tasks, config, pool=pool, limits=limits, budget=budget,
                                   count_tokens=count_tokens):
@@ -101,12 +102,7 @@ def trace_file(
                 counts["traces"] += 1
                 counts[trace.outcome] += 1
                 counts["truncated"] += int(trace.truncated)
-            now = time.monotonic()
-            if now - last_log > 10 or counts["tasks"] == len(tasks):
-                last_log = now
-                rate = counts["traces"] / max(now - start, 1e-9)
-                eta = (total_tests - counts["traces"]) / max(rate, 1e-9)
-                logging.info("traced %d/%d tasks, %d/%d tests (%.1f tests/s, ETA %.0f s)",
-                             counts["tasks"], len(tasks), counts["traces"], total_tests, rate, eta)
+            progress.update(len(traced.traces), tasks=counts["tasks"], timeout=counts["timeout"])
+    progress.finish()
     counts["seconds"] = round(time.monotonic() - start, 3)
     return counts
