@@ -61,3 +61,41 @@ def test_trace_dropped_by_budget_is_marked_not_left_blank():
     prompt = prompts.build_prompt(dropped, "trace")
     assert "# Trace of test 2: omitted (too long)" in prompt
     assert "# Trace of test 1:\ndef add(a, b):" in prompt
+
+
+def test_exemplars_are_checked_repairs_whose_answers_parse_back():
+    from next_jax.data import exemplars
+    from next_jax.data.records import Sample
+    from next_jax.execution.checker import Checker
+
+    pairs = prompts.few_shot_exemplars()
+    assert len(pairs) == 3
+    tasks = {t.task_id: t for t in exemplars.repair_tasks()}
+    samples = []
+    for (task, answer), (_, rationale, fix) in zip(pairs, exemplars.EXEMPLARS):
+        assert prompts.parse_output(answer) == (rationale, fix)
+        assert answer.index("The problem spec") < answer.index(prompts.FIX_INTRO)
+        for trace in task.traces:  # every failing assertion is discussed with its traced return value
+            if trace.outcome == "fail":
+                returned = trace.traced_code.split("__return__=")[-1].split("\n")[0].rstrip(";")
+                assert f"the return value is {returned} while the expected output is" in rationale
+        for who, code in (("fix", fix), ("buggy", task.buggy_code)):
+            samples.append(Sample(task_id=task.task_id, iteration=0, sample_id=f"{task.task_id}/{who}",
+                                  prompt_variant="trace", text="", rationale="", fix=code))
+    with Checker(workers=1) as checker:
+        statuses = {v.sample_id: v.status for v in checker.check(tasks, samples)}
+    assert {s: st for s, st in statuses.items() if s.endswith("/fix")} == {
+        f"{t}/fix": "pass" for t in tasks}
+    assert all(st == "fail" for s, st in statuses.items() if s.endswith("/buggy"))
+    prompt = prompts.build_prompt(TRACED, "trace", exemplars=pairs)
+    assert prompt.count(prompts.ANSWER_HEADER) == 4 and prompt.count(prompts.FIX_INTRO) == 3
+
+
+def test_exemplar_traces_are_the_tracers_output():
+    from next_jax.data import exemplars
+    from next_jax.tracing.traced_tasks import trace_tasks
+
+    stored = [task for task, _, _ in exemplars.EXEMPLARS]
+    # The exemplars are our own programs, so they may be traced in-process.
+    fresh = list(trace_tasks([t.repair_task() for t in stored], sandbox=False))
+    assert [t.traces for t in fresh] == [t.traces for t in stored]

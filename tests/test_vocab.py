@@ -122,3 +122,26 @@ def test_missing_or_bad_files_name_the_path(tmp_path):
     (tmp_path / "tokenizer.json").write_text("{}")
     with pytest.raises(ValueError, match="not a valid tokenizer.json"):
         HuggingFaceVocabulary(str(tmp_path)).encode("x")
+
+
+def test_sentencepiece_trained_on_task_files_round_trips_code(tmp_path):
+    from next_jax.data import records
+    from next_jax.data.vocab import T5_SPECIAL_IDS, task_texts, train_sentencepiece
+
+    tasks = [records.RepairTask(task_id=f"t/{i}", source="unit", description=f"Add {i} to x.",
+                                buggy_code=f"def f(x):\n    return x - {i}\n", entry_point="f",
+                                tests=[f"assert f(1) == {1 + i}"], reference_fix=f"def f(x):\n    return x + {i}\n")
+             for i in range(40)]
+    path = tmp_path / "tasks.jsonl"
+    records.write_records(str(path), tasks)
+    texts = list(task_texts([str(path)]))
+    assert texts[:2] == ["Add 0 to x.", "def f(x):\n    return x - 0\n\nassert f(1) == 1"]
+    vocab = train_sentencepiece(texts=texts * 5, model_path=str(tmp_path / "code.model"), vocab_size=400)
+    assert (vocab.pad_id, vocab.eos_id, vocab.unk_id) == (T5_SPECIAL_IDS["pad_id"], 1, 2)
+    assert vocab.vocab_size == 400
+    for text in CORPUS + ["\tdef g():\n\n    x  =  '✓ 中'  # unseen characters\n"]:
+        ids = vocab.encode(text)
+        assert 2 not in ids  # byte fallback: nothing becomes unk
+        assert vocab.decode(ids) == text
+        assert vocab.decode_tf(tf.constant(ids)).numpy().decode() == text
+    assert len(vocab.encode(texts[1])) < len(texts[1]) / 2  # it learned pieces of the corpus

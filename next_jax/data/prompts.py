@@ -148,3 +148,15 @@ def single_line_edit(buggy_code: str, fixed_code: str) -> Optional[Tuple[int, st
         return None
     changed = [i for i, (x, y) in enumerate(zip(old, new)) if x != y]
     return (changed[0] + 1, new[changed[0]]) if len(changed) == 1 else None
+
+
+def few_shot_exemplars():
+    """NExT's three worked examples as (TracedTask, answer text) pairs for ``build_prompt``.
+
+    The base model (iteration 0) is prompted 3-shot with them; trained models zero-shot. They
+    live in :mod:`next_jax.data.exemplars`, each checked by the tests: its fix passes its tests
+    and its answer parses back to the same fix.
+    """
+    from next_jax.data import exemplars
+
+    return exemplars.exemplars()

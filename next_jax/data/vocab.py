@@ -1,4 +1,4 @@
-"""A SeqIO vocabulary over a Hugging Face ``tokenizer.json`` (Llama 3, Qwen2.5-Coder, Gemma 2, ...).
+"""Vocabularies: a SeqIO vocabulary over a Hugging Face ``tokenizer.json``, and SentencePiece training.
 
 Real checkpoints ship their tokenizer as one ``tokenizer.json`` read by the ``tokenizers`` package,
 next to ``config.json`` / ``generation_config.json`` that say which ids end a sequence. This
@@ -11,6 +11,10 @@ Conventions:
   (Llama 3: end-of-text, end-of-turn, ...), all of which are in ``stop_ids`` for the sampler.
 - ``pad_id`` is the checkpoint's pad id (else its EOS id). SeqIO's own converters still pad with 0;
   next_jax masks padding by lengths, never by token value, so a real token 0 is safe.
+
+Models trained from scratch (the CPU demo's) get a SentencePiece vocabulary trained on the code
+corpus itself (:func:`train_sentencepiece`, T5's id convention, so ``seqio.SentencePieceVocabulary``
+and its converters work unchanged).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import seqio
@@ -218,3 +222,58 @@ class HuggingFaceVocabulary(seqio.Vocabulary):
 
     def __str__(self) -> str:
         return f"HuggingFaceVocabulary(tokenizer_path={self._path!r}, vocab_size={self.vocab_size}, eos_id={self._eos_id})"
+
+
+# ----------------------------------------------------------------------------------------------
+# SentencePiece vocabularies for models trained from scratch (T5's id convention).
+
+T5_SPECIAL_IDS = {"pad_id": 0, "eos_id": 1, "unk_id": 2, "bos_id": -1}
+
+
+def train_sentencepiece(
+    *,
+    texts,
+    model_path: str,
+    vocab_size: int = 8000,
+    model_type: str = "bpe",
+    extra_ids: int = 0,
+    max_text_chars: int = 100_000,
+) -> seqio.SentencePieceVocabulary:
+    """Trains a SentencePiece model on ``texts`` (an iterable of documents) and returns it.
+
+    T5's ids (pad 0, eos 1, unk 2, no bos), so seqio's converters and EOS handling work as with
+    T5's own vocabularies. Code needs its text back exactly, so: no normalization, whitespace
+    kept (runs of spaces may be pieces), newline and tab as pieces of their own, and byte
+    fallback so any character the corpus lacks still round-trips. The model is written through
+    ``next_jax.io`` (local or gs://).
+    """
+    import io as _io
+
+    import sentencepiece as spm
+
+    from next_jax import io as nj_io
+
+    buffer = _io.BytesIO()
+    documents = (t[:max_text_chars] for t in texts if t)
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=documents, model_writer=buffer, vocab_size=vocab_size, model_type=model_type,
+        byte_fallback=True, normalization_rule_name="identity", remove_extra_whitespaces=False,
+        split_by_whitespace=False, allow_whitespace_only_pieces=True, user_defined_symbols=["\n", "\t"],
+        character_coverage=1.0, max_sentence_length=max_text_chars * 4, minloglevel=2,
+        **T5_SPECIAL_IDS)
+    nj_io.write_bytes(model_path, buffer.getvalue())
+    return seqio.SentencePieceVocabulary(model_path, extra_ids=extra_ids)
+
+
+def task_texts(paths) -> Iterator[str]:
+    """The text of every task in RepairTask/TracedTask files: spec, code, tests, traces, fix."""
+    from next_jax.data.records import read_tasks
+
+    for path in paths:
+        for task in read_tasks(path):
+            yield task.description
+            yield task.buggy_code + "\n" + "\n".join(task.tests)
+            for trace in getattr(task, "traces", ()):
+                yield trace.traced_code
+            if task.reference_fix:
+                yield task.reference_fix
