@@ -22,7 +22,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 from next_jax.data import evalplus, humanevalfix
 from next_jax.data.check_suites import split_check_suite
-from next_jax.data.records import RecordError, RepairTask, Sample, parse_rows, read_json_lines
+from next_jax.data.records import RecordError, RepairTask, Sample, Verdict, parse_rows, read_json_lines
 
 NAME = "hefix_plus"
 SPLIT = "test"
@@ -58,8 +58,8 @@ def read_units(humanevalfix_path: str, humanevalplus_path: Optional[str], *,
 
 
 def check_programs(task: RepairTask, checker, programs: Dict[str, Optional[str]],
-                   field: str = "tests") -> Dict[str, str]:
-    """Verdict status of each named program on the task's ``tests`` or ``eval_tests``.
+                   field: str = "tests") -> Dict[str, Verdict]:
+    """The Verdict of each named program on the task's ``tests`` or ``eval_tests``.
 
     ``checker`` judges ``tests``; for the eval tests it gets a copy of the task whose tests are
     the eval tests, so one checker (one sandbox pool) serves both.
@@ -69,7 +69,7 @@ def check_programs(task: RepairTask, checker, programs: Dict[str, Optional[str]]
                       prompt_variant="no_trace", text="", rationale="", fix=code)
                for name, code in programs.items()]
     verdicts = checker.check({task.task_id: judged}, samples)
-    return {name: verdict.status for name, verdict in zip(programs, verdicts)}
+    return dict(zip(programs, verdicts))
 
 
 def _checks(task: RepairTask, checker) -> Dict[str, str]:
@@ -77,8 +77,8 @@ def _checks(task: RepairTask, checker) -> Dict[str, str]:
     programs = {"reference": task.reference_fix, "buggy": task.buggy_code}
     out = {}
     for field in ("tests", "eval_tests"):
-        for who, status in check_programs(task, checker, programs, field).items():
-            out[f"{who}_{field}"] = status
+        for who, verdict in check_programs(task, checker, programs, field).items():
+            out[f"{who}_{field}"] = verdict.status
     return out
 
 

@@ -115,7 +115,7 @@ def _eval_tests(task: RepairTask, unit: dict, ctx, stats) -> Tuple[List[str], st
         stats.add("eval_tests_fallback/empty")
         return list(task.eval_tests), "mbpp"
     status = check_programs(dataclasses.replace(task, eval_tests=tests), ctx.checker,
-                            {"reference": task.reference_fix}, "eval_tests")["reference"]
+                            {"reference": task.reference_fix}, "eval_tests")["reference"].status
     if status != "pass":
         stats.add(f"eval_tests_fallback/reference_{status}")
         return list(task.eval_tests), "mbpp"
@@ -123,7 +123,12 @@ def _eval_tests(task: RepairTask, unit: dict, ctx, stats) -> Tuple[List[str], st
 
 
 def process_units(units: List[dict], ctx, stats) -> Iterator[RepairTask]:
-    """Worker side: candidates -> dedup -> check -> cap; yields one RepairTask per kept program."""
+    """Worker side: candidates -> dedup -> check -> cap; yields one RepairTask per kept program.
+
+    Raises RuntimeError when the reference of every problem of a shard (three or more) errors:
+    that is a broken sandbox, not bad data, and the shard must not be written as empty.
+    """
+    broken: List[bool] = []
     for unit in units:
         task = RepairTask.from_dict(unit["task"])
         stats.add("problems")
@@ -141,10 +146,14 @@ def process_units(units: List[dict], ctx, stats) -> Iterator[RepairTask]:
                 distinct.append(cand)
         programs = {"reference": task.reference_fix}
         programs.update({f"candidate/{i}": c["code"] for i, c in enumerate(distinct)})
-        statuses = list(check_programs(task, ctx.checker, programs).values())
+        verdicts = list(check_programs(task, ctx.checker, programs).values())
+        statuses = [v.status for v in verdicts]
         if statuses[0] != "pass":
             stats.add(f"problems_dropped/reference_{statuses[0]}")
+            stats.note("reference_failures", {"task_id": task.task_id, "detail": verdicts[0].detail[:300]})
+            broken.append(statuses[0] == "error")
             continue
+        broken.append(False)
         kept = []
         for cand, status in zip(distinct, statuses[1:]):
             stats.add(f"candidates/{status}")
@@ -165,3 +174,6 @@ def process_units(units: List[dict], ctx, stats) -> Iterator[RepairTask]:
             stats.add(f"bug_operator/{cand.get('bug_operator', cand['bug_source'])}")
             yield dataclasses.replace(task, task_id=f"{NAME}/{number}/{k}", source=NAME,
                                       buggy_code=cand["code"], eval_tests=eval_tests, meta=meta)
+    if len(broken) >= 3 and all(broken):
+        raise RuntimeError(f"every reference solution of {len(broken)} problems errored in the sandbox "
+                           f"(first: {stats.notes['reference_failures'][0]}); is the sandbox working?")
