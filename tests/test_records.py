@@ -121,3 +121,17 @@ def test_read_tasks_accepts_both_task_files_and_gzip(tmp_path):
         f.write(_task().to_json() + "\n" + traced.to_json() + "\n")
     got = list(records.read_tasks(str(path)))
     assert got == [_task(), traced] and type(got[1]) is TracedTask and type(got[0]) is RepairTask
+
+
+def test_collected_errors_skip_bad_rows_and_keep_good_ones(tmp_path):
+    good = RepairTask(task_id="t/1", source="unit", description="d", buggy_code="x = 1\n", entry_point="f",
+                      tests=["assert True"])
+    path = tmp_path / "tasks.jsonl"
+    path.write_text("\n".join([good.to_json(), "{oops", json.dumps({"task_id": "t/2"}), good.to_json()]) + "\n")
+    errors = []
+    rows = records.read_json_lines(str(path), on_error=errors.append)
+    parsed = list(records.parse_rows(rows, lambda obj, where: RepairTask.from_dict(obj, where=where), errors.append))
+    assert parsed == [good, good]
+    assert [(e.where, e.field) for e in errors] == [(f"{path}:2", ""), (f"{path}:3", "source")]
+    with pytest.raises(RecordError, match=rf"{path}:2: invalid JSON"):
+        list(records.read_json_lines(str(path)))

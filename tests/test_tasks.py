@@ -55,3 +55,21 @@ def test_answers_for_unknown_task_are_named(tmp_path):
     with pytest.raises(ValueError, match=r"t/9"):
         list(seqio.get_mixture_or_task("unit_repair_bad").get_dataset(
             sequence_length=None, split="train", shuffle=False).as_numpy_iterator())
+
+
+def test_split_may_be_several_shard_files_read_in_order(tmp_path):
+    path, written = _write(tmp_path)
+    second = tmp_path / "second.jsonl"
+    records.write_records(str(second), written[:1])
+    vocab = seqio.ByteVocabulary()
+    tasks.register_repair_task("unit_repair_shards", split_files={"test": [path, str(second)]}, vocabulary=vocab,
+                               variant="no_trace")
+    ds = seqio.get_mixture_or_task("unit_repair_shards").get_dataset(sequence_length=None, split="test", shuffle=False)
+    assert [e["task_id"].decode() for e in ds.as_numpy_iterator()] == ["t/0", "t/1", "t/2", "t/0"]
+
+
+def test_built_tasks_need_a_build(tmp_path):
+    import pytest
+
+    with pytest.raises(FileNotFoundError, match="not a built dataset"):
+        tasks.register_built_tasks(str(tmp_path), vocabulary=seqio.ByteVocabulary())
