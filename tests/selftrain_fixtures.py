@@ -60,3 +60,18 @@ ORACLE = formats.register_format(formats.AnswerFormat(
     proxy_prompt=formats.LINE_EDIT.proxy_prompt,
     proxy_parse=lambda text, task: _oracle_parse(text, task)[1],
 ))
+
+
+def save_base_checkpoint(path: str, config: ModelConfig, seed: int = 0) -> str:
+    """Random parameters saved as an orbax pytree checkpoint: a stand-in pretrained model."""
+    import os
+
+    import orbax.checkpoint as ocp
+
+    from next_jax import partitioning
+    from next_jax.models import weights
+
+    path = os.path.abspath(path)
+    params = weights.random_params(config, partitioning.Partitioner(), seed)
+    ocp.PyTreeCheckpointer().save(path, params)
+    return path

@@ -83,3 +83,11 @@ def test_broadcast_is_the_identity_on_one_process():
 
     assert multihost.broadcast_json({"a": [1, 2]}) == {"a": [1, 2]}
     multihost.barrier("single")
+
+
+def test_objects_are_recorded_by_type_not_address():
+    import seqio
+
+    first = stages.jsonable({"vocabulary": seqio.ByteVocabulary()})
+    assert first == stages.jsonable({"vocabulary": seqio.ByteVocabulary()})
+    assert first["vocabulary"]["type"].endswith("ByteVocabulary") and first["vocabulary"]["vocab_size"] == 259

@@ -35,6 +35,8 @@ class AnswerFormat:
       parse: (answer text, task) -> (rationale, fix program or None).
       proxy_prompt: (task, rationale) -> prompt for the proxy model, which writes only the fix.
       proxy_parse: (proxy answer text, task) -> fix program or None.
+      default_exemplars: () -> [(task, answer)], the few-shot exemplars a base model is prompted
+        with in this format (None: the format has none; a run can still pass its own).
     """
 
     name: str
@@ -42,6 +44,7 @@ class AnswerFormat:
     parse: Callable[[str, RepairTask], Tuple[str, Optional[str]]]
     proxy_prompt: Callable[[RepairTask, str], str]
     proxy_parse: Callable[[str, RepairTask], Optional[str]]
+    default_exemplars: Optional[Callable[[], list]] = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -66,6 +69,7 @@ FENCED = AnswerFormat(
     parse=lambda text, task: prompts.parse_output(text),
     proxy_prompt=_fenced_proxy_prompt,
     proxy_parse=_fenced_proxy_parse,
+    default_exemplars=prompts.few_shot_exemplars,
 )
 
 

@@ -108,7 +108,7 @@ def evaluate_model(
     answer_format: Union[str, formats_lib.AnswerFormat] = "fenced",
     exemplars: Sequence[Tuple[RepairTask, str]] = (),
     execution: ExecutionSettings = ExecutionSettings(),
-    mesh_axis_sizes: Optional[Mapping[str, int]] = None,
+    partitioner=None,
     init_seed: int = 0,
 ) -> dict:
     """Evaluates one model on ``tasks_file``; returns (and writes) the metrics. Collective."""
@@ -117,7 +117,7 @@ def evaluate_model(
     common = dict(model=model, vocabulary=vocabulary, checkpoint=checkpoint, tasks_file=tasks_file,
                   prompt_fn=fmt.prompt, parse_fn=fmt.parse, task_feature_lengths=task_feature_lengths,
                   model_dir=model_dir, iteration=iteration, exemplars=exemplars,
-                  mesh_axis_sizes=mesh_axis_sizes, init_seed=init_seed)
+                  partitioner=partitioner, init_seed=init_seed)
     runs = [(variant, settings.sampling, f"{subdir}/{variant}") for variant in settings.variants]
     if settings.greedy:
         runs += [(variant, settings.sampling.greedy(), f"{subdir}/{variant}.greedy") for variant in settings.variants]
@@ -140,7 +140,7 @@ def evaluate_model(
             result["tasks"] = summary["tasks"]
     if settings.proxy is not None:
         result["proxy"] = _proxy_eval(settings, fmt, tasks, samples_of, model_dir, iteration, subdir,
-                                      task_feature_lengths, execution, mesh_axis_sizes)
+                                      task_feature_lengths, execution, partitioner)
     if multihost.is_chief():
         io.write_text(io.join(model_dir, f"iteration_{iteration}", subdir, "metrics.json"),
                       json.dumps(result, indent=2, sort_keys=True) + "\n")
@@ -148,7 +148,7 @@ def evaluate_model(
 
 
 def _proxy_eval(settings, fmt, tasks, samples_of, model_dir, iteration, subdir, task_feature_lengths,
-                execution, mesh_axis_sizes) -> dict:
+                execution, partitioner) -> dict:
     proxy = settings.proxy
     source = f"{subdir}/{proxy.rationales_of}"
     if source not in samples_of:
@@ -163,7 +163,7 @@ def _proxy_eval(settings, fmt, tasks, samples_of, model_dir, iteration, subdir, 
         variant="proxy", prompt_fn=lambda task, variant, exemplars: fmt.proxy_prompt(task, task.meta["proxy_rationale"]),
         parse_fn=lambda text, task: (task.meta["proxy_rationale"], fmt.proxy_parse(text, task)),
         sampling=proxy.sampling, task_feature_lengths=task_feature_lengths, model_dir=model_dir,
-        iteration=iteration, name=f"{subdir}/proxy.samples", mesh_axis_sizes=mesh_axis_sizes,
+        iteration=iteration, name=f"{subdir}/proxy.samples", partitioner=partitioner,
         init_seed=proxy.init_seed)
     summary = None
     if multihost.is_chief():
@@ -181,3 +181,70 @@ def headline(result: Mapping[str, Any], variant: str = "trace", k: int = 1) -> f
     return float(result.get(variant, {}).get(f"pass@{k}", 0.0))
 
 
+
+
+def flat_metrics(result: Mapping[str, Any], prefix: str = "next/") -> dict:
+    """An ``evaluate_model`` result as flat scalars: next/trace/pass@1, next/greedy/trace, ..."""
+    out = {}
+    for variant in ("trace", "no_trace"):
+        for key, value in (result.get(variant) or {}).items():
+            if key.startswith("pass@"):
+                out[f"{prefix}{variant}/{key}"] = value
+    for variant, value in (result.get("greedy") or {}).items():
+        out[f"{prefix}greedy/{variant}"] = value
+    for key, value in (result.get("proxy") or {}).items():
+        if key.startswith("pass@"):
+            out[f"{prefix}proxy/{key}"] = value
+    return out
+
+
+@dataclasses.dataclass
+class RepairEvaluator:
+    """NExT's evaluation as an evaluator of ``next_jax.evaluate.evaluate`` (``--run_mode=eval``).
+
+    ``evaluate`` calls ``evaluator(params, step)`` for each checkpoint it scores; this one samples
+    from that checkpoint (``MODEL_DIR/checkpoints/STEP``, or ``checkpoint`` when one is given)
+    and returns pass@k with and without traces, greedy pass@1 and proxy pass@k as flat scalars,
+    also written to TensorBoard under ``MODEL_DIR/eval``. Bind it in gin::
+
+        evaluate.evaluate.evaluators = [@repair.RepairEvaluator()]
+        repair.RepairEvaluator:
+          model = %MODEL
+          vocabulary = %VOCABULARY
+          tasks_file = '/data/mbpp_r/dev.jsonl'
+          model_dir = %MODEL_DIR
+          task_feature_lengths = %TASK_FEATURE_LENGTHS
+          settings = @repair.EvalSettings()
+    """
+
+    model: Any
+    vocabulary: Any
+    tasks_file: str
+    model_dir: str
+    task_feature_lengths: Mapping[str, int]
+    settings: EvalSettings = EvalSettings()
+    checkpoint: Optional[str] = None
+    answer_format: Union[str, formats_lib.AnswerFormat] = "fenced"
+    exemplars: Sequence[Tuple[RepairTask, str]] = ()
+    execution: ExecutionSettings = ExecutionSettings()
+    partitioner: Any = None
+    write_summaries: bool = True
+
+    def __call__(self, params, step: int) -> dict:
+        del params  # the sampler loads the checkpoint itself (sharded for sampling)
+        from next_jax import checkpoints
+
+        checkpoint = self.checkpoint or io.join(checkpoints.checkpoint_dir(self.model_dir), str(step))
+        result = evaluate_model(
+            model=self.model, vocabulary=self.vocabulary, checkpoint=checkpoint, tasks_file=self.tasks_file,
+            settings=self.settings, task_feature_lengths=self.task_feature_lengths, model_dir=self.model_dir,
+            iteration=int(step), subdir="next_eval", answer_format=self.answer_format, exemplars=self.exemplars,
+            execution=self.execution, partitioner=self.partitioner)
+        values = flat_metrics(result)
+        if self.write_summaries and multihost.is_chief():
+            from next_jax.train import metric_writer
+
+            writer = metric_writer(self.model_dir, "eval")
+            writer.write_scalars(int(step), values)
+            writer.close()
+        return values

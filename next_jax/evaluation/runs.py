@@ -90,13 +90,14 @@ def sample_tasks(
     iteration: int,
     name: str,
     exemplars: Sequence[Tuple[RepairTask, str]] = (),
-    mesh_axis_sizes: Optional[Mapping[str, int]] = None,
+    partitioner=None,
     init_seed: int = 0,
 ) -> str:
     """Samples every task of ``tasks_file``; returns ``MODEL_DIR/iteration_{iteration}/{name}.jsonl``.
 
     ``prompt_fn(task, variant, exemplars)`` builds each prompt and ``parse_fn(text, task)`` splits
-    each answer into (rationale, fix). Collective: call it on every process.
+    each answer into (rationale, fix); ``partitioner`` is the device layout (default: every device,
+    data parallel). Collective: call it on every process.
     """
     from next_jax import infer as infer_lib
     from next_jax import tasks as tasks_lib
@@ -112,7 +113,7 @@ def sample_tasks(
     raw = infer_lib.infer(
         model=model, vocabulary=vocabulary, task_name=task_name, model_dir=model_dir, split="test",
         task_feature_lengths={"inputs": int(task_feature_lengths["inputs"])}, checkpoint=checkpoint,
-        mesh_axis_sizes=mesh_axis_sizes, num_samples=sampling.num_samples, temperature=sampling.temperature,
+        partitioner=partitioner, num_samples=sampling.num_samples, temperature=sampling.temperature,
         top_k=sampling.top_k, top_p=sampling.top_p, max_new_tokens=sampling.max_new_tokens,
         batch_size=sampling.batch_size, chunk_size=sampling.chunk_size,
         run_seed=derive_seed(sampling.seed, f"{iteration}:{name}"), iteration=iteration,

@@ -18,6 +18,8 @@ setting is an argument or a settings object::
         dev_file="dev.jsonl",                # TracedTask JSON Lines: D_dev (scored on eval_tests)
         seed_file="seed.jsonl",              # optional: tasks with meta['answer'] (the answer text)
         exemplars_file=None,                 # optional: few-shot exemplars (meta['answer']) for the base model
+        few_shot=True,                       # base model prompted with them (default: the format's own,
+                                             # the 3 paper-style ones for 'fenced', none for 'line_edit')
         task_feature_lengths={"inputs": 160, "targets": 32},
         num_iterations=2,
         prompt_variant="trace",              # or 'no_trace' (the ablation: no traces anywhere)
@@ -30,7 +32,7 @@ setting is an argument or a settings object::
         evaluation=EvalSettings(sampling=SamplingSettings(num_samples=1, temperature=0.7),
                                 variants=("trace",), greedy=False, ks=(1,)),
         execution=ExecutionSettings(workers=2, test_timeout_s=1.0),
-        mesh_axis_sizes=None,                # default: all devices, data parallel
+        partitioner=None,                    # a partitioning.Partitioner; default: all devices, data parallel
     )
     result["dev_pass_at_1"]    # [base model, after iteration 0's fine-tune, ...]  (fractions)
     result["best_iteration"], result["best_checkpoint"]

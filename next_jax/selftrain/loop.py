@@ -19,6 +19,7 @@ dev pass@1 (the ``select_by`` variant). Zero iterations evaluate the base model 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import time
@@ -34,7 +35,7 @@ from next_jax.evaluation.runs import (ExecutionSettings, SamplingSettings, check
                                       sample_tasks, tasks_by_id)
 from next_jax.selftrain import building, multihost, report as report_lib
 from next_jax.selftrain.settings import BuildSettings, FinetuneSettings, SelectionSettings
-from next_jax.selftrain.stages import Stage, StageRunner, file_fingerprint, jsonable
+from next_jax.selftrain.stages import Stage, StageRunner, input_fingerprint, jsonable
 
 
 def _vocabulary_id(vocabulary) -> dict:
@@ -48,12 +49,6 @@ def _checkpoint_id(checkpoint: Optional[str], init_seed: int) -> str:
     return "path:" + (checkpoint if io.is_remote(checkpoint) else os.path.abspath(checkpoint))
 
 
-def _fingerprint(path: Optional[str]) -> Optional[str]:
-    if path is None:
-        return None
-    return multihost.broadcast_json(file_fingerprint(path) if multihost.is_chief() else None)
-
-
 @dataclasses.dataclass
 class _Context:
     """What every stage of one run shares."""
@@ -65,7 +60,8 @@ class _Context:
     fmt: formats_lib.AnswerFormat
     variant: str
     execution: ExecutionSettings
-    mesh_axis_sizes: Optional[Mapping[str, int]]
+    partitioner: object  # fine-tuning
+    sampling_partitioner: object  # sampling (decode favours tensor parallelism, training FSDP)
     init_seed: int
     exemplars: Sequence
     common: dict  # settings every manifest records
@@ -78,7 +74,7 @@ class _Context:
         return dict(model=self.model, vocabulary=self.vocabulary, checkpoint=checkpoint, prompt_fn=self.fmt.prompt,
                     parse_fn=self.fmt.parse, task_feature_lengths=self.task_feature_lengths,
                     model_dir=self.model_dir, exemplars=self.exemplars if use_exemplars else (),
-                    mesh_axis_sizes=self.mesh_axis_sizes, init_seed=self.init_seed)
+                    partitioner=self.sampling_partitioner, init_seed=self.init_seed)
 
 
 def run_next(
@@ -89,12 +85,14 @@ def run_next(
     dev_file: str,
     task_feature_lengths: Mapping[str, int],
     train_file: Optional[str] = None,
+    test_file: Optional[str] = None,
     base_checkpoint: Optional[str] = None,
     init_seed: int = 0,
     num_iterations: int = 2,
     prompt_variant: str = "trace",
     answer_format: Union[str, formats_lib.AnswerFormat] = "fenced",
     exemplars_file: Optional[str] = None,
+    few_shot: bool = True,
     seed_file: Optional[str] = None,
     selection: SelectionSettings = SelectionSettings(),
     sampling: SamplingSettings = SamplingSettings(),
@@ -102,7 +100,8 @@ def run_next(
     finetune: FinetuneSettings = FinetuneSettings(),
     evaluation: EvalSettings = EvalSettings(),
     execution: ExecutionSettings = ExecutionSettings(),
-    mesh_axis_sizes: Optional[Mapping[str, int]] = None,
+    partitioner=None,
+    sampling_partitioner=None,
     select_by: str = "trace",
     seed: int = 0,
     report_examples: int = 3,
@@ -119,17 +118,26 @@ def run_next(
     if select_by not in evaluation.variants:
         raise ValueError(f"run_next: select_by={select_by!r} is not among evaluation.variants {evaluation.variants}")
     fmt = formats_lib.get_format(answer_format)
-    exemplars = read_answered_tasks(exemplars_file) if exemplars_file else []
+    if partitioner is None:
+        from next_jax import partitioning
+
+        partitioner = partitioning.Partitioner()
+    sampling_partitioner = sampling_partitioner or partitioner
+    exemplars = _exemplars(fmt, exemplars_file, few_shot)
+    train_file, dev_file, test_file = (_materialize(model_dir, name, path) for name, path in
+                                       (("train", train_file), ("dev", dev_file), ("test", test_file)))
     ctx = _Context(
         model_dir=model_dir, model=model, vocabulary=vocabulary, task_feature_lengths=dict(task_feature_lengths),
-        fmt=fmt, variant=prompt_variant, execution=execution, mesh_axis_sizes=mesh_axis_sizes,
+        fmt=fmt, variant=prompt_variant, execution=execution, partitioner=partitioner,
+        sampling_partitioner=sampling_partitioner,
         init_seed=init_seed, exemplars=exemplars,
         common={"model": jsonable(model), "vocabulary": _vocabulary_id(vocabulary), "answer_format": fmt.name,
                 "task_feature_lengths": dict(task_feature_lengths), "prompt_variant": prompt_variant},
     )
     runner = StageRunner()
-    inputs = {"train": _fingerprint(train_file), "dev": _fingerprint(dev_file),
-              "exemplars": _fingerprint(exemplars_file), "seed": _fingerprint(seed_file)}
+    inputs = {"train": input_fingerprint(train_file), "dev": input_fingerprint(dev_file),
+              "test": input_fingerprint(test_file),
+              "exemplars": _exemplars_id(exemplars), "seed": input_fingerprint(seed_file)}
     base_id = _checkpoint_id(base_checkpoint, init_seed)
     hard = _select(ctx, runner, train_file, base_checkpoint, base_id, selection, inputs) if num_iterations else None
     seeds = read_answered_tasks(seed_file) if seed_file else []
@@ -145,8 +153,17 @@ def run_next(
             model=model, vocabulary=vocabulary, checkpoint=checkpoint, tasks_file=dev_file, settings=evaluation,
             task_feature_lengths=ctx.task_feature_lengths, model_dir=model_dir, iteration=i, subdir="eval",
             answer_format=fmt, exemplars=exemplars if i == 0 else (), execution=execution,
-            mesh_axis_sizes=mesh_axis_sizes, init_seed=init_seed), collective=True)
+            partitioner=sampling_partitioner, init_seed=init_seed), collective=True)
         row["dev_pass_at_1"] = headline(row["dev"], select_by)
+        if test_file is not None:
+            test_stage = ctx.stage(f"iteration_{i}/test", {"evaluation": evaluation, "execution": execution},
+                                   {"test": inputs["test"], "checkpoint": checkpoint_id,
+                                    "exemplars": inputs["exemplars"] if i == 0 else None})
+            row["test"] = runner.run(test_stage, lambda: evaluate_model(
+                model=model, vocabulary=vocabulary, checkpoint=checkpoint, tasks_file=test_file,
+                settings=evaluation, task_feature_lengths=ctx.task_feature_lengths, model_dir=model_dir,
+                iteration=i, subdir="test", answer_format=fmt, exemplars=exemplars if i == 0 else (),
+                execution=execution, partitioner=sampling_partitioner, init_seed=init_seed), collective=True)
         if i < num_iterations:
             row["hard"] = hard["hard"]
             trained = _iteration(ctx, runner, i, checkpoint, checkpoint_id, base_checkpoint, base_id, hard,
@@ -174,6 +191,39 @@ def run_next(
         report_lib.write_report(model_dir, result, evaluation.ks)
     logging.info("next: dev pass@1 per iteration %s; best iteration %d", result["dev_pass_at_1"], best)
     return result
+
+
+def _materialize(model_dir: str, name: str, path: Optional[str]) -> Optional[str]:
+    """A task file as one JSON Lines file: a glob pattern (e.g. a built dataset's shards,
+    ``DIR/train-*-of-*.jsonl``) is concatenated in name order into ``MODEL_DIR/data/{name}.jsonl``."""
+    if path is None or not any(c in path for c in "*?["):
+        return path
+    out = io.join(model_dir, "data", f"{name}.jsonl")
+    if multihost.is_chief():
+        shards = io.glob(path)
+        if not shards:
+            raise FileNotFoundError(f"run_next: {name} files {path!r} match nothing")
+        text = "".join(io.read_text(shard).rstrip("\n") + "\n" for shard in shards)
+        if not io.exists(out) or io.read_text(out) != text:
+            io.write_text(out, text)
+    multihost.barrier(f"materialize:{out}")
+    return out
+
+
+def _exemplars(fmt, exemplars_file: Optional[str], few_shot: bool) -> list:
+    """The base model's few-shot exemplars: the file's, else the format's own, or none."""
+    if not few_shot:
+        return []
+    if exemplars_file:
+        return read_answered_tasks(exemplars_file)
+    return list(fmt.default_exemplars()) if fmt.default_exemplars else []
+
+
+def _exemplars_id(exemplars) -> Optional[str]:
+    if not exemplars:
+        return None
+    text = json.dumps([[task.to_dict(), answer] for task, answer in exemplars], sort_keys=True)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _select(ctx: _Context, runner: StageRunner, train_file, checkpoint, checkpoint_id, selection, inputs) -> dict:
@@ -297,14 +347,14 @@ def runner_key(ctx: _Context, i: int, name: str) -> Optional[str]:
 
 def _train(ctx: _Context, finetune: FinetuneSettings, train_fn, *, task_name, init, num_steps, model_dir, seed) -> dict:
     """One fine-tune through the trainer (``next_jax.train.train`` unless ``train_fn`` is given)."""
-    from next_jax import checkpoints, partitioning
+    from next_jax import checkpoints
 
     if train_fn is None:
         from next_jax.train import train as train_fn
     kwargs = dict(
         model=ctx.model, task_name=task_name, task_feature_lengths=dict(ctx.task_feature_lengths),
         batch_size=finetune.batch_size, train_steps=num_steps, model_dir=model_dir,
-        partitioner=partitioning.Partitioner(partitioning.make_mesh(ctx.mesh_axis_sizes)),
+        partitioner=ctx.partitioner,
         checkpoint_cfg=checkpoints.CheckpointConfig(period=finetune.checkpoint_period, keep=2),
         initial_checkpoint=init, summary_period=finetune.summary_period,
         num_microbatches=finetune.num_microbatches, pack=finetune.pack, seed=seed,

@@ -51,6 +51,7 @@ def _dev_scalars(dev: Mapping) -> dict:
 
 def iteration_scalars(row: Mapping) -> dict:
     scalars = _dev_scalars(row.get("dev") or {})
+    scalars.update({"test/" + k[len("dev/"):]: v for k, v in _dev_scalars(row.get("test") or {}).items()})
     if "build" in row:
         b = row["build"]
         scalars.update({"hard_problems": row["hard"], "coverage": b["coverage"], "b_size": b["size"],
@@ -98,18 +99,23 @@ def render_markdown(result: Mapping, ks: Sequence[int]) -> str:
         lines += [f"Hard problems |D_H| = {selection['hard']} of {selection['train_tasks']} training tasks "
                   f"(threshold m = {selection['threshold']}; base pass@1 on train "
                   f"{_pct(selection.get('base_train_pass_at_1'))}%).", ""]
-    lines += ["![dev pass@k per iteration](report.png)", "", "## Dev set (percent)", ""]
-    head = ["iteration"] + [f"pass@{k}" for k in ks] + [f"no-trace pass@{k}" for k in ks] + \
-        ["greedy pass@1", "no-trace greedy"] + [f"proxy pass@{k}" for k in ks]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for row in rows:
-        dev = row["dev"]
-        cells = [str(row["iteration"])]
-        cells += [_pct((dev.get("trace") or {}).get(f"pass@{k}")) for k in ks]
-        cells += [_pct((dev.get("no_trace") or {}).get(f"pass@{k}")) for k in ks]
-        cells += [_pct((dev.get("greedy") or {}).get(v)) for v in ("trace", "no_trace")]
-        cells += [_pct((dev.get("proxy") or {}).get(f"pass@{k}")) for k in ks]
-        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["![dev pass@k per iteration](report.png)", ""]
+    for key, title in (("dev", "Dev set"), ("test", "Test set")):
+        if not any(row.get(key) for row in rows):
+            continue
+        lines += [f"## {title} (percent)", ""]
+        head = ["iteration"] + [f"pass@{k}" for k in ks] + [f"no-trace pass@{k}" for k in ks] + \
+            ["greedy pass@1", "no-trace greedy"] + [f"proxy pass@{k}" for k in ks]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for row in rows:
+            dev = row.get(key) or {}
+            cells = [str(row["iteration"])]
+            cells += [_pct((dev.get("trace") or {}).get(f"pass@{k}")) for k in ks]
+            cells += [_pct((dev.get("no_trace") or {}).get(f"pass@{k}")) for k in ks]
+            cells += [_pct((dev.get("greedy") or {}).get(v)) for v in ("trace", "no_trace")]
+            cells += [_pct((dev.get("proxy") or {}).get(f"pass@{k}")) for k in ks]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
     lines += ["", "## Self-training data", "",
               "| iteration | |D_H| | samples | passing | coverage % | |B(i)| | accepted/problem mean | max | fine-tune steps |",
               "|---|---|---|---|---|---|---|---|---|"]
@@ -120,7 +126,7 @@ def render_markdown(result: Mapping, ks: Sequence[int]) -> str:
         lines.append(f"| {row['iteration']} | {row['hard']} | {row['samples']} | {row['samples_passed']} | "
                      f"{_pct(b['coverage'])} | {b['size']} | {b['accepted_per_problem_mean']:.2f} | "
                      f"{b['accepted_per_problem_max']} | {row['finetune']['num_steps']} |")
-    stages = ["eval", "sample", "check", "build", "finetune"]
+    stages = ["select", "eval", "test", "sample", "check", "build", "finetune"]
     lines += ["", "## Wall time per stage (s; a stage done in an earlier invocation shows its recorded time)", "",
               "| iteration | " + " | ".join(stages) + " |", "|---|" + "---|" * len(stages)]
     for row in rows:

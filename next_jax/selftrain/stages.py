@@ -48,7 +48,18 @@ def jsonable(value: Any) -> Any:
         return [jsonable(v) for v in value]
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    return repr(value)
+    text = repr(value)
+    if " at 0x" not in text:
+        return text
+    # An object without a value repr (a vocabulary, a function): its type and the few attributes
+    # that say which one it is, never its address, which changes from run to run.
+    kind = type(value)
+    out = {"type": f"{kind.__module__}.{getattr(value, '__qualname__', kind.__qualname__)}"}
+    for name in ("vocab_size", "tokenizer_path", "sentencepiece_model_file", "name"):
+        attr = getattr(value, name, None)
+        if isinstance(attr, (int, str)):
+            out[name] = attr
+    return out
 
 
 def file_fingerprint(path: str) -> str:
@@ -58,6 +69,13 @@ def file_fingerprint(path: str) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return "sha256:" + digest.hexdigest()
+
+
+def input_fingerprint(path: Optional[str]) -> Optional[str]:
+    """``file_fingerprint`` computed by process 0 and shared with the others (None for None)."""
+    if path is None:
+        return None
+    return multihost.broadcast_json(file_fingerprint(path) if multihost.is_chief() else None)
 
 
 def _flatten(value: Any, prefix: str = "") -> Dict[str, Any]:
