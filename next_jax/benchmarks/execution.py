@@ -43,6 +43,7 @@ from absl import app, flags, logging
 
 from next_jax.data.records import RepairTask, Sample
 from next_jax.execution.checker import Checker, CheckOptions
+from next_jax.execution.isolation import children_of
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("workers", 2, "Workers for both harnesses.")
@@ -146,13 +147,15 @@ def _own_cpu_s() -> float:
 
 
 def _process_tree_cpu_s(pid: int) -> float:
-    """CPU seconds of a live process plus its reaped children (a worker and its checks)."""
+    """CPU seconds of a live process plus its reaped children, and of its live children the
+    same way (a worker, its zygote and the checks the zygote reaped)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    own = sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return own + sum(_process_tree_cpu_s(child) for child in children_of(pid))
 
 
 def _cpu_s(checker: Optional[Checker]) -> float:
@@ -232,7 +235,7 @@ def main(argv) -> None:
                          n / elapsed, wrong)
         rss = run_rss(checker, tasks, samples, FLAGS.rss_checks) if FLAGS.rss_checks > 0 else None
         mechanisms = {k: v for k, v in checker.pool.mechanisms.items() if isinstance(v, bool)}
-        forms = dict(checker.forms)
+        mechanisms["cgroup"] = bool(checker.pool.mechanisms.get("cgroup"))
     finally:
         checker.close()
         shutil.rmtree(tmpdir, ignore_errors=True)
@@ -261,7 +264,6 @@ def main(argv) -> None:
         "next_jax_checks_per_s_incl_start": round(n / (ours[0] + pool_start), 1),
         "wrong_solutions": "canonical result perturbed by a wrapper (see module doc)",
         "isolation": mechanisms,
-        "test_forms": forms,
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
     }

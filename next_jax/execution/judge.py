@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import reprlib
 import signal
 import sys
 from typing import Any, Dict, List
@@ -46,7 +47,7 @@ from typing import Any, Dict, List
 from next_jax.execution import channel, plain
 from next_jax.execution.candidate import MAX_ITEMS
 
-REQUEST_FD, REPLY_FD = 4, 5
+CONTROL_FD, PAYLOAD_FD = 4, 5
 MAX_REPLY_BYTES = 32 << 20
 STRICT_EQ = "__nj_strict_eq__"
 
@@ -67,8 +68,8 @@ def _on_alarm(signum, frame):
 class Candidate:
     """The judge's end of the channel to the candidate process."""
 
-    def __init__(self, request_fd: int = REQUEST_FD, reply_fd: int = REPLY_FD,
-                 modules=(), max_reply_bytes: int = MAX_REPLY_BYTES):
+    def __init__(self, request_fd: int, reply_fd: int, modules=(),
+                 max_reply_bytes: int = MAX_REPLY_BYTES):
         self.request_fd, self.reply_fd = request_fd, reply_fd
         self.max_reply_bytes = max_reply_bytes
         self.fault = ""  # set on the first fault; every later call faults at once
@@ -218,7 +219,6 @@ _NOTHING = object()
 def _last_result(cand: Candidate) -> str:
     if cand.last is _NOTHING:
         return ""
-    import reprlib
     short = reprlib.Repr()
     short.maxstring = short.maxother = 120
     try:
@@ -366,13 +366,40 @@ def _disarm() -> None:
     signal.setitimer(signal.ITIMER_REAL, 0)
 
 
-def run_tests(payload: dict) -> None:
-    """Judge target. payload: {'program': [marshal code], 'tests': [marshal code], 'names':
-    [names the tests read], 'timeout': s, 'modules': [importable non-stdlib modules]}."""
+def serve(_payload: Any) -> None:
+    """Sandbox target of a worker's judge process: one judged run after another.
+
+    For each run the worker sends, on the control socket (descriptor 4), the two pipe ends to
+    that run's fresh candidate process, then the payload on descriptor 5. The judge runs the
+    tests (``run_tests``), emits its reports, and ends the run with a result frame. It holds
+    no state between runs but imported modules; the worker replaces it after a timeout.
+    """
     import marshal
+    import socket
+    control = socket.socket(fileno=CONTROL_FD)
     signal.signal(signal.SIGALRM, _on_alarm)
+    while True:
+        msg, fds, _, _ = socket.recv_fds(control, 16, 2)
+        if not msg:
+            return None
+        try:
+            frame = channel.read_frame(PAYLOAD_FD)
+            if frame is None:
+                return None
+            run_tests(marshal.loads(frame[1]), Candidate(*fds[:2]))
+        finally:
+            for fd in fds:
+                os.close(fd)
+        channel.write_frame(3, channel.KIND_RESULT, plain.dumps(None))
+
+
+def run_tests(payload: dict, cand: Candidate) -> None:
+    """Runs one sample's tests against ``cand``. payload: {'program': [marshal code],
+    'tests': [marshal code], 'names': [names the tests read], 'timeout': s, 'modules':
+    [importable non-stdlib modules]}."""
+    import marshal
     timeout = float(payload["timeout"])
-    cand = Candidate(modules=payload.get("modules", ()))
+    cand.modules = frozenset(payload.get("modules", ()))
     try:
         _arm(timeout)
         found = cand.load(payload["program"], payload["names"])
@@ -381,7 +408,7 @@ def run_tests(payload: dict) -> None:
         _disarm()
         kind = "timeout" if isinstance(e, TestTimeout) else "error"
         channel.emit(("p", kind, _describe(e)))
-        return None
+        return
     channel.emit(("p", "ok", ""))
     ns: Dict[str, Any] = {"__name__": "__test__", "__builtins__": builtins, STRICT_EQ: strict_eq}
     ns.update(found)
@@ -408,5 +435,3 @@ def run_tests(payload: dict) -> None:
         channel.emit(("t", i, outcome, line, detail))
         if outcome == "timeout" or cand.fault:
             break
-    os.close(REQUEST_FD)  # EOF: the candidate's loop ends
-    return None

@@ -64,9 +64,13 @@ class SandboxWorker:
         self._prepare_child_state()
         self.zygote: Optional[socket.socket] = None
         self.broken = ""
-        # Killed children not reaped yet: a child with its own mount namespace takes a few ms
-        # to tear it down after its pipes close, so it is reaped at the start of the next run.
+        # Children whose exit status is not needed (killed at the end of their run): the
+        # zygote is told with the next spawn and reaps them without keeping the status.
         self.zombies: List[int] = []
+        self.limits_set: tuple = ()
+        self.cpu_mark = self.group.cpu_seconds() if self.group else 0.0
+        self.oom_mark = self.group.oom_kills() if self.group else 0
+        self.judge: Optional[_Judge] = None
 
     def _prepare_child_state(self) -> None:
         """Sets up, once, the process state every child inherits, so a fork has less to do."""
@@ -77,6 +81,7 @@ class SandboxWorker:
             "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
         })
         self.devnull = os.open("/dev/null", os.O_RDONLY)
+        self.devnull_w = os.open("/dev/null", os.O_WRONLY)
         self.streams = (
             io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8"),
             io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8", errors="backslashreplace"),
@@ -145,16 +150,16 @@ class SandboxWorker:
 
     def run_one(self, target: str, payload: Any, limits: tuple, partner: str = ""):
         t0 = time.monotonic()
-        while self.zombies:
-            self._ask(("reap", self.zombies.pop()))
         for name in (target, partner):
             if name:
                 try:
                     self.resolve(name)
                 except Exception as e:
                     return ("error", None, [], "", "", 0.0, f"cannot load target {name!r}: {e!r}", "")
-        if self.group is not None:
-            self.group.set_limits(limits[2] + (64 << 20), limits[4] * (2 if partner else 1) + 1)
+        wanted = (limits[2] + (64 << 20), limits[4] * (2 if partner else 1) + 3)
+        if self.group is not None and wanted != self.limits_set:
+            self.group.set_limits(*wanted)
+            self.limits_set = wanted
         workdir = "/tmp"
         if not self.mech.mount_namespace:  # no per-run tmpfs: a host dir, removed after
             workdir = self.workdir
@@ -171,31 +176,33 @@ class SandboxWorker:
             return r, w
 
         pids: Dict[str, int] = {}
+        judge = None
         try:
             out_r, out_w = pipe()
             err_r, err_w = pipe()
-            res_r, res_w = pipe()
-            pay_r, pay_w = pipe()
             if partner:
+                judge = self._judge(target, limits)
                 req_r, req_w = pipe()
                 rep_r, rep_w = pipe()
-                pids["candidate"] = self._ask(
-                    ("spawn", "candidate", partner, limits, self.uid, workdir, 0),
+                pids["candidate"] = self._spawn(
+                    [("candidate", partner, limits, self.uid, workdir, 0, 4)],
                     [out_w, err_w, req_r, rep_w])[0]
-                pids["main"] = self._ask(
-                    ("spawn", "judge", target, limits, self.uid + JUDGE_UID_OFFSET, "/", 6),
-                    [out_w, err_w, res_w, req_w, rep_r, pay_r])[0]
+                socket.send_fds(judge.control, [b"run"], [req_w, rep_r])
+                res_r, pay_w = judge.res_r, judge.pay_w
+                keep = {out_r, err_r}
             else:
-                pids["main"] = self._ask(("spawn", "single", target, limits, self.uid, workdir, 4),
-                                         [out_w, err_w, res_w, pay_r])[0]
-            keep = {out_r, err_r, res_r, pay_w}
+                res_r, res_w = pipe()
+                pay_r, pay_w = pipe()
+                pids["main"] = self._spawn([("single", target, limits, self.uid, workdir, 4, 4)],
+                                           [out_w, err_w, res_w, pay_r])[0]
+                keep = {out_r, err_r, res_r, pay_w}
             for fd in opened:
                 if fd not in keep:
                     os.close(fd)
             opened[:] = list(keep)
             body = marshal.dumps(payload)
             return self._supervise(pids, t0, limits, out_r, err_r, res_r, pay_w,
-                                   channel.HEADER.pack(len(body), 0) + body)
+                                   channel.HEADER.pack(len(body), 0) + body, judge)
         finally:
             for fd in opened:
                 os.close(fd)
@@ -206,8 +213,43 @@ class SandboxWorker:
             if not self.mech.mount_namespace:
                 _remove_tree(workdir)
 
+    def _spawn(self, specs: list, fds: list) -> List[int]:
+        forget, self.zombies = self.zombies, []
+        return self._ask(("spawn", specs, forget), fds)[0]
+
+    def _judge(self, target: str, limits: tuple) -> "_Judge":
+        """The worker's judge process, started (from the zygote) when none is alive or its
+        limits differ; it serves this worker's judged runs one after another."""
+        key = (target, limits[2], limits[3], limits[4])
+        if self.judge is not None and self.judge.key != key:
+            self._drop_judge()
+        if self.judge is None:
+            res_r, res_w = os.pipe()
+            pay_r, pay_w = os.pipe()
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            judge_limits = (limits[0], 1e9, *limits[2:])  # CPU: the run's cgroup, per run
+            try:
+                pid = self._spawn([("judge", target, judge_limits, self.uid + JUDGE_UID_OFFSET,
+                                    "/", 0, 5)],
+                                  [self.devnull_w, self.devnull_w, res_w, theirs.fileno(), pay_r])[0]
+            finally:
+                for fd in (res_w, pay_r):
+                    os.close(fd)
+                theirs.close()
+            self.judge = _Judge(key, pid, ours, res_r, pay_w)
+        return self.judge
+
+    def _drop_judge(self) -> None:
+        j, self.judge = self.judge, None
+        if j is not None:
+            if j.pid:
+                self._kill(j.pid)
+                self._ask(("reap", j.pid))
+            j.close()
+
     def _supervise(self, pids: Dict[str, int], t0: float, limits: tuple, out_fd: int,
-                   err_fd: int, res_fd: int, pay_fd: int, payload: bytes):
+                   err_fd: int, res_fd: int, pay_fd: int, payload: bytes,
+                   judge: Optional["_Judge"] = None):
         timeout_s, cpu_s, _, _, _, max_output_bytes, max_result_bytes = limits
         parser = channel.FrameParser(max_result_bytes)
         outputs = {out_fd: bytearray(), err_fd: bytearray()}
@@ -215,9 +257,12 @@ class SandboxWorker:
         frames: list = []
         detail = ""
         killed_for = None
-        cpu0 = self.group.cpu_seconds() if self.group else 0.0
-        oom0 = self.group.oom_kills() if self.group else 0
+        cpu0, oom0 = self.cpu_mark, self.oom_mark  # the group's counters when the last run ended
+        next_cpu_check = t0 + _CPU_POLL_S
         pidfds = {os.pidfd_open(pid): role for role, pid in pids.items()}
+        if judge is not None:
+            pidfds[judge.pidfd] = "main"
+            pids["main"] = judge.pid
         exited: Dict[str, Any] = {}
         poller = select.poll()
         for fd in (res_fd, out_fd, err_fd, *pidfds):
@@ -225,7 +270,7 @@ class SandboxWorker:
         os.set_blocking(pay_fd, False)
         poller.register(pay_fd, select.POLLOUT)
         pending = memoryview(payload)
-        open_fds = {res_fd, out_fd, err_fd}
+        open_fds = {out_fd, err_fd} if judge else {res_fd, out_fd, err_fd}
         ended_at = None  # when the main child exited or was killed
         deadline = t0 + timeout_s
         try:
@@ -233,12 +278,19 @@ class SandboxWorker:
                 if not open_fds and "candidate" not in pids and ended_at is None and any(
                         kind != channel.KIND_MESSAGE for kind, _ in frames):
                     break  # a single child sent its result and closed everything: it is exiting
+                if judge and (exited.get("main") is not None or killed_for or any(
+                        kind != channel.KIND_MESSAGE for kind, _ in frames)):
+                    _drain(out_fd, outputs, dropped, max_output_bytes)
+                    _drain(err_fd, outputs, dropped, max_output_bytes)
+                    break  # the judge is done with this run; the candidate's output decides nothing
                 now = time.monotonic()
                 if ended_at is None:
                     if now >= deadline:
                         killed_for = "timeout"
-                    elif self.group and self.group.cpu_seconds() - cpu0 > cpu_s:
-                        killed_for = "cpu"
+                    elif self.group and now >= next_cpu_check:
+                        next_cpu_check = now + _CPU_POLL_S
+                        if self.group.cpu_seconds() - cpu0 > cpu_s:
+                            killed_for = "cpu"
                     if killed_for:
                         for pid in pids.values():
                             self._kill(pid)
@@ -282,16 +334,21 @@ class SandboxWorker:
                                     self._kill(pid)
                                 ended_at = ended_at or time.monotonic()
                     else:
-                        buf = outputs[fd]
-                        room = max_output_bytes - len(buf)
-                        if room > 0:
-                            buf += data[:room]
-                        dropped[fd] += max(0, len(data) - room)
+                        _keep(fd, data, outputs, dropped, max_output_bytes)
         finally:
             statuses = {}
+            judge_broken = judge is not None and (killed_for or "main" in exited or not any(
+                kind != channel.KIND_MESSAGE for kind, _ in frames))
             for pidfd, role in pidfds.items():
-                if role in exited:  # it has exited: reaping it does not wait
-                    statuses[role] = self._ask(("reap", pids[role]))
+                if judge is not None and role == "main":
+                    if judge_broken:  # killed, dead, or mid-run: the next run gets a new one
+                        if "main" in exited:
+                            statuses["main"] = self._ask(("reap", judge.pid))
+                            judge.pid = 0
+                        self._drop_judge()
+                    continue
+                if exited.get(role) or (role == "main" and role in exited):
+                    statuses[role] = self._ask(("reap", pids[role]))  # exited: does not wait
                 else:
                     self._kill(pids[role])
                     self.zombies.append(pids[role])
@@ -299,7 +356,9 @@ class SandboxWorker:
             pids.clear()
         if killed_for == "cpu":
             killed_for, detail = "cpu", f"CPU time limit of the run ({cpu_s:.1f} s) reached"
-        oom = (self.group.oom_kills() - oom0) if self.group else 0
+        if self.group:
+            self.cpu_mark, self.oom_mark = self.group.cpu_seconds(), self.group.oom_kills()
+        oom = self.oom_mark - oom0
         wall = time.monotonic() - t0
         stdout = _text(outputs[out_fd], dropped[out_fd])
         stderr = _text(outputs[err_fd], dropped[err_fd])
@@ -308,7 +367,7 @@ class SandboxWorker:
         status, cpu_used = statuses.get("main", (0 if killed_for is None else signal.SIGKILL, 0.0))
         outcome = _outcome(status, cpu_used, cpu_s, frames, killed_for, detail, parser.pending, oom)
         partner = ""
-        if exited.get("candidate") or (len(pidfds) > 1 and oom):
+        if exited.get("candidate") or (judge is not None and oom):
             partner = _partner_status(*statuses.get("candidate", (0, 0.0)), oom)
         return outcome[:3] + (stdout, stderr, wall, outcome[3], partner)
 
@@ -323,6 +382,40 @@ class SandboxWorker:
                 kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+
+
+class _Judge:
+    """The worker's end of its long-lived judge process (see ``judge.serve``)."""
+
+    def __init__(self, key: tuple, pid: int, control: socket.socket, res_r: int, pay_w: int):
+        self.key, self.pid, self.control, self.res_r, self.pay_w = key, pid, control, res_r, pay_w
+        self.pidfd = os.pidfd_open(pid)
+
+    def close(self) -> None:
+        self.control.close()
+        for fd in (self.res_r, self.pay_w, self.pidfd):
+            os.close(fd)
+
+
+def _keep(fd: int, data: bytes, outputs: dict, dropped: dict, cap: int) -> None:
+    buf = outputs[fd]
+    room = cap - len(buf)
+    if room > 0:
+        buf += data[:room]
+    dropped[fd] += max(0, len(data) - room)
+
+
+def _drain(fd: int, outputs: dict, dropped: dict, cap: int) -> None:
+    """Reads what is already in a pipe, without waiting for more."""
+    os.set_blocking(fd, False)
+    for _ in range(64):
+        try:
+            data = os.read(fd, _READ_CHUNK)
+        except BlockingIOError:
+            return
+        if not data:
+            return
+        _keep(fd, data, outputs, dropped, cap)
 
 
 def _partner_status(status: int, cpu_used: float, oom: int) -> str:
@@ -495,7 +588,7 @@ def main() -> None:
     worker.serve(req_fd, resp_fd)  # the parent removes the scratch dir (our mountpoint)
 
 
-JUDGE_TARGET = "next_jax.execution.judge:run_tests"
+JUDGE_TARGET = "next_jax.execution.judge:serve"
 CANDIDATE_TARGET = "next_jax.execution.candidate:serve"
 
 if __name__ == "__main__":

@@ -5,10 +5,13 @@ child starts from memory that never held another run's program, tests, output or
 (a fork copies all of its parent's memory, freed pages included). The zygote only forks: it
 never reads a payload or a result. Its protocol with the worker is a SOCK_SEQPACKET socket:
 
-    ('spawn', role, target, limits, uid, workdir, payload_fd) + fds  ->  ('ok', pid) | ('error', text)
+    ('spawn', [(role, target, limits, uid, workdir, payload_fd, n_fds), ...], forget) + fds
+                                                      ->  ('ok', [pid, ...]) | ('error', text)
     ('reap', pid)                                                     ->  ('ok', wait status, cpu s)
 
-``fds`` become the child's descriptors 1, 2, 3, ... (0 is /dev/null). Roles: ``single`` (the
+``forget`` lists earlier children whose exit status nobody will ask for. Each child's
+``n_fds`` descriptors (in order) become its descriptors 1, 2, 3, ... (0 is
+/dev/null); one request starts every child of a run. Roles: ``single`` (the
 target gets the payload read from its descriptor ``payload_fd``; result channel on 3),
 ``judge`` (the same, with the candidate channel on 4 and 5) and ``candidate`` (no payload; it
 talks to the judge over 3 and 4 and reports nothing to the worker). Each child is the init of a
@@ -30,7 +33,7 @@ import sys
 
 from next_jax.execution import channel, isolation
 
-_MAX_FDS = 8
+_MAX_FDS = 16
 
 
 def serve(worker, sock: socket.socket) -> None:
@@ -40,6 +43,7 @@ def serve(worker, sock: socket.socket) -> None:
     code = 0
     exits: dict = {}  # pid -> (wait status, cpu s) of children reaped but not asked for
     watched: dict = {}  # pidfd -> pid
+    forgotten: set = set()  # children whose status nobody will ask for
     try:
         if worker.group is not None:
             worker.group.join()
@@ -52,20 +56,32 @@ def serve(worker, sock: socket.socket) -> None:
                 if fd in watched:
                     poller.unregister(fd)
                     pid = watched.pop(fd)
-                    exits[pid] = _wait(pid, fd)
+                    status = _wait(pid, fd)
+                    if pid in forgotten:
+                        forgotten.discard(pid)
+                    else:
+                        exits[pid] = status
                     continue
                 msg, fds, _, _ = socket.recv_fds(sock, 1 << 16, _MAX_FDS)
                 if not msg:
                     return
                 req = marshal.loads(msg)
                 if req[0] == "spawn":
+                    for pid in req[2]:
+                        if exits.pop(pid, None) is None:
+                            forgotten.add(pid)
+                    pids = []
                     try:
-                        pid = _spawn(worker, req, fds)
-                        pidfd = os.pidfd_open(pid)
-                        watched[pidfd] = pid
-                        poller.register(pidfd, select.POLLIN)
-                        reply = ("ok", pid)
+                        for spec, child_fds in _split(req[1], fds):
+                            pid = _spawn(worker, spec, child_fds)
+                            pidfd = os.pidfd_open(pid)
+                            watched[pidfd] = pid
+                            poller.register(pidfd, select.POLLIN)
+                            pids.append(pid)
+                        reply = ("ok", pids)
                     except Exception as e:
+                        for pid in pids:
+                            os.kill(pid, 9)
                         reply = ("error", f"{e.__class__.__name__}: {e}")
                     finally:
                         for fd in fds:
@@ -93,8 +109,17 @@ def _wait(pid: int, pidfd: int) -> tuple:
     return status, rusage.ru_utime + rusage.ru_stime
 
 
-def _spawn(worker, req: tuple, fds: list) -> int:
-    _, role, target, limits, uid, workdir, payload_fd = req
+def _split(specs: list, fds: list):
+    """Pairs each child's spec with its share of the received descriptors."""
+    at = 0
+    for spec in specs:
+        n = spec[-1]
+        yield spec, fds[at:at + n]
+        at += n
+
+
+def _spawn(worker, spec: tuple, fds: list) -> int:
+    role, target, limits, uid, workdir, payload_fd, _ = spec
     fn = worker.resolve(target)
     pidns = worker.pidns
     if pidns:
