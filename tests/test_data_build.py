@@ -29,6 +29,9 @@ def _write_hefix(tmp_path):
         # The "bug" changes nothing: the build must keep and report it.
         _hefix_row(2, "double", "x", "def double(x):\n", "    return x + x\n", "    return 2 * x\n",
                    ["candidate(2) == 4"]),
+        # HumanEvalFix's canonical solution is wrong where EvalPlus's is right (3 / 2).
+        _hefix_row(3, "half", "x", "def half(x):\n", "    return x / 3\n", "    return x // 2\n",
+                   ["candidate(4) == 2"]),
     ]
     plus = [
         {"task_id": "HumanEval/0", "entry_point": "add", "prompt": "def add(a, b):\n",
@@ -38,6 +41,8 @@ def _write_hefix(tmp_path):
          "plus_input": [[[0.1, 0.2, 0.4]]], "atol": 0},
         {"task_id": "HumanEval/2", "entry_point": "double", "prompt": "def double(x):\n",
          "canonical_solution": "    return 2 * x\n", "base_input": [[3]], "plus_input": [[-4]], "atol": 0},
+        {"task_id": "HumanEval/3", "entry_point": "half", "prompt": "def half(x):\n",
+         "canonical_solution": "    return x / 2\n", "base_input": [[4]], "plus_input": [[3]], "atol": 0},
     ]
     fix_path, plus_path = tmp_path / "hefix.jsonl", tmp_path / "plus.jsonl"
     lines = [json.dumps(r) for r in rows]
@@ -69,20 +74,24 @@ def test_hefix_plus_build_checks_reports_resumes_and_loads(tmp_path):
     inputs = _write_hefix(tmp_path)
     out = str(tmp_path / "built")
     stats = build.build_dataset(dataset="hefix_plus", out_dir=out, inputs=inputs, options=OPTIONS)
-    assert stats["splits"] == {"test": {"problems": 3, "shards": 2, "tasks": 3}}
+    assert stats["splits"] == {"test": {"problems": 4, "shards": 2, "tasks": 4}}
     assert stats["malformed_rows"] == 1 and f"{inputs['humanevalfix']}:2" in stats["malformed_examples"][0]
     tasks = {t.task_id: t for f in build.split_files(out, "test") for t in read_all(f, TracedTask)}
     add = tasks["hefix_plus/0"]
     assert add.tests == ["assert add(1, 2) == 3", "assert add(2, 0) == 2"]
     assert add.eval_tests == ["assert add(1, 2) == 3", "assert add(0, 0) == 0", "assert add(5, -7) == -2"]
     assert [t.outcome for t in add.traces] == ["fail", "pass"] and "__return__=-1" in add.traces[0].traced_code
-    assert add.meta["checks"] == {"reference_tests": "pass", "buggy_tests": "fail",
-                                  "reference_eval_tests": "pass", "buggy_eval_tests": "fail"}
+    assert add.meta["checks"] == {"reference_tests": "pass", "buggy_tests": "fail", "reference_eval_tests": "pass",
+                                  "buggy_eval_tests": "fail", "evalplus_canonical_eval_tests": "pass"}
+    assert add.meta["reference_from"] == "humanevalfix"
     assert tasks["hefix_plus/1"].eval_tests[1].startswith("assert abs(mean([0.1, 0.2, 0.4]) - 0.2333")
     assert stats["notes"]["violations"] == [{"task_id": "hefix_plus/2", "why": "buggy program passes every eval test"}]
-    assert stats["counts"]["check"]["reference_eval_tests"] == {"pass": 3}
-    assert stats["counts"]["trace_outcome"] == {"fail": 2, "pass": 2}
-    assert stats["trace_tokens"]["n"] == 4 and stats["prompt_tokens"]["trace"]["n"] == 3
+    assert stats["counts"]["check"]["reference_eval_tests"] == {"pass": 3, "fail": 1}
+    assert stats["counts"]["check"]["evalplus_canonical_eval_tests"] == {"pass": 4}
+    assert stats["counts"]["reference_from"] == {"humanevalfix": 3, "evalplus": 1}
+    assert tasks["hefix_plus/3"].reference_fix == "def half(x):\n    return x / 2\n"
+    assert stats["counts"]["trace_outcome"] == {"fail": 3, "pass": 2}
+    assert stats["trace_tokens"]["n"] == 5 and stats["prompt_tokens"]["trace"]["n"] == 4
     assert stats["prompts_over_inputs_length"]["no_trace"]["limit"] == 300
     on_disk = json.loads(open(os.path.join(out, "stats.json")).read())
     assert on_disk["splits"] == stats["splits"] and on_disk["throughput"]["shards_built"] == 2

@@ -123,18 +123,21 @@ def test_expected_outputs_run_in_the_sandbox_and_bad_inputs_are_dropped():
                "        return object()\n"
                "    if n == 2:\n"
                "        return float('nan')\n"
+               "    if n == 7:\n"
+               "        import time\n"
+               "        time.sleep(0.4)\n"
                "    return [n] * n\n")
     problem = evalplus.PlusProblem(task_id="HumanEval/900", entry_point="f", program=program,
-                                   inputs=[[3], [0], [-1], [1], [2], [4], [5000]], atol=0, num_base=2)
+                                   inputs=[[3], [0], [-1], [1], [2], [4], [5000], [7]], atol=0, num_base=2)
     with SandboxPool(1, targets=[evalplus.TARGET]) as pool:
-        outputs = evalplus.expected_outputs(problem, pool, timeout_per_input_s=1.0)
-    assert [status for status, _ in outputs] == ["ok", "error", "timeout", "unplain", "ok", "ok", "ok"]
+        outputs = evalplus.expected_outputs(problem, pool, timeout_per_input_s=1.0, slow_s=0.2)
+    assert [status for status, _ in outputs] == ["ok", "error", "timeout", "unplain", "ok", "ok", "ok", "slow"]
     assert outputs[0] == ("ok", [3, 3, 3]) and "ValueError: zero" in outputs[1][1]
     counts = {}
     tests = evalplus.eval_tests(problem, outputs, counts, max_test_chars=200)
     assert tests == ["assert f(3) == [3, 3, 3]", "assert f(4) == [4, 4, 4, 4]"]
     assert counts == {"canonical_error": 1, "canonical_timeout": 1, "canonical_unplain": 1,
-                      "not_expressible": 1, "too_long": 1}
+                      "canonical_slow": 1, "not_expressible": 1, "too_long": 1}
 
 
 @pytest.mark.skipif(not os.path.isdir(SHARED), reason=f"public datasets not at {SHARED}")

@@ -172,22 +172,30 @@ def canonical_outputs(payload: dict):
     """Runs the canonical program on each input; emits ``(index, status, value)`` per input.
 
     status: 'ok' (value: the output), 'not_none' (value: whether the output is not None, for
-    answers that are not plain data by nature), 'unplain' or 'error' (value: a short reason).
+    answers that are not plain data by nature), 'slow' (value: seconds; the call took longer
+    than ``slow_s``), 'unplain' or 'error' (value: a short reason).
     Streaming per input keeps the outputs computed before a hang.
     """
+    import time
+
     from next_jax.execution.channel import emit
 
     namespace: Dict[str, Any] = {"__name__": "__main__"}
     exec(compile(payload["program"], "<canonical>", "exec"), namespace)  # noqa: S102
     fn = namespace[payload["entry_point"]]
     not_none = payload.get("not_none", False)
+    slow_s = payload.get("slow_s")
     for index, args in zip(payload["indices"], payload["inputs"]):
+        start = time.perf_counter()
         try:
             out = fn(*copy.deepcopy(args))
         except Exception as e:  # noqa: BLE001 - the input is reported, not the run aborted
             emit((index, "error", f"{type(e).__name__}: {e}"[:200]))
             continue
-        if not_none and not isinstance(out, bool):
+        seconds = time.perf_counter() - start
+        if slow_s is not None and seconds > slow_s:
+            emit((index, "slow", round(seconds, 3)))
+        elif not_none and not isinstance(out, bool):
             emit((index, "not_none", out is not None))
         elif _is_plain(out):
             emit((index, "ok", out))
@@ -196,8 +204,12 @@ def canonical_outputs(payload: dict):
 
 
 def expected_outputs(problem: PlusProblem, pool, *, timeout_per_input_s: float = 5.0,
-                     memory_bytes: int = 2 << 30) -> List[tuple]:
+                     slow_s: Optional[float] = None, memory_bytes: int = 2 << 30) -> List[tuple]:
     """``(status, value)`` for every input of ``problem``, computed in the sandbox.
+
+    With ``slow_s``, an input on which the canonical solution itself runs longer than that is
+    marked 'slow': a correct fix could not be told from a hanging one on it within a test
+    timeout of a few times ``slow_s`` (EvalPlus scales its time limits by the ground truth's).
 
     A run that stops early (time, memory, crash) marks the input it was on as 'timeout' (or
     'error') and the rest are run again from the next input, so one slow input costs its own
@@ -213,7 +225,7 @@ def expected_outputs(problem: PlusProblem, pool, *, timeout_per_input_s: float =
         limits = Limits(timeout_s=budget, cpu_s=budget, memory_bytes=memory_bytes)
         payload = {"program": problem.program, "entry_point": problem.entry_point,
                    "indices": todo, "inputs": [problem.inputs[i] for i in todo],
-                   "not_none": not_none}
+                   "not_none": not_none, "slow_s": slow_s}
         result = pool.run(TARGET, payload, limits)
         for message in result.messages:
             if isinstance(message, tuple) and len(message) == 3:

@@ -9,10 +9,18 @@ was published, so this is ours:
     (:mod:`check_suites`); ``eval_tests`` = every HumanEval+ input (base and plus) as an assert
     on the canonical solution's output, computed in the sandbox (:mod:`evalplus`).
 
-Every task is checked in the sandbox: the reference must pass all its tests and eval tests, and
-the buggy program must fail at least one eval test. A task where that does not hold is kept,
-marked in ``meta['checks']`` and listed in the build's stats (``violations``), never dropped
-silently.
+Every task is checked in the sandbox: EvalPlus's canonical solution (whose outputs the eval
+tests hold) must pass every eval test, HumanEvalFix's canonical solution every test, and the
+buggy program must fail at least one eval test. A task where that does not hold is kept, marked
+in ``meta['checks']`` and listed in the build's stats (``violations``), never dropped silently.
+
+EvalPlus corrected several of HumanEval's canonical solutions (e.g. ``filter_integers`` on
+booleans, ``change_base(0, b)``, ``vowels_count('')``), so HumanEvalFix's canonical solution,
+the natural ``reference_fix``, fails some eval tests. There ``reference_fix`` is EvalPlus's
+canonical solution instead and ``meta['reference_from']`` says ``evalplus``; that is counted.
+Inputs on which the canonical solution itself runs longer than a quarter of the test timeout
+are dropped (``eval_inputs_dropped/canonical_slow``): within the timeout, a correct fix could
+not be told from a hanging one on them.
 """
 
 from __future__ import annotations
@@ -72,11 +80,13 @@ def check_programs(task: RepairTask, checker, programs: Dict[str, Optional[str]]
     return dict(zip(programs, verdicts))
 
 
-def _checks(task: RepairTask, checker) -> Dict[str, str]:
-    """Verdict status of the reference and the buggy program on the tests and the eval tests."""
+def _checks(task: RepairTask, checker, evalplus_canonical: Optional[str]) -> Dict[str, str]:
+    """Verdict statuses of the canonical solutions and the buggy program on both test sets."""
     programs = {"reference": task.reference_fix, "buggy": task.buggy_code}
     out = {}
     for field in ("tests", "eval_tests"):
+        if field == "eval_tests" and evalplus_canonical is not None:
+            programs["evalplus_canonical"] = evalplus_canonical
         for who, verdict in check_programs(task, checker, programs, field).items():
             out[f"{who}_{field}"] = verdict.status
     return out
@@ -85,8 +95,9 @@ def _checks(task: RepairTask, checker) -> Dict[str, str]:
 def violations(checks: Dict[str, str]) -> List[str]:
     """What a HeFix+ task breaks, from its ``meta['checks']`` (empty when it is sound)."""
     why = []
-    if checks.get("reference_eval_tests") != "pass":
-        why.append(f"reference fails eval tests ({checks.get('reference_eval_tests')})")
+    canonical = "evalplus_canonical_eval_tests" if "evalplus_canonical_eval_tests" in checks else "reference_eval_tests"
+    if checks.get(canonical) != "pass":
+        why.append(f"canonical solution fails eval tests ({checks.get(canonical)})")
     if checks.get("reference_tests") != "pass":
         why.append(f"reference fails tests ({checks.get('reference_tests')})")
     if checks.get("buggy_eval_tests") == "pass":
@@ -99,20 +110,27 @@ def process_units(units: List[dict], ctx, stats) -> Iterator[RepairTask]:
     for unit in units:
         task = RepairTask.from_dict(unit["task"])
         counts: Dict[str, int] = {}
+        canonical = None
         if unit["plus"] is not None:
             problem = evalplus.PlusProblem(**unit["plus"])
-            outputs = evalplus.expected_outputs(problem, ctx.pool, timeout_per_input_s=ctx.test_timeout_s)
+            outputs = evalplus.expected_outputs(problem, ctx.pool, timeout_per_input_s=ctx.test_timeout_s,
+                                                slow_s=ctx.test_timeout_s / 4)
             eval_tests = evalplus.eval_tests(problem, outputs, counts)
             stats.add("eval_inputs", len(problem.inputs))
+            canonical = problem.program
         else:
             eval_tests = list(task.tests)
             counts["no_evalplus_problem"] = 1
         for reason, n in counts.items():
             stats.add(f"eval_inputs_dropped/{reason}", n)
         task = dataclasses.replace(task, eval_tests=eval_tests)
-        checks = _checks(task, ctx.checker)
-        task = dataclasses.replace(task, meta=dict(task.meta, checks=checks,
-                                                   eval_inputs_dropped=counts))
+        checks = _checks(task, ctx.checker, canonical)
+        meta = dict(task.meta, checks=checks, eval_inputs_dropped=counts, reference_from="humanevalfix")
+        if checks.get("reference_eval_tests") != "pass" and checks.get("evalplus_canonical_eval_tests") == "pass":
+            task = dataclasses.replace(task, reference_fix=canonical)
+            meta["reference_from"] = "evalplus"
+        stats.add(f"reference_from/{meta['reference_from']}")
+        task = dataclasses.replace(task, meta=meta)
         stats.add("eval_tests", len(eval_tests))
         for key, status in checks.items():
             stats.add(f"check/{key}/{status}")

@@ -107,7 +107,8 @@ def _eval_tests(task: RepairTask, unit: dict, ctx, stats) -> Tuple[List[str], st
         return list(task.eval_tests), "mbpp"
     problem = evalplus.PlusProblem(**unit["plus"])
     counts: Dict[str, int] = {}
-    outputs = evalplus.expected_outputs(problem, ctx.pool, timeout_per_input_s=ctx.test_timeout_s)
+    outputs = evalplus.expected_outputs(problem, ctx.pool, timeout_per_input_s=ctx.test_timeout_s,
+                                        slow_s=ctx.test_timeout_s / 4)
     tests = evalplus.eval_tests(problem, outputs, counts)
     for reason, n in counts.items():
         stats.add(f"eval_inputs_dropped/{reason}", n)
