@@ -158,3 +158,16 @@ def test_real_model_experiments_parse_with_their_required_paths(name):
         assert gin.query_parameter("%HARD_THRESHOLD") == 0.1 and gin.query_parameter("%NUM_SAMPLES") == 32
     finally:
         gin.clear_config()
+
+
+def test_glob_task_files_are_concatenated_in_name_order(tmp_path):
+    from next_jax.selftrain import loop
+
+    (tmp_path / "train-00001-of-00002.jsonl").write_text('{"b": 1}\n')
+    (tmp_path / "train-00000-of-00002.jsonl").write_text('{"a": 1}')
+    out = loop._materialize(str(tmp_path / "run"), "train", str(tmp_path / "train-*-of-*.jsonl"))
+    assert out == str(tmp_path / "run" / "data" / "train.jsonl")
+    assert open(out).read() == '{"a": 1}\n{"b": 1}\n'
+    assert loop._materialize(str(tmp_path / "run"), "dev", "dev.jsonl") == "dev.jsonl"
+    with pytest.raises(FileNotFoundError, match="match nothing"):
+        loop._materialize(str(tmp_path / "run"), "dev", str(tmp_path / "dev-*.jsonl"))

@@ -91,3 +91,24 @@ def test_objects_are_recorded_by_type_not_address():
     first = stages.jsonable({"vocabulary": seqio.ByteVocabulary()})
     assert first == stages.jsonable({"vocabulary": seqio.ByteVocabulary()})
     assert first["vocabulary"]["type"].endswith("ByteVocabulary") and first["vocabulary"]["vocab_size"] == 259
+
+
+def test_other_processes_follow_process_0_and_never_write(tmp_path, monkeypatch):
+    """A non-chief process takes process 0's decision and result (here: process 0 says 'run' and
+    then reports its result); it runs collective stages itself, other stages not at all, and it
+    writes no manifest, whatever its own disk holds."""
+    from next_jax.selftrain import multihost
+
+    told = [{"action": "run", "attempt": 1}, {"samples": 7}]
+    monkeypatch.setattr(multihost, "is_chief", lambda: False)
+    monkeypatch.setattr(multihost, "broadcast_json", lambda value: told.pop(0))
+    calls = []
+    stage = _stage(tmp_path)
+    assert stages.StageRunner().run(stage, lambda: calls.append("collective") or {"ignored": 1},
+                                    collective=True) == {"samples": 7}
+    told[:] = [{"action": "run", "attempt": 1}, {"passed": 3}]
+    assert stages.StageRunner().run(stage, lambda: calls.append("chief only"), collective=False) == {"passed": 3}
+    assert calls == ["collective"] and not (tmp_path / "iteration_0").exists()
+    told[:] = [{"action": "error", "message": "stage x: setting y changed"}]
+    with pytest.raises(stages.SettingsChangedError, match="setting y changed"):
+        stages.StageRunner().run(stage, lambda: {})
