@@ -144,7 +144,7 @@ def _model_config(model) -> ModelConfig:
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled_generate(config, partitioner, max_new_tokens, top_k_cap, pad_id):
+def compiled_generate(config, partitioner, max_new_tokens, top_k_cap, pad_id):
     """One jitted sampler per model and static settings, reused by later calls in the process
     (a NExT loop samples every iteration with the same model shapes)."""
     generate = functools.partial(
@@ -162,7 +162,7 @@ class _Sampler:
         self.params = params
         self.batch_size, self.width, self.num_samples, self.pad_id = batch_size, width, num_samples, pad_id
         self.sampling = sampling
-        self._generate = _compiled_generate(config, partitioner, max_new_tokens, top_k_cap, pad_id)
+        self._generate = compiled_generate(config, partitioner, max_new_tokens, top_k_cap, pad_id)
         self._shard_index, self._num_shards = partitioner.data_shard_info()
 
     def __call__(self, batch: Sequence[Example], seeds: np.ndarray):

@@ -42,6 +42,8 @@ RUN_MODES: Dict[str, str] = {
     "pipeline": "next_jax.pipeline:run_pipeline",
     "next": "next_jax.selftrain.loop:run_next",
     "train": "next_jax.train:train",
+    "demo": "next_jax.demo.run:run_demo",
+    "eval": "next_jax.evaluate:evaluate",
 }
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

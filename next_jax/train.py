@@ -35,7 +35,7 @@ decoder-only converter; the loss covers the ``targets`` tokens only when the tas
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence
 
 import jax
 import numpy as np
@@ -128,7 +128,7 @@ def get_dataset(task_name: str, task_feature_lengths: Mapping[str, int], *, spli
     return dataset.batch(batch_size, drop_remainder=repeat)
 
 
-def _host_shard(partitioner: partitioning.Partitioner, batch_size: int):
+def host_shard(partitioner: partitioning.Partitioner, batch_size: int):
     import seqio
 
     index, count = partitioner.data_shard_info()
@@ -137,50 +137,18 @@ def _host_shard(partitioner: partitioning.Partitioner, batch_size: int):
     return seqio.ShardInfo(index=index, num_shards=count), batch_size // count
 
 
-def _pad_rows(batch: dict, rows: int) -> dict:
-    """Pads a short final eval batch with all-zero rows (zero loss weight)."""
-    have = next(iter(batch.values())).shape[0]
-    if have == rows:
-        return batch
-    return {k: np.concatenate([v, np.zeros((rows - have,) + v.shape[1:], v.dtype)]) for k, v in batch.items()}
-
-
-def make_eval_fn(trainer: trainer_lib.Trainer, task_name: str, task_feature_lengths, *, split: str,
-                 batch_size: int, max_batches: Optional[int], writer=None):
-    """Teacher-forced evaluation over ``split`` (unpacked, in order); returns metrics per call."""
-    shard_info, local_rows = _host_shard(trainer.partitioner, batch_size)
-
-    def evaluate(params, step: int) -> dict:
-        dataset = get_dataset(task_name, task_feature_lengths, split=split, batch_size=local_rows, shuffle=False,
-                              seed=0, pack=False, repeat=False, shard_info=shard_info)
-        totals = None
-        for index, batch in enumerate(dataset.as_numpy_iterator()):
-            if max_batches is not None and index >= max_batches:
-                break
-            sums = trainer.eval_step(params, trainer.global_batch(_pad_rows(batch, local_rows)))
-            totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
-        if totals is None:
-            raise ValueError(f"eval split {split!r} of task {task_name!r} is empty")
-        values = {k: float(v) for k, v in lm_lib.summarize(jax.device_get(totals)).items()}
-        logging.info("eval at step %d on %s/%s: %s", step, task_name, split, values)
-        if writer is not None:
-            writer.write_scalars(step, values)
-            writer.flush()
-        return values
-
-    return evaluate
-
-
 def demo_repair_task(*, name: str = "demo_repair", seed: int = 0, num_train: int = 1024, num_eval: int = 64,
-                     vocabulary=None) -> str:
+                     vocabulary=None, pass_at_k: Sequence[int] = (1,)) -> str:
     """Registers the CPU demo's repair task (compact no-trace prompt -> one-line edit answer) and
     returns its name; splits 'train' and 'validation' are drawn procedurally, nothing is read.
+    Its inference metric is pass@k of answers equal to the reference answer.
 
     Gin: ``TASK_NAME = @train.demo_repair_task()``.
     """
     import seqio
     import tensorflow as tf
 
+    from next_jax import evaluate
     from next_jax.data import prompts
     from next_jax.demo import answers, domain
 
@@ -205,6 +173,7 @@ def demo_repair_task(*, name: str = "demo_repair", seed: int = 0, num_train: int
         preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos],
         output_features={"inputs": seqio.Feature(vocabulary, add_eos=False),
                          "targets": seqio.Feature(vocabulary, add_eos=True)},
+        metric_fns=[evaluate.pass_at_k_metric(ks=tuple(pass_at_k))] if pass_at_k else [],
     )
     return name
 
@@ -300,7 +269,7 @@ def train(
     partitioner = partitioner or partitioning.Partitioner(partitioning.make_mesh())
     optimizer = (optimizer or AdamW()).make(train_steps)
     trainer = trainer_lib.Trainer(lm, optimizer, partitioner, num_microbatches=num_microbatches, seed=seed)
-    shard_info, local_rows = _host_shard(partitioner, batch_size)
+    shard_info, local_rows = host_shard(partitioner, batch_size)
     if batch_size % (num_microbatches * partitioner.num_batch_shards):
         raise ValueError(
             f"train: batch_size={batch_size} must be a multiple of num_microbatches={num_microbatches} x "
@@ -366,8 +335,11 @@ def _run(lm, trainer, checkpointer, *, task_name, task_feature_lengths, batch_si
         writer.write_texts(0, {"config": text})
     eval_fn = None
     if eval_split is not None:
-        eval_fn = make_eval_fn(trainer, task_name, task_feature_lengths, split=eval_split, batch_size=batch_size,
-                               max_batches=eval_batches, writer=metric_writer(model_dir, "eval"))
+        from next_jax import evaluate
+
+        eval_fn = evaluate.TeacherForced(lm, trainer.partitioner, task_name, task_feature_lengths, split=eval_split,
+                                         batch_size=batch_size, max_batches=eval_batches,
+                                         writer=metric_writer(model_dir, "eval"))
     length = sum(task_feature_lengths.values())
     if peak_flops is None:
         peak_flops = trainer_lib.matmul_peak_flops(config.dtype)

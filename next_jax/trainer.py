@@ -8,7 +8,6 @@
   accumulated over ``num_microbatches`` slices of the batch (a ``lax.scan``: the gradient equals
   the whole batch's), clipping and update by the optimizer; jitted with the state's shardings and
   the state buffers donated, so parameters and moments are updated in place;
-- ``eval_step(params, batch) -> metric sums``: teacher-forced loss and accuracy.
 
 ``train_loop`` is the host side: it feeds batches, keeps each step's metrics on the device and
 fetches them once per summary period (one host sync per period, not per step), writes them with
@@ -64,9 +63,6 @@ class Trainer:
         self._train_step = partitioner.jit(
             self._step, in_shardings=(self.state_shardings, None), out_shardings=(self.state_shardings, None),
             donate_argnums=(0,),
-        )
-        self._eval_step = partitioner.jit(
-            self._eval, in_shardings=(self.state_shardings.params, None), out_shardings=partitioner.replicated
         )
         self._compiled = {}
         self.compile_seconds = 0.0
@@ -124,10 +120,6 @@ class Trainer:
         metrics["learning_rate"] = jnp.asarray(self.optimizer.learning_rate(state.step), jnp.float32)
         return state.apply_gradients(grads, self.optimizer.tx), metrics
 
-    def _eval(self, params, batch):
-        _, sums = self.model.loss_fn(params, batch)
-        return sums
-
     def _check_batch(self, batch) -> None:
         m = self.num_microbatches
         shards = self.partitioner.num_batch_shards
@@ -152,8 +144,6 @@ class Trainer:
             self.compile_seconds += time.monotonic() - start
         return self._compiled[key](state, batch)
 
-    def eval_step(self, params, batch):
-        return self._eval_step(params, batch)
 
 
 # ---------------------------------------------------------------------------------------------

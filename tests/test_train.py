@@ -44,7 +44,19 @@ def _params(checkpoint):
     return jax.device_get(params)
 
 
-def test_train_learns_writes_tensorboard_and_resumes_bitwise(task, tmp_path):
+def test_train_writes_tensorboard_checkpoints_and_returns_its_result(task, tmp_path):
+    result = _train(task, tmp_path, 2, eval_split="validation", eval_period=2, eval_batches=1)
+    assert result.step == 2 and result.checkpoint == str(tmp_path / "checkpoints" / "2")
+    losses = read_scalars(tmp_path / "train", "loss")
+    assert sorted(losses) == [1, 2] and result.metrics["loss"] == pytest.approx(losses[2])
+    for tag in ("accuracy", "learning_rate", "grad_norm", "tokens_per_s", "mfu", "step_time_s"):
+        assert len(read_scalars(tmp_path / "train", tag)) == 2, tag
+    assert read_scalars(tmp_path / "train", "compile_time_s")[1] > 0
+    assert set(read_scalars(tmp_path / "eval", "loss")) == {2}
+
+
+@pytest.mark.slow
+def test_train_learns_and_resumes_bitwise(task, tmp_path):
     straight = _train(task, tmp_path / "straight", 4, eval_split="validation", eval_period=4, eval_batches=1)
     assert straight.step == 4 and straight.checkpoint == str(tmp_path / "straight" / "checkpoints" / "4")
     losses = read_scalars(tmp_path / "straight" / "train", "loss")

@@ -1,0 +1,260 @@
+r"""Evaluation of trained checkpoints: teacher-forced metrics and inference (sampling) metrics.
+
+``evaluate(...)`` (``--run_mode=eval``) scores one checkpoint, the latest, or every checkpoint of
+a MODEL_DIR and writes TensorBoard event files under ``MODEL_DIR/eval`` at each checkpoint's step::
+
+    python -m next_jax.main --run_mode=eval \
+        --gin_file=gin_configs/experiments/train_tiny_cpu.gin --gin.MODEL_DIR=\"/tmp/train_tiny\"
+
+Two kinds of evaluators, both ``evaluator(params, step) -> metrics`` (the trainer calls them too):
+
+- :class:`TeacherForced`: loss and next-token accuracy on the targets of a split (unpacked rows,
+  in order, padded to whole batches with zero-weight rows);
+- :class:`InferenceEvaluator`: samples ``num_samples`` answers per prompt with next_jax's sampler
+  and hands them to ``seqio.Evaluator``, which applies the task's own metric functions. The
+  prediction is the first sample; every sample's text is passed as the aux value ``samples``, so
+  a metric such as :func:`pass_at_k_metric` (with a judge that runs the fix in the executor)
+  scores pass@k. Further evaluators (e.g. with/without trace prompts, proxy evaluation) plug in
+  through ``evaluate(evaluators=...)``: any object with that call signature.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
+
+import jax
+import numpy as np
+from absl import logging
+
+from next_jax import checkpoints, io, partitioning
+from next_jax.models import lm as lm_lib
+from next_jax.models import weights
+
+
+def _pad_rows(batch: dict, rows: int) -> dict:
+    have = next(iter(batch.values())).shape[0]
+    if have == rows:
+        return batch
+    return {k: np.concatenate([v, np.zeros((rows - have,) + v.shape[1:], v.dtype)]) for k, v in batch.items()}
+
+
+class TeacherForced:
+    """Target-token loss and accuracy of a split, as TrainState-independent sums over batches."""
+
+    def __init__(self, model: lm_lib.DecoderLM, partitioner: partitioning.Partitioner, task_name: str,
+                 task_feature_lengths: Mapping[str, int], *, split: str = "validation", batch_size: int = 8,
+                 max_batches: Optional[int] = None, writer=None, prefix: str = ""):
+        from next_jax import train  # the input pipeline lives with the trainer
+
+        self._train = train
+        self.model, self.partitioner = model, partitioner
+        self.task_name, self.task_feature_lengths, self.split = task_name, dict(task_feature_lengths), split
+        self.shard_info, self.local_rows = train.host_shard(partitioner, batch_size)
+        self.max_batches, self.writer, self.prefix = max_batches, writer, prefix
+        self._step = partitioner.jit(lambda params, batch: model.loss_fn(params, batch)[1],
+                                     out_shardings=partitioner.replicated)
+
+    def __call__(self, params, step: int) -> dict:
+        dataset = self._train.get_dataset(
+            self.task_name, self.task_feature_lengths, split=self.split, batch_size=self.local_rows,
+            shuffle=False, seed=0, pack=False, repeat=False, shard_info=self.shard_info)
+        totals = None
+        for index, batch in enumerate(dataset.as_numpy_iterator()):
+            if self.max_batches is not None and index >= self.max_batches:
+                break
+            batch = _pad_rows(batch, self.local_rows)
+            axes = {k: ("batch",) + (None,) * (v.ndim - 1) for k, v in batch.items()}
+            sums = self._step(params, self.partitioner.global_batch(batch, axes))
+            totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
+        if totals is None:
+            raise ValueError(f"eval split {self.split!r} of task {self.task_name!r} is empty")
+        values = {f"{self.prefix}{k}": float(v) for k, v in lm_lib.summarize(jax.device_get(totals)).items()}
+        logging.info("eval at step %d on %s/%s: %s", step, self.task_name, self.split, values)
+        if self.writer is not None:
+            self.writer.write_scalars(step, values)
+            self.writer.flush()
+        return values
+
+
+# ---------------------------------------------------------------------------------------------
+# Inference evaluation.
+
+
+def pass_at_k_metric(judge: Callable[[object, str], bool] = None, ks: Sequence[int] = (1,)):
+    """A seqio metric fn ``(targets, predictions, aux_values) -> {'pass@k': ...}``.
+
+    ``judge(target, sample_text)`` says whether one sample passes (default: the text equals the
+    target). A repair task passes a judge that runs the sample's fix against the task's tests.
+    """
+    from next_jax.evaluation import metrics
+
+    judge = judge or (lambda target, text: str(text).strip() == str(target).strip())
+
+    def metric_fn(targets, predictions, aux_values):
+        del predictions
+        counts = {}
+        for index, (target, samples) in enumerate(zip(targets, aux_values["samples"])):
+            counts[str(index)] = (len(samples), sum(bool(judge(target, s)) for s in samples))
+        return metrics.pass_at_k(counts, ks)
+
+    return metric_fn
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerSettings:
+    num_samples: int = 1
+    temperature: float = 0.0
+    top_k: int = 0
+    top_p: float = 1.0
+    max_new_tokens: int = 64
+    batch_size: int = 8
+    seed: int = 0
+
+
+class InferenceEvaluator:
+    """Samples answers with next_jax's sampler and scores them with the task's seqio metrics."""
+
+    def __init__(self, model: lm_lib.DecoderLM, partitioner: partitioning.Partitioner, task_name: str,
+                 task_feature_lengths: Mapping[str, int], *, split: str = "validation",
+                 sampler: SamplerSettings = SamplerSettings(), num_examples: Optional[int] = None,
+                 log_dir: Optional[str] = None, writer=None):
+        import seqio
+
+        self.model, self.partitioner, self.sampler = model, partitioner, sampler
+        self.writer = writer
+        self.vocabulary = seqio.get_mixture_or_task(task_name).output_features["targets"].vocabulary
+        self.width = int(task_feature_lengths["inputs"])
+        self._evaluator = seqio.Evaluator(
+            mixture_or_task_name=task_name,
+            feature_converter=seqio.DecoderFeatureConverter(pack=False),
+            eval_split=split, sequence_length=dict(task_feature_lengths), num_examples=num_examples,
+            use_memory_cache=True, async_compute_metrics=False,
+            logger_cls=(), log_dir=log_dir,
+        )
+
+    def _generate(self):
+        from next_jax import infer
+
+        s = self.sampler
+        return infer.compiled_generate(self.model.config, self.partitioner, s.max_new_tokens, 64, 0)
+
+    def __call__(self, params, step: int) -> dict:
+        from next_jax import decoding
+
+        s = self.sampler
+        generate = self._generate()
+        stop_ids = [int(self.vocabulary.eos_id)] if self.vocabulary.eos_id is not None else []
+        sampling = decoding.SamplingParams.make(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
+                                                stop_ids=stop_ids)
+
+        def predict_with_aux(dataset):
+            indices, prompts = [], []
+            for index, features in dataset.as_numpy_iterator():
+                tokens = np.asarray(features["decoder_target_tokens"])
+                n_inputs = max(int(np.sum(features.get("decoder_causal_attention", tokens > 0))) - 1, 1)
+                indices.append(int(index))
+                prompts.append(tokens[:n_inputs][-self.width:])
+            outputs, texts = [], []
+            for start in range(0, len(prompts), s.batch_size):
+                chunk = prompts[start:start + s.batch_size]
+                prompt = np.zeros((s.batch_size, self.width), np.int32)
+                lengths = np.ones((s.batch_size,), np.int32)
+                for i, p in enumerate(chunk):
+                    prompt[i, :len(p)], lengths[i] = p, len(p)
+                seeds = [[decoding.derive_seed(s.seed, str(indices[start + i] if i < len(chunk) else -1), j)
+                          for j in range(s.num_samples)] for i in range(s.batch_size)]
+                inputs = self.partitioner.global_batch(
+                    {"p": prompt, "l": lengths, "s": decoding.seed_key_data(seeds)})
+                out = generate(params, inputs["p"], inputs["l"], inputs["s"], sampling)
+                tokens, out_lengths = np.asarray(out.tokens), np.asarray(out.lengths)
+                for i in range(len(chunk)):
+                    rows = [tokens[i, j, :out_lengths[i, j]] for j in range(s.num_samples)]
+                    outputs.append(tokens[i, 0])
+                    texts.append([self.vocabulary.decode(r.tolist()) for r in rows])
+            return list(zip(indices, outputs)), {"samples": texts}
+
+        all_metrics, _ = self._evaluator.evaluate(compute_metrics=True, step=step,
+                                                  predict_with_aux_fn=predict_with_aux)
+        result = all_metrics.result() if hasattr(all_metrics, "result") else all_metrics
+        values = {}
+        for task, task_metrics in result.items():
+            for name, value in task_metrics.items():
+                value = getattr(value, "value", value)
+                if isinstance(value, (int, float, np.floating, np.integer)):
+                    values[f"{task}/{name}"] = float(value)
+        logging.info("inference eval at step %d: %s", step, values)
+        if self.writer is not None and values:
+            self.writer.write_scalars(step, values)
+            self.writer.flush()
+        return values
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry.
+
+
+def checkpoints_to_evaluate(model_dir: str, which: Union[str, int]) -> list:
+    """Step paths of MODEL_DIR to score: 'latest', 'all', or one step number."""
+    directory = checkpoints.checkpoint_dir(model_dir)
+    steps = sorted(int(n) for n in io.listdir(directory) if n.isdigit()) if io.isdir(directory) else []
+    if not steps:
+        raise FileNotFoundError(f"evaluate: {directory} holds no checkpoints; train first or give checkpoint=...")
+    if which == "latest":
+        steps = steps[-1:]
+    elif which != "all":
+        if int(which) not in steps:
+            raise FileNotFoundError(f"evaluate: no checkpoint for step {which} in {directory} (has {steps})")
+        steps = [int(which)]
+    return [(step, io.join(directory, str(step))) for step in steps]
+
+
+def evaluate(
+    *,
+    model,
+    task_name: str,
+    task_feature_lengths: Mapping[str, int],
+    model_dir: str,
+    checkpoint_steps: Union[str, int] = "latest",
+    checkpoint: Optional[str] = None,
+    split: str = "validation",
+    batch_size: int = 8,
+    eval_batches: Optional[int] = None,
+    partitioner: Optional[partitioning.Partitioner] = None,
+    inference: Optional[SamplerSettings] = None,
+    evaluators: Iterable[Callable] = (),
+) -> dict:
+    """Scores checkpoints of ``model_dir``; returns {step: metrics}.
+
+    Args:
+      model: the DecoderLM or ModelConfig that was trained.
+      task_name, task_feature_lengths, split: what to evaluate on (a registered SeqIO task).
+      model_dir: the training run; results go to ``model_dir/eval`` (TensorBoard).
+      checkpoint_steps: 'latest', 'all', or a step number.
+      checkpoint: instead, one explicit checkpoint (orbax or Hugging Face), logged at step 0.
+      batch_size, eval_batches: teacher-forced eval batches (all when eval_batches is None).
+      inference: sampler settings for an InferenceEvaluator (None = teacher-forced only).
+      evaluators: further callables ``(params, step) -> metrics``.
+    """
+    from next_jax import train
+
+    lm = train.as_lm(model)
+    train.check_task(task_name, task_feature_lengths, lm.config)
+    partitioner = partitioner or partitioning.Partitioner(partitioning.make_mesh())
+    writer = train.metric_writer(model_dir, "eval")
+    run = [TeacherForced(lm, partitioner, task_name, task_feature_lengths, split=split, batch_size=batch_size,
+                         max_batches=eval_batches, writer=writer)]
+    if inference is not None:
+        run.append(InferenceEvaluator(lm, partitioner, task_name, task_feature_lengths, split=split,
+                                      sampler=inference, writer=writer))
+    run.extend(evaluators)
+    targets = [(0, checkpoint)] if checkpoint is not None else checkpoints_to_evaluate(model_dir, checkpoint_steps)
+    results = {}
+    for step, path in targets:
+        params, _ = weights.load_params(path, lm.config, partitioner)
+        metrics = {}
+        for evaluator in run:
+            metrics.update(evaluator(params, step))
+        results[step] = metrics
+    writer.close()
+    return results
