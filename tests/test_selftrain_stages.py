@@ -112,3 +112,11 @@ def test_other_processes_follow_process_0_and_never_write(tmp_path, monkeypatch)
     told[:] = [{"action": "error", "message": "stage x: setting y changed"}]
     with pytest.raises(stages.SettingsChangedError, match="setting y changed"):
         stages.StageRunner().run(stage, lambda: {})
+
+
+def test_a_setting_the_older_code_did_not_have_is_not_a_change(tmp_path):
+    stage = _stage(tmp_path)
+    stages.StageRunner().run(stage, lambda: {"n": 1})
+    upgraded = stages.Stage(name=stage.name, directory=stage.directory, inputs=stage.inputs,
+                            settings={"sampling": {"temperature": 0.8, "num_samples": 4, "new_knob": "default"}})
+    assert stages.StageRunner().run(upgraded, lambda: {"n": 2}) == {"n": 1}

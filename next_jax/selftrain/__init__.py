@@ -14,8 +14,9 @@ setting is an argument or a settings object::
         model=config,                        # a ModelConfig (the gin MODEL)
         vocabulary=vocabulary,               # the seqio vocabulary of the model
         base_checkpoint="/tmp/boot/checkpoints/400",   # orbax or Hugging Face dir; None = random init
-        train_file="train.jsonl",            # TracedTask JSON Lines: D
+        train_file="train.jsonl",            # TracedTask JSON Lines: D (any file may be a glob over shards)
         dev_file="dev.jsonl",                # TracedTask JSON Lines: D_dev (scored on eval_tests)
+        test_file=None,                      # optional: another set every iteration is scored on (HeFix+)
         seed_file="seed.jsonl",              # optional: tasks with meta['answer'] (the answer text)
         exemplars_file=None,                 # optional: few-shot exemplars (meta['answer']) for the base model
         few_shot=True,                       # base model prompted with them (default: the format's own,
@@ -33,10 +34,11 @@ setting is an argument or a settings object::
                                 variants=("trace",), greedy=False, ks=(1,)),
         execution=ExecutionSettings(workers=2, test_timeout_s=1.0),
         partitioner=None,                    # a partitioning.Partitioner; default: all devices, data parallel
+        sampling_partitioner=None,           # the sampler's mesh (default: the same)
     )
     result["dev_pass_at_1"]    # [base model, after iteration 0's fine-tune, ...]  (fractions)
     result["best_iteration"], result["best_checkpoint"]
-    result["iterations"][i]    # {"dev": {...pass@k per variant, greedy, proxy}, "hard", "samples",
+    result["iterations"][i]    # {"dev": {...pass@k per variant, greedy, proxy}, "test", "hard", "samples",
                                #  "samples_passed", "build": {size, coverage, accepted_per_problem_*,
                                #  examples}, "finetune": {checkpoint, num_steps}, "timings_s": {...}}
 

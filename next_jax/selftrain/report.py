@@ -35,23 +35,11 @@ def examples(samples, verdicts, tasks: Mapping, count: int) -> list:
     return picked["pass"] + picked["other"]
 
 
-def _dev_scalars(dev: Mapping) -> dict:
-    out = {}
-    for variant in ("trace", "no_trace"):
-        for key, value in (dev.get(variant) or {}).items():
-            if key.startswith("pass@"):
-                out[f"dev/{variant}/{key}"] = value
-    for variant, value in (dev.get("greedy") or {}).items():
-        out[f"dev/{variant}/greedy_pass@1"] = value
-    for key, value in (dev.get("proxy") or {}).items():
-        if key.startswith("pass@"):
-            out[f"dev/proxy/{key}"] = value
-    return out
-
-
 def iteration_scalars(row: Mapping) -> dict:
-    scalars = _dev_scalars(row.get("dev") or {})
-    scalars.update({"test/" + k[len("dev/"):]: v for k, v in _dev_scalars(row.get("test") or {}).items()})
+    from next_jax.evaluation.repair import flat_metrics
+
+    scalars = flat_metrics(row.get("dev") or {}, prefix="dev/")
+    scalars.update(flat_metrics(row.get("test") or {}, prefix="test/"))
     if "build" in row:
         b = row["build"]
         scalars.update({"hard_problems": row["hard"], "coverage": b["coverage"], "b_size": b["size"],
@@ -117,7 +105,7 @@ def render_markdown(result: Mapping, ks: Sequence[int]) -> str:
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["", "## Self-training data", "",
-              "| iteration | |D_H| | samples | passing | coverage % | |B(i)| | accepted/problem mean | max | fine-tune steps |",
+              "| iteration | \\|D_H\\| | samples | passing | coverage % | \\|B(i)\\| | accepted/problem mean | max | fine-tune steps |",
               "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         if "build" not in row:
@@ -150,12 +138,12 @@ def plot_png(result: Mapping, ks: Sequence[int]) -> bytes:
     rows = result["iterations"]
     xs = [row["iteration"] for row in rows]
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
-    for k in ks:
+    for index, k in enumerate(ks):  # one colour per k; solid, dashed, dotted per variant
         for key, style, label in (("trace", "-o", "traces"), ("no_trace", "--s", "no traces"),
                                   ("proxy", ":^", "proxy")):
             ys = [(row["dev"].get(key) or {}).get(f"pass@{k}") for row in rows]
             if any(y is not None for y in ys):
-                ax.plot(xs, [100 * y if y is not None else float("nan") for y in ys], style,
+                ax.plot(xs, [100 * y if y is not None else float("nan") for y in ys], style, color=f"C{index}",
                         label=f"pass@{k} ({label})")
     ax.set_xlabel("iteration")
     ax.set_ylabel("dev pass@k (%)")

@@ -88,10 +88,15 @@ def _flatten(value: Any, prefix: str = "") -> Dict[str, Any]:
 
 
 def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list:
-    """['name: old -> new', ...] for every leaf that differs (nested keys joined with '.')."""
+    """['name: old -> new', ...] for every leaf both have and that differs (nested keys joined
+    with '.'). A leaf only one side has is a setting one version of the code did not know (e.g. a
+    new ModelConfig field with its default), not a changed setting, so upgrading next_jax does not
+    invalidate a run; such leaves are logged."""
     a, b = _flatten(jsonable(old)), _flatten(jsonable(new))
-    return [f"{key}: {a.get(key, '<unset>')!r} -> {b.get(key, '<unset>')!r}"
-            for key in sorted(set(a) | set(b)) if a.get(key, "<unset>") != b.get(key, "<unset>")]
+    one_sided = sorted(set(a) ^ set(b))
+    if one_sided:
+        logging.info("settings known to only one of the manifest and this run (not compared): %s", one_sided)
+    return [f"{key}: {a[key]!r} -> {b[key]!r}" for key in sorted(set(a) & set(b)) if a[key] != b[key]]
 
 
 @dataclasses.dataclass
