@@ -7,7 +7,8 @@ run's: memory (``memory.max`` / ``memory.limit_in_bytes``, swap included where t
 accounts it), process count (``pids.max``), CPU time (read by the worker, which kills the run
 when the tree's total passes its limit) and an OOM-kill counter (the verdict says "memory").
 Sibling leaves get equal CPU weight, so a run that starts 60 spinning processes gets the same
-share of the machine as a run with one.
+share of the machine as a run with one; their parent weighs as much as one process per CPU
+against the machine's other processes (a whole pool cannot use more than that anyway).
 
 Files are opened once, before the worker makes the file tree read-only; later reads and writes
 go through those descriptors. Where neither version is usable (no root, cgroups not mounted,
@@ -81,6 +82,10 @@ class RunGroup:
         return 0
 
 
+def _cpus() -> int:
+    return os.cpu_count() or 1
+
+
 def _open_files(files: Dict[str, tuple]) -> Dict[str, int]:
     """Opens each (dir, name): limits for writing, counters (cpu, oom) for reading."""
     return {key: os.open(os.path.join(d, f), os.O_RDONLY if key in ("cpu", "oom") else os.O_WRONLY)
@@ -98,6 +103,7 @@ def _v2(name: str) -> Optional[RunGroup]:
     parent = os.path.join(ROOT, PARENT)
     os.makedirs(parent, exist_ok=True)
     _write_file(os.path.join(parent, "cgroup.subtree_control"), "+memory +pids +cpu")
+    _write_file(os.path.join(parent, "cpu.weight"), str(min(10000, 100 * _cpus())))
     leaf = os.path.join(parent, name)
     os.makedirs(leaf, exist_ok=True)
     fds = _open_files({"memory": (leaf, "memory.max"), "pids": (leaf, "pids.max"),
@@ -120,6 +126,8 @@ def _v1(name: str) -> Optional[RunGroup]:
         leaves[controller] = os.path.join(os.path.realpath(base), PARENT, name)
     for leaf in set(leaves.values()):
         os.makedirs(leaf, exist_ok=True)
+    if "cpu" in leaves:
+        _write_file(os.path.join(os.path.dirname(leaves["cpu"]), "cpu.shares"), str(1024 * _cpus()))
     mem, pids, acct = leaves["memory"], leaves["pids"], leaves["cpuacct"]
     fds = _open_files({"memory": (mem, "memory.limit_in_bytes"), "oom": (mem, "memory.oom_control"),
                        "pids": (pids, "pids.max"), "cpu": (acct, "cpuacct.usage")})

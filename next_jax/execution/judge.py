@@ -30,9 +30,9 @@ What crosses back and how it is rebuilt here:
 covers malformed or oversized replies and a candidate that died; once one happened, the test's
 outcome is ``error`` whatever the test then did.
 
-Reports, one ``emit`` each: ``('p', outcome, detail)`` for the program, then ``('t', i,
-outcome, line, detail)`` per test, outcome one of pass | fail | error | timeout; ``line`` is
-the test's line that failed (0 when unknown).
+Reports, sent together when the run ends (the result of the run): ``('p', outcome, detail)``
+for the program, then ``('t', i, outcome, line, detail)`` per test, outcome one of pass | fail
+| error | timeout; ``line`` is the test's line that failed (0 when unknown).
 """
 
 from __future__ import annotations
@@ -369,9 +369,10 @@ def _disarm() -> None:
 def serve(_payload: Any) -> None:
     """Sandbox target of a worker's judge process: one judged run after another.
 
-    For each run the worker sends, on the control socket (descriptor 4), the two pipe ends to
-    that run's fresh candidate process, then the payload on descriptor 5. The judge runs the
-    tests (``run_tests``), emits its reports, and ends the run with a result frame. It holds
+    For each run the worker sends, on the control socket (descriptor 4), the run's number and
+    the two pipe ends to that run's fresh candidate process, then the payload on descriptor 5.
+    The judge runs the tests (``run_tests``) and ends the run with one result frame: (run
+    number, reports). It holds
     no state between runs but imported modules; the worker replaces it after a timeout.
     """
     import marshal
@@ -386,19 +387,20 @@ def serve(_payload: Any) -> None:
             frame = channel.read_frame(PAYLOAD_FD)
             if frame is None:
                 return None
-            run_tests(marshal.loads(frame[1]), Candidate(*fds[:2]))
+            reports = run_tests(marshal.loads(frame[1]), Candidate(*fds[:2]))
         finally:
             for fd in fds:
                 os.close(fd)
-        channel.write_frame(3, channel.KIND_RESULT, plain.dumps(None))
+        channel.write_frame(3, channel.KIND_RESULT, plain.dumps((int(msg), reports)))
 
 
-def run_tests(payload: dict, cand: Candidate) -> None:
-    """Runs one sample's tests against ``cand``. payload: {'program': [marshal code],
-    'tests': [marshal code], 'names': [names the tests read], 'timeout': s, 'modules':
-    [importable non-stdlib modules]}."""
+def run_tests(payload: dict, cand: Candidate) -> list:
+    """Runs one sample's tests against ``cand``; returns the reports. payload: {'program':
+    [marshal code], 'tests': [marshal code], 'names': [names the tests read], 'timeout': s,
+    'modules': [importable non-stdlib modules]}."""
     import marshal
     timeout = float(payload["timeout"])
+    reports: list = []
     cand.modules = frozenset(payload.get("modules", ()))
     try:
         _arm(timeout)
@@ -407,9 +409,9 @@ def run_tests(payload: dict, cand: Candidate) -> None:
     except BaseException as e:
         _disarm()
         kind = "timeout" if isinstance(e, TestTimeout) else "error"
-        channel.emit(("p", kind, _describe(e)))
-        return
-    channel.emit(("p", "ok", ""))
+        reports.append(("p", kind, _describe(e)))
+        return reports
+    reports.append(("p", "ok", ""))
     ns: Dict[str, Any] = {"__name__": "__test__", "__builtins__": builtins, STRICT_EQ: strict_eq}
     ns.update(found)
     for i, code in enumerate(payload["tests"]):
@@ -432,6 +434,7 @@ def run_tests(payload: dict, cand: Candidate) -> None:
                 detail += _last_result(cand)
         if cand.fault and outcome == "pass":
             outcome, detail = "error", cand.fault
-        channel.emit(("t", i, outcome, line, detail))
+        reports.append(("t", i, outcome, line, detail))
         if outcome == "timeout" or cand.fault:
             break
+    return reports

@@ -60,6 +60,7 @@ class SandboxWorker:
         self.targets: Dict[str, Callable] = {}
         isolation.set_no_new_privs()
         isolation.set_no_core_dumps()
+        isolation.set_short_time_slice()
         self.workdir = os.path.join(self.mech.scratch, "work")
         self._prepare_child_state()
         self.zygote: Optional[socket.socket] = None
@@ -71,6 +72,9 @@ class SandboxWorker:
         self.cpu_mark = self.group.cpu_seconds() if self.group else 0.0
         self.oom_mark = self.group.oom_kills() if self.group else 0
         self.judge: Optional[_Judge] = None
+        self.spare: Optional[_Spare] = None  # a candidate forked ahead for the next judged run
+        self.last_key: Optional[tuple] = None
+        self.runs = 0  # judged runs so far: the judge tags each result with its number
 
     def _prepare_child_state(self) -> None:
         """Sets up, once, the process state every child inherits, so a fork has less to do."""
@@ -145,6 +149,7 @@ class SandboxWorker:
             except Exception as e:  # a bug or a resource failure here must not kill the pool
                 result = ("error", None, [], "", "", 0.0, f"worker: {e.__class__.__name__}: {e}", "")
             channel.write_frame(resp_fd, 0, marshal.dumps((seq,) + result))
+            self._prepare_spare()
 
     # ----------------------------------------------------------------------------------------
 
@@ -176,34 +181,49 @@ class SandboxWorker:
             return r, w
 
         pids: Dict[str, int] = {}
+        pinned: Dict[str, int] = {}  # role -> pidfd (-1: it ended before it could be pinned)
         judge = None
         try:
-            out_r, out_w = pipe()
-            err_r, err_w = pipe()
             if partner:
                 judge = self._judge(target, limits)
-                req_r, req_w = pipe()
-                rep_r, rep_w = pipe()
-                pids["candidate"] = self._spawn(
-                    [("candidate", partner, limits, self.uid, workdir, 0, 4)],
-                    [out_w, err_w, req_r, rep_w])[0]
-                socket.send_fds(judge.control, [b"run"], [req_w, rep_r])
+                spare = self._candidate(partner, limits, workdir)
+                pids["candidate"] = spare.pid
+                pinned["candidate"] = spare.pidfd
+                spare.pidfd = -1  # owned by this run now
+                self.last_key = spare.key if self.mech.mount_namespace else None
+                opened[:] = [spare.out_r, spare.err_r, spare.req_w, spare.rep_r]
+                out_r, err_r = spare.out_r, spare.err_r
+                self.runs += 1
+                socket.send_fds(judge.control, [str(self.runs).encode()], [spare.req_w, spare.rep_r])
+                body = marshal.dumps(payload)
+                pending = _write_some(judge.pay_w, channel.HEADER.pack(len(body), 0) + body)
                 res_r, pay_w = judge.res_r, judge.pay_w
                 keep = {out_r, err_r}
             else:
+                out_r, out_w = pipe()
+                err_r, err_w = pipe()
                 res_r, res_w = pipe()
                 pay_r, pay_w = pipe()
                 pids["main"] = self._spawn([("single", target, limits, self.uid, workdir, 4, 4)],
                                            [out_w, err_w, res_w, pay_r])[0]
+                pinned["main"] = _pidfd(pids["main"])
                 keep = {out_r, err_r, res_r, pay_w}
+                body = marshal.dumps(payload)
+                pending = channel.HEADER.pack(len(body), 0) + body
             for fd in opened:
                 if fd not in keep:
                     os.close(fd)
             opened[:] = list(keep)
-            body = marshal.dumps(payload)
-            return self._supervise(pids, t0, limits, out_r, err_r, res_r, pay_w,
-                                   channel.HEADER.pack(len(body), 0) + body, judge)
+            return self._supervise(pids, pinned, t0, limits, out_r, err_r, res_r, pay_w, pending,
+                                   judge)
+        except BaseException:
+            if judge is not None:  # it may be mid-run: its next result would be this run's
+                self._drop_judge()
+            raise
         finally:
+            for fd in pinned.values():
+                if fd >= 0:
+                    os.close(fd)
             for fd in opened:
                 os.close(fd)
             for pid in pids.values():
@@ -213,6 +233,43 @@ class SandboxWorker:
             if not self.mech.mount_namespace:
                 _remove_tree(workdir)
 
+    def _candidate(self, partner: str, limits: tuple, workdir: str) -> "_Spare":
+        """A candidate process for this run: the one forked ahead of time if it fits (same
+        target and rlimits, alive), else a new one. Either way it has held nothing yet."""
+        spare, self.spare = self.spare, None
+        key = (partner, tuple(limits[1:5]), workdir)
+        if spare is not None:
+            if spare.key == key and not spare.dead():
+                return spare
+            self._kill(spare.pid)
+            self.zombies.append(spare.pid)
+            spare.close()
+        return self._fork_candidate(key)
+
+    def _fork_candidate(self, key: tuple) -> "_Spare":
+        partner, rlimits, workdir = key
+        ends = [os.pipe() for _ in range(4)]  # stdout, stderr, requests, replies
+        try:
+            pid = self._spawn([("candidate", partner, (0.0, *rlimits, 0, 0), self.uid, workdir, 0, 4)],
+                              [ends[0][1], ends[1][1], ends[2][0], ends[3][1]])[0]
+        except BaseException:
+            for r, w in ends:
+                os.close(r), os.close(w)
+            raise
+        for fd in (ends[0][1], ends[1][1], ends[2][0], ends[3][1]):
+            os.close(fd)
+        return _Spare(key, pid, ends[0][0], ends[1][0], ends[2][1], ends[3][0], _pidfd(pid))
+
+    def _prepare_spare(self) -> None:
+        """Forks the next candidate while the parent reads the last result, so the fork and
+        the candidate's namespace set-up are off the next run's path."""
+        if self.last_key is None or self.spare is not None or self.broken:
+            return
+        try:
+            self.spare = self._fork_candidate(self.last_key)
+        except Exception:
+            self.spare = None
+
     def _spawn(self, specs: list, fds: list) -> List[int]:
         forget, self.zombies = self.zombies, []
         return self._ask(("spawn", specs, forget), fds)[0]
@@ -221,7 +278,8 @@ class SandboxWorker:
         """The worker's judge process, started (from the zygote) when none is alive or its
         limits differ; it serves this worker's judged runs one after another."""
         key = (target, limits[2], limits[3], limits[4])
-        if self.judge is not None and self.judge.key != key:
+        if self.judge is not None and (self.judge.key != key or select.select(
+                [self.judge.pidfd], [], [], 0)[0]):  # other limits, or it died between runs
             self._drop_judge()
         if self.judge is None:
             res_r, res_w = os.pipe()
@@ -247,7 +305,8 @@ class SandboxWorker:
                 self._ask(("reap", j.pid))
             j.close()
 
-    def _supervise(self, pids: Dict[str, int], t0: float, limits: tuple, out_fd: int,
+    def _supervise(self, pids: Dict[str, int], pinned: Dict[str, int], t0: float, limits: tuple,
+                   out_fd: int,
                    err_fd: int, res_fd: int, pay_fd: int, payload: bytes,
                    judge: Optional["_Judge"] = None):
         timeout_s, cpu_s, _, _, _, max_output_bytes, max_result_bytes = limits
@@ -259,19 +318,26 @@ class SandboxWorker:
         killed_for = None
         cpu0, oom0 = self.cpu_mark, self.oom_mark  # the group's counters when the last run ended
         next_cpu_check = t0 + _CPU_POLL_S
-        pidfds = {os.pidfd_open(pid): role for role, pid in pids.items()}
+        exited: Dict[str, Any] = {}
+        pidfds = {}
+        for role, fd in list(pinned.items()):
+            del pinned[role]  # closed below, with the run
+            if fd < 0:
+                exited[role] = True
+            else:
+                pidfds[fd] = role
         if judge is not None:
             pidfds[judge.pidfd] = "main"
             pids["main"] = judge.pid
-        exited: Dict[str, Any] = {}
         poller = select.poll()
         for fd in (res_fd, out_fd, err_fd, *pidfds):
             poller.register(fd, select.POLLIN)
         os.set_blocking(pay_fd, False)
-        poller.register(pay_fd, select.POLLOUT)
         pending = memoryview(payload)
+        if pending:
+            poller.register(pay_fd, select.POLLOUT)
         open_fds = {out_fd, err_fd} if judge else {res_fd, out_fd, err_fd}
-        ended_at = None  # when the main child exited or was killed
+        ended_at = time.monotonic() if exited.get("main") else None  # main exited or was killed
         deadline = t0 + timeout_s
         try:
             while open_fds or ended_at is None:
@@ -327,7 +393,8 @@ class SandboxWorker:
                     elif fd == res_fd:
                         if killed_for is None:
                             try:
-                                frames.extend(parser.feed(data))
+                                new = parser.feed(data)
+                                frames.extend(new if judge is None else self._this_run(new))
                             except ValueError as e:
                                 killed_for, detail = "error", str(e)
                                 for pid in pids.values():
@@ -366,10 +433,28 @@ class SandboxWorker:
         # result and closed its pipes, i.e. is in os._exit(0).
         status, cpu_used = statuses.get("main", (0 if killed_for is None else signal.SIGKILL, 0.0))
         outcome = _outcome(status, cpu_used, cpu_s, frames, killed_for, detail, parser.pending, oom)
+        if judge is not None and outcome[0] in ("ok", "memory") and type(outcome[1]) is list:
+            outcome = (outcome[0], None, outcome[1], outcome[3])  # the judge's reports
         partner = ""
         if exited.get("candidate") or (judge is not None and oom):
             partner = _partner_status(*statuses.get("candidate", (0, 0.0)), oom)
         return outcome[:3] + (stdout, stderr, wall, outcome[3], partner)
+
+    def _this_run(self, frames: list) -> list:
+        """The judge's frames that belong to the current run, its result unwrapped (a result
+        of an earlier, abandoned run is dropped)."""
+        out = []
+        for kind, body in frames:
+            if kind == channel.KIND_RESULT:
+                try:
+                    run, reports = plain.loads(body)
+                except (plain.PlainDataError, TypeError, ValueError):
+                    run, reports = self.runs, None
+                if run != self.runs:
+                    continue
+                body = plain.dumps(reports)
+            out.append((kind, body))
+        return out
 
     def _kill_leftovers(self) -> None:
         """Without a PID namespace per run: kill whatever the run left behind."""
@@ -384,6 +469,32 @@ class SandboxWorker:
                 pass
 
 
+class _Spare:
+    """A candidate process forked ahead of its run, and the worker's ends of its pipes."""
+
+    def __init__(self, key: tuple, pid: int, out_r: int, err_r: int, req_w: int, rep_r: int,
+                 pidfd: int):
+        self.key, self.pid, self.pidfd = key, pid, pidfd
+        self.out_r, self.err_r, self.req_w, self.rep_r = out_r, err_r, req_w, rep_r
+
+    def dead(self) -> bool:
+        return self.pidfd < 0 or bool(select.select([self.pidfd], [], [], 0)[0])
+
+    def close(self) -> None:
+        for fd in (self.out_r, self.err_r, self.req_w, self.rep_r, self.pidfd):
+            if fd >= 0:
+                os.close(fd)
+
+
+def _pidfd(pid: int) -> int:
+    """A pidfd for a child the zygote just started, or -1 if it already ended (the zygote
+    reaps children as they exit, so a pid must be pinned before anything waits on it)."""
+    try:
+        return os.pidfd_open(pid)
+    except ProcessLookupError:
+        return -1
+
+
 class _Judge:
     """The worker's end of its long-lived judge process (see ``judge.serve``)."""
 
@@ -395,6 +506,15 @@ class _Judge:
         self.control.close()
         for fd in (self.res_r, self.pay_w, self.pidfd):
             os.close(fd)
+
+
+def _write_some(fd: int, data: bytes) -> bytes:
+    """Writes what a non-blocking pipe takes now; returns the rest."""
+    os.set_blocking(fd, False)
+    try:
+        return data[os.write(fd, data):]
+    except (BlockingIOError, BrokenPipeError):  # full, or the judge is gone (seen by supervise)
+        return data
 
 
 def _keep(fd: int, data: bytes, outputs: dict, dropped: dict, cap: int) -> None:
