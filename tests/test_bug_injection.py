@@ -72,3 +72,36 @@ def test_humaneval_from_package_has_spec_out_of_code():
     assert '"""' not in first.buggy_code and "closer to each other" in first.description
     assert first.tests == first.eval_tests[:humaneval.SHOWN_TESTS]
     assert all(t.tests[0].startswith("assert ") or "check(" in t.tests[0] for t in tasks)
+
+
+TYPED = '''def window_max(xs, k):
+    best = None
+    for i in range(len(xs) - k + 1):
+        total = sum(xs[i:i + k])
+        if best is None or total > best:
+            best = total
+    return best * 1
+'''
+
+
+def test_every_typed_operator_applies_and_is_recorded():
+    mutants = bug_injection.candidate_mutants(TYPED, "window_max", seed=3)
+    by_op = {}
+    for m in mutants:
+        by_op.setdefault(m.operator, []).append(m)
+    assert set(by_op) == set(bug_injection.OPERATORS)
+    descriptions = {m.description for m in by_op["off_by_one"]}
+    assert "line 3: 'len(xs) - k + 1' -> '(len(xs) - k + 1 - 1)'" in descriptions
+    assert "line 4: 'i + k' -> '(i + k + 1)'" in descriptions
+    assert "line 4: 'sum' -> 'len'" in {m.description for m in by_op["wrong_builtin"]}
+    assert any("not (best is None or total > best)" in m.code for m in by_op["flipped_condition"])
+    assert any("    return best\n" in m.code for m in by_op["wrong_return"])
+    assert all("best = total" not in m.code for m in by_op["dropped_statement"] if "line 6" in m.description)
+    # The first mutants cover different operators (interleaved), and the order is seeded.
+    assert len({m.operator for m in mutants[:len(by_op)]}) == len(by_op)
+    again = bug_injection.candidate_mutants(TYPED, "window_max", seed=3)
+    assert [(m.operator, m.code) for m in again] == [(m.operator, m.code) for m in mutants]
+    only = bug_injection.candidate_mutants(TYPED, "window_max", operators=["comparison_swap"])
+    assert only and {m.operator for m in only} == {"comparison_swap"}
+    with pytest.raises(ValueError, match="unknown mutation operators"):
+        bug_injection.candidate_mutants(TYPED, operators=["typo"])
