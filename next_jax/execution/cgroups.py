@@ -104,6 +104,7 @@ def _v2(name: str) -> Optional[RunGroup]:
     os.makedirs(parent, exist_ok=True)
     _write_file(os.path.join(parent, "cgroup.subtree_control"), "+memory +pids +cpu")
     _write_file(os.path.join(parent, "cpu.weight"), str(min(10000, 100 * _cpus())))
+    _remove_empty_siblings(parent)
     leaf = os.path.join(parent, name)
     os.makedirs(leaf, exist_ok=True)
     fds = _open_files({"memory": (leaf, "memory.max"), "pids": (leaf, "pids.max"),
@@ -125,6 +126,7 @@ def _v1(name: str) -> Optional[RunGroup]:
             return None
         leaves[controller] = os.path.join(os.path.realpath(base), PARENT, name)
     for leaf in set(leaves.values()):
+        _remove_empty_siblings(os.path.dirname(leaf))
         os.makedirs(leaf, exist_ok=True)
     if "cpu" in leaves:
         _write_file(os.path.join(os.path.dirname(leaves["cpu"]), "cpu.shares"), str(1024 * _cpus()))
@@ -153,6 +155,20 @@ def open_run_group(name: str) -> tuple:
         if group is not None:
             return group, ""
     return None, "; ".join(problems) or "no cgroup hierarchy with memory, pids and cpu controllers"
+
+
+def _remove_empty_siblings(parent: str) -> None:
+    """Leaves of pools that died without closing: rmdir succeeds only on empty groups."""
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        if name.isdigit():
+            try:
+                os.rmdir(os.path.join(parent, name))
+            except OSError:
+                pass
 
 
 def remove(dirs: List[str]) -> None:

@@ -206,8 +206,6 @@ class Checker:
             sample, plan, _ = queue.popleft()
             yield judge_verdict(sample, plan, result, result.wall_s)
 
-    def check_one(self, task: RepairTask, sample: Sample) -> Verdict:
-        return next(self.check({task.task_id: task}, [sample]))
 
 
 def _precheck(sample: Sample, plan: _Plan) -> Tuple[Optional[Verdict], bytes]:

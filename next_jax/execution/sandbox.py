@@ -65,6 +65,7 @@ from __future__ import annotations
 import atexit
 import collections
 import dataclasses
+import glob
 import json
 import marshal
 import os
@@ -265,6 +266,7 @@ class SandboxPool:
                      "start_timeout_s": float(start_timeout_s)}
         self._workers: List[Optional[WorkerHandle]] = []
         self._seq = 0
+        _remove_stale_scratch()
         self._closed = False
         try:
             for _ in range(self.size):
@@ -448,6 +450,18 @@ class SandboxPool:
         try:
             self.close()
         except Exception:
+            pass
+
+
+def _remove_stale_scratch() -> None:
+    """Scratch mountpoints of workers whose pool died without closing (named by worker pid)."""
+    for path in glob.glob("/tmp/next_jax_sandbox_*"):
+        try:
+            pid = int(os.path.basename(path).split("_")[3])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except (ValueError, IndexError, OSError):
             pass
 
 
