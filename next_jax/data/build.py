@@ -144,19 +144,28 @@ def build_shard(dataset: str, name: str, units: List[dict], out_dir: str, ctx: _
     return {"shard": name, "tasks": len(traced)}
 
 
-def _beam_do_fn(dataset: str, out_dir: str, options: BuildOptions):
+def _beam_do_fn(dataset: str, out_dir: str, options: BuildOptions, total_shards: int):
     import apache_beam as beam
+
+    from next_jax.progress import Progress
 
     class BuildShard(beam.DoFn):
         def setup(self):
             self.ctx = _Context(options)
+            # Per Beam worker: with one local worker this is the whole build's progress.
+            self.progress = Progress(f"build {dataset}", total=total_shards, unit="shards", every_s=30.0)
+            self.tasks = 0
 
         def process(self, element):
             name, units = element
-            yield build_shard(dataset, name, units, out_dir, self.ctx)
+            result = build_shard(dataset, name, units, out_dir, self.ctx)
+            self.tasks += result["tasks"]
+            self.progress.update(1, tasks=self.tasks)
+            yield result
 
         def teardown(self):
             if getattr(self, "ctx", None) is not None:
+                self.progress.finish(tasks=self.tasks)
                 self.ctx.close()
                 self.ctx = None
 
@@ -213,7 +222,7 @@ def _run_beam(dataset: str, shards: Mapping[str, List[dict]], out_dir: str, opti
         _ = (pipeline
              | "Shards" >> beam.Create(sorted(shards.items()))
              | "Spread" >> beam.Reshuffle()
-             | "Build" >> beam.ParDo(_beam_do_fn(dataset, out_dir, options)))
+             | "Build" >> beam.ParDo(_beam_do_fn(dataset, out_dir, options, len(shards))))
 
 
 def build_dataset(*, dataset: str, out_dir: str, inputs: Mapping[str, Optional[str]],
