@@ -1,8 +1,7 @@
 r"""The next_jax binary: one absl app that runs any entry function, configured by gin.
 
-    python -m next_jax.main --run_mode=pipeline \
-        --gin_file=gin_configs/experiments/cpu_demo.gin \
-        --gin.MODEL_DIR=\"/tmp/next_jax_run\" --gin.NUM_SAMPLES=2
+    python -m next_jax.main --gin_file=gin_configs/experiments/cpu_demo.gin \
+        --gin.MODEL_DIR=\"/tmp/next_jax_run\"
 
 Flags, as in T5X: ``--gin_file`` (repeatable; later files override earlier ones), ``--gin_bindings``
 (repeatable), ``--gin.NAME=VALUE`` (rewritten to a binding ``NAME = VALUE``), ``--gin_search_paths``
