@@ -80,13 +80,13 @@ def test_one_iteration_end_to_end_then_resume_and_refuse_a_change(tmp_path):
 
     # The report: markdown with every figure, the plot, TensorBoard scalars per iteration.
     report = (run / "report.md").read_text()
-    for needle in ("|D_H|", "coverage", "|B(i)|", "accepted/problem", "no-trace pass@1", "proxy pass@1",
+    for needle in ("|D_H|", "coverage", "\\|B(i)\\|", "accepted/problem", "no-trace pass@1", "proxy pass@1",
                    "greedy pass@1", "finetune", "Trace (first test)", "report.png"):
         assert needle in report, needle
     assert (run / "report.png").read_bytes().startswith(b"\x89PNG")
     scalars = _scalars(str(run / "next"))
     assert scalars["dev/trace/pass@1"] == [0, 1] and scalars["coverage"] == [0]
-    for tag in ("dev/no_trace/pass@2", "dev/proxy/pass@1", "dev/trace/greedy_pass@1", "b_size",
+    for tag in ("dev/no_trace/pass@2", "dev/proxy/pass@1", "dev/greedy/trace", "b_size",
                 "accepted_per_problem_mean", "hard_problems", "time_s/sample", "time_s/finetune"):
         assert tag in scalars, tag
 

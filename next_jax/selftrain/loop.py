@@ -173,11 +173,19 @@ def run_next(
         row["timings_s"] = {name.split("/", 1)[1]: round(s, 2) for name, s in runner.timings.items()
                             if name.startswith(f"iteration_{i}/")}
         iterations.append(row)
-        if multihost.is_chief():
+        result = _result(iterations, hard, select_by, started)
+        if multihost.is_chief():  # the report grows iteration by iteration
             report_lib.write_iteration_scalars(model_dir, row)
+            io.write_text(io.join(model_dir, "summary.json"), json.dumps(result, indent=2, sort_keys=True) + "\n")
+            report_lib.write_report(model_dir, result, evaluation.ks)
+    logging.info("next: dev pass@1 per iteration %s; best iteration %d", result["dev_pass_at_1"],
+                 result["best_iteration"])
+    return result
 
+
+def _result(iterations: List[dict], hard: Optional[dict], select_by: str, started: float) -> dict:
     best = max(range(len(iterations)), key=lambda j: (iterations[j]["dev_pass_at_1"], -j))
-    result = {
+    return {
         "iterations": iterations,
         "selection": hard,
         "best_iteration": best,
@@ -186,11 +194,6 @@ def run_next(
         "select_by": select_by,
         "wall_s": round(time.monotonic() - started, 2),
     }
-    if multihost.is_chief():
-        io.write_text(io.join(model_dir, "summary.json"), json.dumps(result, indent=2, sort_keys=True) + "\n")
-        report_lib.write_report(model_dir, result, evaluation.ks)
-    logging.info("next: dev pass@1 per iteration %s; best iteration %d", result["dev_pass_at_1"], best)
-    return result
 
 
 def _materialize(model_dir: str, name: str, path: Optional[str]) -> Optional[str]:
