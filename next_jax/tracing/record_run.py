@@ -141,7 +141,7 @@ def record(program: str, test: str, setup_code: str = "", config: TraceConfig = 
     old_limit = sys.getrecursionlimit()
     saved_random = random.getstate()
     tracer = rec.make_tracer()
-    with quiet_stdio() as sink:
+    with quiet_stdio() as sink, _restop(rec):
         _seed(config.seed)
         rec.deadline = time.process_time() + config.max_seconds
         threading.settrace(rec.thread_trace)
@@ -190,6 +190,33 @@ def record(program: str, test: str, setup_code: str = "", config: TraceConfig = 
         marks=marks,
         stdout_chars=sink.chars,
     )
+
+
+@contextlib.contextmanager
+def _restop(rec: Recorder):
+    """Raises the stop again, every 0.1 s, into a program that caught it and ran on untraced.
+
+    A program that catches ``BaseException`` inside its loop would otherwise swallow the one
+    ``TraceStopped`` the cap raises and run on until the sandbox kills it. Only on the main
+    thread, where signals are delivered; nothing is raised before the cap is hit.
+    """
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        if rec.stopped is not None and not done:
+            raise TraceStopped(rec.stopped)
+
+    done = False
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, 0.1, 0.1)
+    try:
+        yield
+    finally:
+        done = True
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL if previous is None else previous)
 
 
 class _UntracedTimeout(BaseException):
