@@ -130,3 +130,36 @@ def test_report_renders_every_figure_and_a_png():
     assert report.plot_png(result, (1, 5)).startswith(b"\x89PNG")
     scalars = report.iteration_scalars(row0)
     assert scalars["dev/trace/pass@5"] == 0.3 and scalars["coverage"] == 0.4 and scalars["time_s/finetune"] == 9.5
+
+
+def test_check_file_resumes_at_the_first_unwritten_chunk(tmp_path):
+    import dataclasses as dc
+
+    from next_jax.data.records import Sample, read_all, write_records
+    from next_jax.evaluation.runs import ExecutionSettings, check_file
+
+    good, bad = "def f(a, b):\n    return a + b\n", "def f(a, b):\n    return a - b\n"
+    samples = [Sample(task_id="t", iteration=0, sample_id=f"t/0/trace/{j}", prompt_variant="trace", text="",
+                      rationale="", fix=good if j % 2 == 0 else bad) for j in range(5)]
+    write_records(str(tmp_path / "samples.jsonl"), samples)
+    verdicts_path = str(tmp_path / "verdicts.jsonl")
+    execution = ExecutionSettings(workers=1, test_timeout_s=2.0, chunk_size=2)
+    assert check_file({"t": TASK}, str(tmp_path / "samples.jsonl"), verdicts_path, execution=execution) == 5
+    first = read_all(verdicts_path, Verdict)
+    assert [v.status for v in first] == ["pass", "fail", "pass", "fail", "pass"]
+    assert not (tmp_path / "verdicts.jsonl.chunks").exists()
+
+    # As if killed after the first chunk: that chunk is kept as written, the rest is checked again.
+    (tmp_path / "verdicts.jsonl").unlink()
+    marked = [dc.replace(v, detail="from the killed run") for v in first[:2]]
+    write_records(str(tmp_path / "verdicts.jsonl.chunks" / "chunk-00000.jsonl"), marked)
+    check_file({"t": TASK}, str(tmp_path / "samples.jsonl"), verdicts_path, execution=execution)
+    again = read_all(verdicts_path, Verdict)
+    assert [v.detail for v in again[:2]] == ["from the killed run"] * 2
+    assert [(v.sample_id, v.status) for v in again] == [(v.sample_id, v.status) for v in first]
+
+    # A chunk that does not belong to these samples is refused, not merged.
+    (tmp_path / "verdicts.jsonl").unlink()
+    write_records(str(tmp_path / "verdicts.jsonl.chunks" / "chunk-00000.jsonl"), first[2:4])
+    with pytest.raises(RuntimeError, match="do not match"):
+        check_file({"t": TASK}, str(tmp_path / "samples.jsonl"), verdicts_path, execution=execution)
