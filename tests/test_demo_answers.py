@@ -69,6 +69,6 @@ def test_template_answers_parse_back_to_the_reference_fix():
         assert fix == task.reference_fix
         assert rationale.startswith(f"got {task.meta['got']}, want {task.meta['want']}: ")
     pick = next(t for t in tasks if t.meta["family"] == "pick_var")
-    assert answers.template_rationale(pick).endswith(f"{pick.meta['answer']}={pick.meta['want']}")
+    assert answers.template_rationale(pick).endswith(f"{pick.meta['fix_from']}={pick.meta['want']}")
     const = next(t for t in tasks if t.meta["family"] == "off_const")
-    assert answers.template_rationale(const).endswith(": " + const.meta["answer"])
+    assert answers.template_rationale(const).endswith(": " + const.meta["fix_from"])

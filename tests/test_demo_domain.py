@@ -64,4 +64,4 @@ def test_sandbox_agrees_buggy_fails_reference_passes_and_trace_shows_the_answer(
         assert trace.outcome == "fail"
         assert f"__return__={task.meta['got']};" in trace.traced_code
         if task.meta["family"] == "pick_var":  # the expected value is on display in the trace
-            assert f"{task.meta['answer']}={task.meta['want']};" in trace.traced_code
+            assert f"{task.meta['fix_from']}={task.meta['want']};" in trace.traced_code

@@ -25,8 +25,8 @@ from next_jax.data.records import RepairTask
 def template_rationale(task: RepairTask) -> str:
     meta = task.meta
     if meta["family"] == "off_const":
-        return f"got {meta['got']}, want {meta['want']}: {meta['answer']}"
-    return f"got {meta['got']}, want {meta['want']}: {meta['answer']}={meta['want']}"
+        return f"got {meta['got']}, want {meta['want']}: {meta['fix_from']}"
+    return f"got {meta['got']}, want {meta['want']}: {meta['fix_from']}={meta['want']}"
 
 
 def template_answer(task: RepairTask) -> str:

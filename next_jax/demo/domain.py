@@ -17,8 +17,9 @@ so the no-trace prompt is the harder one by construction. Everything is determin
 seed: tasks are built from ``random.Random`` streams derived from (seed, split, index).
 
 Each task's ``meta`` records the family, the one-line edit that repairs it and the facts of its
-visible test (the value the buggy program returns, the value the test expects, the name that
-holds it), from which :mod:`next_jax.demo.answers` writes the template rationale.
+visible test (``got``: what the buggy program returns, ``want``: what the test expects,
+``fix_from``: what holds the expected value), from which :mod:`next_jax.demo.answers` writes the
+template rationale.
 """
 
 from __future__ import annotations
@@ -197,7 +198,7 @@ def _try_task(rng: random.Random, family: str, task_id: str, config: DomainConfi
         eval_tests=tests,
         reference_fix="\n".join(fixed) + "\n",
         meta={"family": family, "bug_line": draft.bug_line, "fixed_line": draft.fixed_line.strip(),
-              "got": got, "want": want, "answer": draft.answer_name},
+              "got": got, "want": want, "fix_from": draft.answer_name},
     )
 
 
