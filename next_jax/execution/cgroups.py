@@ -100,6 +100,10 @@ def _v2(name: str) -> Optional[RunGroup]:
         return None
     if not {"memory", "pids", "cpu"} <= available:
         return None
+    try:  # the root may enable controllers for its children whatever processes it holds
+        _write_file(os.path.join(ROOT, "cgroup.subtree_control"), "+memory +pids +cpu")
+    except OSError:
+        pass  # already enabled, or not ours to enable: the next write says which
     parent = os.path.join(ROOT, PARENT)
     os.makedirs(parent, exist_ok=True)
     _write_file(os.path.join(parent, "cgroup.subtree_control"), "+memory +pids +cpu")
