@@ -30,11 +30,10 @@ import select
 import signal
 import socket
 import sys
-import sysconfig
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-from next_jax.execution import cgroups, channel, isolation, plain, zygote
+from next_jax.execution import cgroups, channel, filetree, isolation, outcome, plain, zygote
 
 _READ_CHUNK = 1 << 16
 _EXIT_GRACE_S = 2.0
@@ -50,7 +49,7 @@ class SandboxWorker:
         self.group, why = (cgroups.open_run_group(f"{self.uid}") if cfg["allow_namespaces"]
                            else (None, "namespaces disabled"))
         self.mech = isolation.prepare_worker(cfg["scratch_bytes"], cfg["allow_namespaces"],
-                                             allowed_paths(cfg["preload"]), cfg.get("hide", ()))
+                                             filetree.allowed_paths(cfg["preload"]), cfg.get("hide", ()))
         if self.group is None:
             self.mech.warnings.append(
                 f"no cgroup for per-run limits ({why}): memory, CPU and process limits are "
@@ -169,7 +168,7 @@ class SandboxWorker:
         if not self.mech.mount_namespace:  # no per-run tmpfs: a host dir, removed after
             workdir = self.workdir
             if os.path.lexists(workdir):
-                _remove_tree(workdir)
+                filetree.remove_tree(workdir)
             os.mkdir(workdir, 0o700)
             if self.mech.uid_drop:
                 os.chown(workdir, self.uid, self.uid)
@@ -231,7 +230,7 @@ class SandboxWorker:
             if not self.pidns:
                 self._kill_leftovers()
             if not self.mech.mount_namespace:
-                _remove_tree(workdir)
+                filetree.remove_tree(workdir)
 
     def _candidate(self, partner: str, limits: tuple, workdir: str) -> "_Spare":
         """A candidate process for this run: the one forked ahead of time if it fits (same
@@ -427,18 +426,19 @@ class SandboxWorker:
             self.cpu_mark, self.oom_mark = self.group.cpu_seconds(), self.group.oom_kills()
         oom = self.oom_mark - oom0
         wall = time.monotonic() - t0
-        stdout = _text(outputs[out_fd], dropped[out_fd])
-        stderr = _text(outputs[err_fd], dropped[err_fd])
+        stdout = outcome.text(outputs[out_fd], dropped[out_fd])
+        stderr = outcome.text(outputs[err_fd], dropped[err_fd])
         # A main child not reaped yet either was killed (killed_for says why) or sent its
         # result and closed its pipes, i.e. is in os._exit(0).
         status, cpu_used = statuses.get("main", (0 if killed_for is None else signal.SIGKILL, 0.0))
-        outcome = _outcome(status, cpu_used, cpu_s, frames, killed_for, detail, parser.pending, oom)
-        if judge is not None and outcome[0] in ("ok", "memory") and type(outcome[1]) is list:
-            outcome = (outcome[0], None, outcome[1], outcome[3])  # the judge's reports
+        decided = outcome.outcome(status, cpu_used, cpu_s, frames, killed_for, detail,
+                                  parser.pending, oom)
+        if judge is not None and decided[0] in ("ok", "memory") and type(decided[1]) is list:
+            decided = (decided[0], None, decided[1], decided[3])  # the judge's reports
         partner = ""
         if exited.get("candidate") or (judge is not None and oom):
-            partner = _partner_status(*statuses.get("candidate", (0, 0.0)), oom)
-        return outcome[:3] + (stdout, stderr, wall, outcome[3], partner)
+            partner = outcome.partner_status(*statuses.get("candidate", (0, 0.0)), oom)
+        return decided[:3] + (stdout, stderr, wall, decided[3], partner)
 
     def _this_run(self, frames: list) -> list:
         """The judge's frames that belong to the current run, its result unwrapped (a result
@@ -536,134 +536,6 @@ def _drain(fd: int, outputs: dict, dropped: dict, cap: int) -> None:
         if not data:
             return
         _keep(fd, data, outputs, dropped, cap)
-
-
-def _partner_status(status: int, cpu_used: float, oom: int) -> str:
-    if oom:  # any process of the run was killed for memory: the run went over its limit
-        return "memory"
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        if sig == signal.SIGKILL and oom:
-            return "memory"
-        return f"killed by {signal.Signals(sig).name}"
-    return f"exited with code {os.WEXITSTATUS(status)}"
-
-
-def allowed_paths(preload) -> tuple:
-    """(dirs, files, covered) of the file tree children see: the interpreter, the standard
-    library (without its site-packages), the system's shared libraries (without other Pythons'
-    packages), this package's code and the preloaded third-party packages."""
-    stdlib = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib")}
-    dirs = {os.path.realpath(p) for p in stdlib}
-    dirs.add(os.path.dirname(os.path.abspath(__file__)))  # next_jax.execution, for lazy imports
-    files = {sys.executable, os.path.realpath(sys.executable)}
-    for lib in ("/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib"):
-        if os.path.isdir(lib):
-            dirs.add(lib)
-    covered = set()
-    for lib in ("/usr/lib", "/usr/lib64", "/usr/local/lib", *stdlib):
-        if os.path.isdir(lib):
-            for name in os.listdir(lib):
-                path = os.path.realpath(os.path.join(lib, name))
-                if (name.startswith("python") or name in ("site-packages", "dist-packages")) \
-                        and path not in dirs:
-                    covered.add(path)
-    for name in preload:
-        module = sys.modules.get(name.partition(".")[0])
-        where = getattr(module, "__file__", None) or ""
-        if not where or any(where.startswith(p + os.sep) for p in dirs if p in stdlib):
-            continue
-        if os.path.basename(where) == "__init__.py":
-            where = os.path.dirname(where)
-            libs = where + ".libs"
-            if os.path.isdir(libs):
-                dirs.add(libs)
-            dirs.add(where)
-        else:
-            files.add(where)
-    return sorted(dirs), sorted(files), sorted(covered)
-
-
-def _outcome(status, used, cpu_s, frames, killed_for, detail, pending, oom=0):
-    """Returns (status, value, messages, detail) from what the child did and sent."""
-    messages, value, result_kind, error_text = [], None, None, ""
-    for kind, body in frames:
-        if result_kind is not None:
-            return ("error", None, messages, "data on the result channel after the result")
-        try:
-            if kind == channel.KIND_MESSAGE:
-                messages.append(plain.loads(body))
-            elif kind == channel.KIND_RESULT:
-                value, result_kind = plain.loads(body), kind
-            elif kind == channel.KIND_ERROR:
-                error_text, result_kind = body.decode("utf-8", "replace"), kind
-            else:
-                return ("error", None, messages, f"unknown frame kind {kind} on the result channel")
-        except plain.PlainDataError as e:
-            return ("error", None, messages, f"result channel: {e}")
-    if oom:
-        return ("memory", None, messages, "the run's memory limit was reached (a process was killed)")
-    if killed_for == "timeout":
-        return ("timeout", None, messages, "wall-clock timeout")
-    if killed_for == "cpu":
-        return ("timeout", None, messages, detail)
-    if killed_for:
-        return ("error", None, messages, detail)
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        if sig in (signal.SIGXCPU, signal.SIGKILL) and used >= max(1, int(cpu_s + 0.999)) - 0.05:
-            return ("timeout", None, messages, f"CPU time limit ({used:.2f} s used)")
-        return ("crash", None, messages, f"killed by {signal.Signals(sig).name}")
-    code = os.WEXITSTATUS(status)
-    if pending:
-        return ("error", None, messages, "truncated frame on the result channel")
-    if result_kind == channel.KIND_RESULT and code == 0:
-        return ("ok", value, messages, "")
-    if result_kind == channel.KIND_ERROR:
-        last = error_text.rstrip().rsplit("\n", 1)[-1]
-        if last.startswith("MemoryError"):
-            return ("memory", None, messages, error_text)
-        return ("error", None, messages, error_text)
-    return ("error", None, messages, f"exited with code {code} without a result")
-
-
-def _text(buf: bytearray, dropped: int) -> str:
-    text = buf.decode("utf-8", "replace")
-    if dropped:
-        text += f"\n[... {dropped} more bytes dropped]"
-    return text
-
-
-def _remove_tree(path: str) -> None:
-    """Removes a child's working dir without following any link it planted (fd-relative)."""
-    try:
-        os.rmdir(path)  # the common case: the check wrote nothing
-        return
-    except FileNotFoundError:
-        return
-    except OSError:
-        pass
-    for attempt in range(2):
-        try:
-            for root, dirs, files, rootfd in os.fwalk(path, topdown=False):
-                for name in files:
-                    os.unlink(name, dir_fd=rootfd)
-                for name in dirs:
-                    try:
-                        os.rmdir(name, dir_fd=rootfd)
-                    except NotADirectoryError:  # a symlink to a directory
-                        os.unlink(name, dir_fd=rootfd)
-            os.rmdir(path)
-            return
-        except FileNotFoundError:
-            return
-        except PermissionError:  # without root: a dir the child made unreadable
-            for root, dirs, _, rootfd in os.fwalk(path):
-                for name in dirs:
-                    try:
-                        os.chmod(name, 0o700, dir_fd=rootfd, follow_symlinks=False)
-                    except OSError:
-                        pass
 
 
 # What model-written fixes for MBPP/HumanEval-style tasks commonly import. Every module costs
