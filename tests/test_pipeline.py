@@ -63,3 +63,10 @@ def test_pipeline_runs_every_stage_resumes_and_refuses_a_changed_setting(tmp_pat
     proc = _run(model_dir, "--gin.TEMPERATURE=0.5")
     assert proc.returncode != 0
     assert "evaluation.sampling.temperature: 0.8 -> 0.5" in proc.stderr
+
+    # Already traced tasks (a built dataset) are evaluated as they are, not traced again.
+    other = tmp_path / "from_traced"
+    proc = _run(other, "--gin.TASKS_FORMAT='traced_tasks'", f"--gin.TASKS_FILE='{model_dir}/data/traced.jsonl'")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (other / "data" / "traced.jsonl").read_text() == (model_dir / "data" / "traced.jsonl").read_text()
+    assert json.loads((other / "metrics.json").read_text())["samples"] == len(samples)
