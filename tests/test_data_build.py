@@ -192,3 +192,25 @@ def test_full_hefix_plus_build(tmp_path):
     assert stats["counts"]["check"]["reference_tests"] == {"pass": 164}
     violations = stats["notes"].get("violations", [])
     assert len(violations) == stats["counts"].get("violations_total", 0) <= 5, violations
+
+
+def test_a_shard_whose_every_reference_errors_is_not_written(tmp_path):
+    import types
+
+    from next_jax.data import build_stats
+    from next_jax.data.records import Verdict
+
+    class BrokenChecker:  # what a sandbox that cannot start programs answers
+        def check(self, tasks, samples):
+            for s in samples:
+                yield Verdict(task_id=s.task_id, sample_id=s.sample_id, status="error", tests_passed=0,
+                              tests_total=3, detail="program: OSError: [Errno 9] Bad file descriptor")
+
+    ctx = types.SimpleNamespace(checker=BrokenChecker(), pool=None, seed=0, max_candidates=4, max_per_problem=2,
+                                keep_timeouts=False, test_timeout_s=1.0)
+    units = [unit for _, unit in mbpp_r.read_units(_write_mbpp(tmp_path))]
+    stats = build_stats.Stats()
+    with pytest.raises(RuntimeError, match="is the sandbox working"):
+        list(mbpp_r.process_units(units, ctx, stats))
+    assert stats.counts["problems_dropped/reference_error"] == 3
+    assert "Bad file descriptor" in stats.notes["reference_failures"][0]["detail"]

@@ -106,7 +106,12 @@ def violations(checks: Dict[str, str]) -> List[str]:
 
 
 def process_units(units: List[dict], ctx, stats) -> Iterator[RepairTask]:
-    """Worker side: expected outputs, eval tests, checks; yields the finished RepairTasks."""
+    """Worker side: expected outputs, eval tests, checks; yields the finished RepairTasks.
+
+    Raises RuntimeError when HumanEvalFix's canonical solution errors on its own tests for every
+    problem of a shard (three or more): a broken sandbox, not data to write.
+    """
+    broken: List[bool] = []
     for unit in units:
         task = RepairTask.from_dict(unit["task"])
         counts: Dict[str, int] = {}
@@ -125,6 +130,7 @@ def process_units(units: List[dict], ctx, stats) -> Iterator[RepairTask]:
             stats.add(f"eval_inputs_dropped/{reason}", n)
         task = dataclasses.replace(task, eval_tests=eval_tests)
         checks = _checks(task, ctx.checker, canonical)
+        broken.append(checks["reference_tests"] == "error")
         meta = dict(task.meta, checks=checks, eval_inputs_dropped=counts, reference_from="humanevalfix")
         if checks.get("reference_eval_tests") != "pass" and checks.get("evalplus_canonical_eval_tests") == "pass":
             task = dataclasses.replace(task, reference_fix=canonical)
@@ -138,3 +144,6 @@ def process_units(units: List[dict], ctx, stats) -> Iterator[RepairTask]:
             stats.note("violations", {"task_id": task.task_id, "why": why})
         stats.add(f"bug_type/{task.meta.get('bug_type') or 'unknown'}")
         yield task
+    if len(broken) >= 3 and all(broken):
+        raise RuntimeError(f"the canonical solutions of all {len(broken)} problems of a shard errored "
+                           "on their own tests in the sandbox; is the sandbox working?")
