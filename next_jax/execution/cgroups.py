@@ -1,6 +1,7 @@
 """Per-run limits over a whole process tree with control groups (v2, else v1).
 
-Each sandbox worker owns one leaf cgroup (``next_jax_sandbox/<name>`` under each hierarchy).
+Each sandbox worker owns one leaf cgroup (``next_jax_sandbox/<pool pid>_<slot>`` under each
+hierarchy).
 Its zygote joins it before forking anything, so every process a run starts is in it however it
 detaches, and runs of one worker follow each other, so the leaf's limits and counters are the
 run's: memory (``memory.max`` / ``memory.limit_in_bytes``, swap included where the kernel
@@ -146,7 +147,8 @@ def _v1(name: str) -> Optional[RunGroup]:
 
 
 def open_run_group(name: str) -> tuple:
-    """(RunGroup or None, why not): v2 where the unified hierarchy has the controllers, else v1."""
+    """(RunGroup or None, why not): v2 where the unified hierarchy has the controllers, else v1.
+    ``name`` is ``<pool pid>_<slot>``; leaves of pools whose process is gone are removed."""
     if os.geteuid() != 0:
         return None, "not root"
     problems = []
@@ -162,17 +164,28 @@ def open_run_group(name: str) -> tuple:
 
 
 def _remove_empty_siblings(parent: str) -> None:
-    """Leaves of pools that died without closing: rmdir succeeds only on empty groups."""
+    """Leaves of pools whose process is gone (leaves are named ``<pool pid>_<slot>``); a live
+    pool's leaf may be empty for a moment, before its zygote joins, so it is left alone.
+    rmdir succeeds only on empty groups."""
     try:
         names = os.listdir(parent)
     except OSError:
         return
     for name in names:
-        if name.isdigit():
-            try:
-                os.rmdir(os.path.join(parent, name))
-            except OSError:
-                pass
+        pid, _, slot = name.partition("_")
+        if not (pid.isdigit() and slot.isdigit()):
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # its pool is alive
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError):
+            continue
+        try:
+            os.rmdir(os.path.join(parent, name))
+        except OSError:
+            pass
 
 
 def remove(dirs: List[str]) -> None:

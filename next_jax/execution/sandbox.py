@@ -177,7 +177,7 @@ class WorkerHandle:
         self.uid = uids_of_process(os.getpid())[2 * slot]
         req_r, self.req_w = os.pipe()
         self.resp_r, resp_w = os.pipe()
-        cfg = dict(cfg, uid=self.uid, slot=slot, req_fd=req_r, resp_fd=resp_w)
+        cfg = dict(cfg, uid=self.uid, slot=slot, pool_pid=os.getpid(), req_fd=req_r, resp_fd=resp_w)
         # A fixed hash seed makes str/bytes hashing, and so set and dict-of-set orders, the same in
         # every worker and run: traces and verdicts must not depend on which worker ran them.
         # `-I` would ignore PYTHONHASHSEED, so its parts that matter are spelled out (`-s -P`); the

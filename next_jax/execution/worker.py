@@ -46,8 +46,8 @@ class SandboxWorker:
     def __init__(self, cfg: dict):
         self.cfg = cfg
         self.uid = cfg["uid"]
-        self.group, why = (cgroups.open_run_group(f"{self.uid}") if cfg["allow_namespaces"]
-                           else (None, "namespaces disabled"))
+        self.group, why = (cgroups.open_run_group(f"{cfg['pool_pid']}_{cfg['slot']}")
+                           if cfg["allow_namespaces"] else (None, "namespaces disabled"))
         self.mech = isolation.prepare_worker(cfg["scratch_bytes"], cfg["allow_namespaces"],
                                              filetree.allowed_paths(cfg["preload"]), cfg.get("hide", ()))
         if self.group is None:
@@ -117,6 +117,8 @@ class SandboxWorker:
             zygote.serve(self, theirs)  # never returns
         theirs.close()
         ours.settimeout(_ZYGOTE_TIMEOUT_S)
+        if ours.recv(16) != b"ready":  # it has joined the cgroup: the leaf is in use from now
+            raise RuntimeError("the zygote did not start")
         self.zygote, self.zygote_pid = ours, pid
 
     def _ask(self, msg: tuple, fds=()) -> tuple:

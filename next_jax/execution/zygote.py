@@ -54,6 +54,7 @@ def serve(worker, sock: socket.socket) -> None:
             worker.group.join()
             worker.group.close_procs()
         sock.setblocking(True)
+        sock.send(b"ready")
         poller = select.poll()
         poller.register(sock, select.POLLIN)
         while True:
