@@ -152,3 +152,12 @@ def test_cli_bad_sample_names_file_line_and_field(tmp_path):
     assert r.returncode != 0
     assert f"{samples_path}:2: field 'task_id'" in r.stderr
     assert not out.exists() and not list(tmp_path.glob("v.jsonl.*"))
+
+
+def test_a_judge_stuck_past_its_alarm_is_replaced():
+    # sum() over a range runs in C without checking signals: only the wall deadline stops it.
+    stuck = task(tests=["assert add(sum(range(10 ** 12)), 0) == 0"])
+    with Checker(workers=1, options=CheckOptions(test_timeout_s=0.5)) as c:
+        assert check_one(c, stuck, sample(GOOD)).status == "timeout"
+        v = check_one(c, task(), sample(GOOD))
+        assert v.status == "pass", v.detail
