@@ -52,6 +52,8 @@ TINY: Dict[str, List[str]] = {
     "next_jax.benchmarks.tracing": ["--programs=fib20", "--baselines=bare_settrace", "--nosandbox",
                                     "--noendless", "--mbpp=/nonexistent"],
     "next_jax.benchmarks.decoding": ["--presets=XS", "--workload=smoke", "--repeats=1"],
+    "next_jax.benchmarks.training": ["--presets=XS", "--dtypes=float32", "--steps=1", "--repeats=1", "--seq=16"],
+    "next_jax.benchmarks.training": ["--presets=XS", "--seq=32", "--steps=1", "--repeats=1", "--dtypes=float32"],
     "next_jax.benchmarks.execution": ["--repeats=1", "--workers=1"],
     "next_jax.execution.check": ["--workers=1"],
     "next_jax.data.build": ["--limit=2", "--workers=1"],
@@ -64,6 +66,7 @@ TINY_GIN: Dict[str, str] = {
     "TRAIN_STEPS": "2", "BATCH_SIZE": "2", "CHECKPOINT_PERIOD": "2", "EVAL_PERIOD": "2", "EVAL_BATCHES": "1",
     "NUM_SEED": "8", "NUM_TRAIN": "8", "NUM_DEV": "4", "BOOTSTRAP_STEPS": "2", "NUM_ITERATIONS": "1",
     "FINETUNE_STEPS": "2", "SAMPLING_BATCH_SIZE": "4", "SEEDS": "(0,)", "CONTROL": "False",
+    "VARIANTS": "('trace',)",
 }
 
 
@@ -106,7 +109,9 @@ def readme_commands(path: Path = REPO / "README.md") -> List[DocCommand]:
             continue
         for span in re.findall(r"`([^`]+)`", line):
             if COMMAND.match(span.strip()):
-                bare = len(span.split()) == (3 if span.startswith("python") else 1)
+                # In running text, a binary alone or with elided arguments ("--tpu=...") is a
+                # reference to it, not a command to run.
+                bare = len(span.split()) == (3 if span.startswith("python") else 1) or "..." in span
                 commands.append(DocCommand(f"README.md:{number}", span.strip(), bare))
     commands += [DocCommand(f"README.md:{n}", c) for n, c in _joined(fenced)]
     return commands
@@ -302,15 +307,15 @@ def test_the_documentation_shows_commands():
 def test_documented_command_runs(command: DocCommand, text: str, workspace):
     root, placeholders, env = workspace
     if command.bare_reference:
-        argv = shlex.split(text)
-        if argv[0].endswith(".sh") or "/" in argv[-1]:
-            assert (REPO / argv[-1]).exists(), f"{command.where}: {argv[-1]} does not exist"
+        binary = _binary(shlex.split(text))
+        if binary.endswith((".sh", ".py")):
+            assert (REPO / binary).exists(), f"{command.where}: {binary} does not exist"
         else:
-            spec = importlib.util.find_spec(argv[-1])
-            assert spec is not None, f"{command.where}: no module {argv[-1]}"
-            main = argv[-1] if spec.submodule_search_locations is None else argv[-1] + ".__main__"
+            spec = importlib.util.find_spec(binary)
+            assert spec is not None, f"{command.where}: no module {binary}"
+            main = binary if spec.submodule_search_locations is None else binary + ".__main__"
             source = Path(importlib.util.find_spec(main).origin).read_text()
-            assert "__main__" in source or main.endswith("__main__"), f"{command.where}: {argv[-1]} is no binary"
+            assert "__main__" in source or main.endswith("__main__"), f"{command.where}: {binary} is no binary"
         return
     argv = prepare(text, placeholders, root / "tmp")
     missing = _missing_data(argv)
@@ -443,7 +448,7 @@ def test_every_run_mode_runs_through_main(mode, workspace):
     _assert_quiet(proc, f"run mode {mode}")
 
 
-def test_extraction_reads_usage_notation():
+def test_extraction_reads_usage_notation(tmp_path):
     assert expand("python -m next_jax.x --a=1 [--b N] [--c] ...") == ["python -m next_jax.x --a=1"]
     assert expand("python -m next_jax.benchmarks.{tracing,decoding}") == [
         "python -m next_jax.benchmarks.tracing", "python -m next_jax.benchmarks.decoding"]
@@ -459,3 +464,11 @@ def test_extraction_reads_usage_notation():
     assert argv[2] == '--gin.MODEL_DIR="/r/a"' and argv[-1] == "--gin.MODEL_DIR='/r/infer'"
     assert "--gin.NUM_SAMPLES=1" in argv and "--gin.TRAIN_STEPS=2" not in argv  # infer.gin has no TRAIN_STEPS
     assert "--dry_run" in prepare("launch/tpu_run.sh --tpu=p --zone=z --gin_file=...", ph, Path("/r"))
+    readme = tmp_path / "README.md"
+    readme.write_text("Run `launch/tpu_run.sh --tpu=...` or `python -m next_jax.tracing`, or\n"
+                      "`python -m next_jax.tracing --program=FILE.py`:\n```bash\n"
+                      "launch/tpu_run.sh --tpu=p --gin_file=...  # on a pod\n```\n")
+    assert [(c.where, c.text, c.bare_reference) for c in readme_commands(readme)] == [
+        ("README.md:1", "launch/tpu_run.sh --tpu=...", True), ("README.md:1", "python -m next_jax.tracing", True),
+        ("README.md:2", "python -m next_jax.tracing --program=FILE.py", False),
+        ("README.md:4", "launch/tpu_run.sh --tpu=p --gin_file=...", False)]
