@@ -38,7 +38,6 @@ import dataclasses
 from typing import Mapping, Optional, Sequence
 
 import jax
-import numpy as np
 from absl import logging
 
 from next_jax import checkpoints, io, partitioning, trainer as trainer_lib
@@ -186,9 +185,11 @@ def metric_writer(model_dir: str, name: str):
     """clu writer for TensorBoard event files under MODEL_DIR/name (host 0 writes, others log)."""
     from clu import metric_writers
 
-    return metric_writers.create_default_writer(
-        io.join(model_dir, name), just_logging=jax.process_index() > 0, asynchronous=True
-    )
+    writers = [metric_writers.LoggingWriter()]
+    if jax.process_index() == 0:
+        # Built directly rather than by create_default_writer, whose epath paths know no ram://.
+        writers.append(metric_writers.SummaryWriter(io.join(model_dir, name)))
+    return metric_writers.AsyncMultiWriter(writers)
 
 
 def _gin_config_text() -> Optional[str]:
@@ -265,6 +266,12 @@ def train(
         raise FileNotFoundError(
             f"train: initial_checkpoint={initial_checkpoint!r} does not exist; give a Hugging Face directory, an "
             "orbax checkpoint, or None to start from random weights"
+        )
+    if checkpoint_cfg.enabled and io.is_remote(model_dir) and model_dir.startswith("ram://"):
+        raise ValueError(
+            f"train: model_dir={model_dir!r}: orbax writes checkpoints through TensorStore, which has no ram:// "
+            "filesystem; pass checkpoint_cfg=CheckpointConfig(enabled=False) (metrics still go there) or use a "
+            "local or gs:// MODEL_DIR"
         )
     partitioner = partitioner or partitioning.Partitioner(partitioning.make_mesh())
     optimizer = (optimizer or AdamW()).make(train_steps)

@@ -125,3 +125,19 @@ def test_start_up_errors_say_what_to_fix(task, tmp_path):
         train.train(
             model=CONFIG, task_name=task, task_feature_lengths=LENGTHS, batch_size=12, train_steps=1,
             model_dir=str(tmp_path / "a"))
+
+
+def test_model_dir_on_ram_filesystem_writes_nothing_locally(task, tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.chdir(scratch)
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    model_dir = "ram://test_train_ram/run"
+    with pytest.raises(ValueError, match="no ram:// filesystem"):
+        _train(task, model_dir, 1)
+    result = _train(task, model_dir, 2, checkpoint_cfg=checkpoints.CheckpointConfig(enabled=False))
+    assert result.step == 2 and result.checkpoint is None
+    assert tf.io.gfile.glob(model_dir + "/train/events.out.tfevents.*")
+    assert list(scratch.iterdir()) == []

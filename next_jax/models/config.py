@@ -18,6 +18,11 @@ from flax.core import FrozenDict
 
 MLP_ACTIVATIONS = ("silu", "gelu_tanh")
 LAYER_TYPES = ("full_attention", "sliding_attention")
+ATTENTION_IMPLS = ("xla", "chunked", "fused")
+REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
+# Fields that say how the model runs rather than what it computes: a checkpoint's config.json
+# cannot contradict them.
+RUNTIME_FIELDS = ("dtype", "param_dtype", "max_seq_len", "attention_impl", "attention_chunk_size", "remat_policy")
 # Rotary variants the model implements (the ``rope_type`` of a Hugging Face ``rope_scaling``).
 # 'dynamic' (dynamic NTK) is deliberately absent: its frequencies change with the current sequence
 # length, so keys cached at one length disagree with queries at another.
@@ -63,8 +68,14 @@ class ModelConfig:
     layer_types: Optional[tuple] = None
     use_post_norms: bool = False
     max_seq_len: int = 8192
-    dtype: str = "float32"  # activations
-    param_dtype: str = "float32"
+    dtype: str = "float32"  # activations (matrix products accumulate in float32)
+    param_dtype: str = "float32"  # norm scales are float32 whatever this says
+    # How the model runs, not what it computes (free to differ from a checkpoint's config):
+    # attention 'xla' | 'chunked' (queries attention_chunk_size at a time) | 'fused'
+    # (jax.nn.dot_product_attention); remat_policy 'none' | 'full' | 'dots' | 'dots_no_batch'.
+    attention_impl: str = "xla"
+    attention_chunk_size: int = 512
+    remat_policy: str = "none"
 
     def __post_init__(self):
         def fail(field: str, message: str):
@@ -87,6 +98,12 @@ class ModelConfig:
                 fail(name, f"must be None or > 0, got {value!r}")
         if self.sliding_window is not None and self.sliding_window < 1:
             fail("sliding_window", f"must be None or >= 1, got {self.sliding_window!r}")
+        if self.attention_impl not in ATTENTION_IMPLS:
+            fail("attention_impl", f"{self.attention_impl!r} is not one of {ATTENTION_IMPLS}")
+        if self.remat_policy not in REMAT_POLICIES:
+            fail("remat_policy", f"{self.remat_policy!r} is not one of {REMAT_POLICIES}")
+        if isinstance(self.attention_chunk_size, bool) or self.attention_chunk_size < 1:
+            fail("attention_chunk_size", f"must be a positive int, got {self.attention_chunk_size!r}")
         if self.global_layer_period < 0:
             fail("global_layer_period", f"must be >= 0, got {self.global_layer_period}")
         if self.layer_types is not None:

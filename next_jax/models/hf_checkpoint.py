@@ -30,7 +30,7 @@ from absl import logging
 
 from next_jax import partitioning
 from next_jax.models import safetensors_io
-from next_jax.models.config import ModelConfig
+from next_jax.models.config import RUNTIME_FIELDS, ModelConfig
 
 MODEL_TYPES = ("llama", "qwen2", "gemma", "gemma2")
 _ARCHITECTURES = {
@@ -406,7 +406,7 @@ def load_hf_checkpoint(
 
 
 # Fields a run may choose freely; every other field must agree with the checkpoint's config.json.
-_RUNTIME_FIELDS = ("dtype", "param_dtype", "max_seq_len")
+_RUNTIME_FIELDS = RUNTIME_FIELDS
 
 
 def check_config_matches(config: ModelConfig, from_checkpoint: ModelConfig, where: str) -> None:
@@ -428,15 +428,10 @@ def check_config_matches(config: ModelConfig, from_checkpoint: ModelConfig, wher
 
 def abstract_model_params(config: ModelConfig, partitioner=None):
     """ShapeDtypeStructs (with shardings) of the model's ``params`` collection; no FLOPs."""
-    import jax.numpy as jnp
-
-    from next_jax import partitioning
-    from next_jax.models.transformer import Transformer
+    from next_jax.models import weights  # weights imports this module
 
     partitioner = partitioner or partitioning.Partitioner(partitioning.make_mesh())
-    init = lambda rng: Transformer(config).init(rng, jnp.zeros((1, 1), jnp.int32))  # noqa: E731
-    abstract, _ = partitioner.init_abstract(init, jax.random.key(0))
-    return abstract["params"]
+    return weights.abstract_params(config, partitioner)[0]
 
 
 # ---------------------------------------------------------------------------------------------

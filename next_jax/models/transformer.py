@@ -25,11 +25,18 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from next_jax.models import kv_cache
+from next_jax.models import attention, kv_cache
 from next_jax.models.config import ModelConfig
 from next_jax.models.rotary import apply_rotary, rotary_tables
 
 Array = jax.Array
+
+# ModelConfig.remat_policy -> what jax.checkpoint keeps of a layer for the backward pass.
+REMAT_POLICIES = {
+    "full": None,  # keep nothing: recompute the whole layer
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
 
 # Activation logical axes.
 EMBED_ACT = ("batch", "length", "act_embed")
@@ -91,7 +98,9 @@ class Linear(nn.Module):
             self.param_dtype,
         )
         contract = (tuple(range(x.ndim - n_in, x.ndim)), tuple(range(n_in)))
-        y = jax.lax.dot_general(x.astype(self.dtype), kernel.astype(self.dtype), (contract, ((), ())))
+        # float32 accumulation: exact for float32, and XLA:CPU's fast path for bfloat16 operands.
+        y = jax.lax.dot_general(x.astype(self.dtype), kernel.astype(self.dtype), (contract, ((), ())),
+                                preferred_element_type=jnp.float32).astype(self.dtype)
         if self.use_bias:
             bias = self.param(
                 "bias", nn.with_logical_partitioning(nn.initializers.zeros, self.kernel_axes[n_in:]),
@@ -127,22 +136,17 @@ class Attention(nn.Module):
         v = _constrain(self.v_proj(x), KV_HEADS_ACT)
         return q * jnp.asarray(self.config.attention_scale, q.dtype), k, v
 
-    def __call__(self, x: Array, cos: Array, sin: Array, visible: Array) -> Tuple[Array, Array, Array]:
-        """Full-sequence attention; ``visible`` [B, T, S] says which keys each query sees.
+    def __call__(self, x: Array, cos: Array, sin: Array, positions: Array,
+                 segment_ids: Optional[Array]) -> Tuple[Array, Array, Array]:
+        """Full-sequence attention: causal, within each segment, within the window if any.
 
         Returns the output and this layer's keys/values (the prefill caches them).
         """
         c = self.config
         q, k, v = self._qkv(x, cos, sin)
-        batch, length, heads, head_dim = q.shape
-        groups = heads // c.num_kv_heads
-        q = q.reshape(batch, length, c.num_kv_heads, groups, head_dim)
-        scores = jnp.einsum("btkgd,bskd->bkgts", q.astype(jnp.float32), k.astype(jnp.float32))
-        scores = _softcap(scores, c.attn_logit_softcap)
-        scores = jnp.where(visible[:, None, None], scores, jnp.finfo(jnp.float32).min)
-        probs = jax.nn.softmax(scores, axis=-1)
-        out = jnp.einsum("bkgts,bskd->btkgd", probs, v.astype(jnp.float32))
-        out = _constrain(out.reshape(batch, length, heads, head_dim).astype(c.dtype), HEADS_ACT)
+        out = attention.attend(q, k, v, positions, segment_ids, window=self.window, softcap=c.attn_logit_softcap,
+                               impl=c.attention_impl, chunk_size=c.attention_chunk_size)
+        out = _constrain(out.astype(c.dtype), HEADS_ACT)
         return self.o_proj(out), k, v
 
     def decode(self, x: Array, cos: Array, sin: Array, cache: kv_cache.LayerCache, step: Array,
@@ -199,8 +203,8 @@ class DecoderLayer(nn.Module):
             h = self.post_attn_norm(h)
         return _constrain(x + h, EMBED_ACT)
 
-    def __call__(self, x, cos, sin, visible):
-        h, k, v = self.attn(self.pre_attn_norm(x), cos, sin, visible)
+    def __call__(self, x, cos, sin, positions, segment_ids):
+        h, k, v = self.attn(self.pre_attn_norm(x), cos, sin, positions, segment_ids)
         return self._mlp_residual(self._attn_residual(x, h)), (k, v)
 
     def decode(self, x, cos, sin, cache, step, prefix_lengths):
@@ -219,7 +223,12 @@ class Transformer(nn.Module):
                 nn.initializers.normal(stddev=c.hidden_size ** -0.5), ("vocab", "embed")
             ),
         )
-        self.layers = [DecoderLayer(c, i) for i in range(c.num_layers)]
+        layer_cls = DecoderLayer
+        if c.remat_policy != "none":
+            # Recompute the layer's activations in the backward pass instead of keeping them all;
+            # the policy says which results are worth keeping (e.g. matmul outputs).
+            layer_cls = nn.remat(DecoderLayer, policy=REMAT_POLICIES[c.remat_policy], prevent_cse=True)
+        self.layers = [layer_cls(c, i, name=f"layers_{i}") for i in range(c.num_layers)]
         self.final_norm = RMSNorm(eps=c.norm_eps, dtype=c.dtype)
         if not c.tie_embeddings:
             self.lm_head = Linear((c.vocab_size,), ("embed", "vocab"), dtype=c.dtype, param_dtype=c.param_dtype)
@@ -236,33 +245,17 @@ class Transformer(nn.Module):
         x = self.final_norm(x)
         if self.config.tie_embeddings:
             table = self.token_embed.embedding
-            logits = jnp.einsum("btd,vd->btv", x, table.astype(x.dtype))
+            logits = jnp.einsum("btd,vd->btv", x, table.astype(x.dtype), preferred_element_type=jnp.float32)
         else:
             logits = self.lm_head(x)
         logits = _softcap(logits.astype(jnp.float32), self.config.final_logit_softcap)
         return _constrain(logits, LOGITS_ACT)
 
-    def _visibility(self, positions: Array, segment_ids: Optional[Array]):
-        """(global mask, sliding mask or None) [B, T, T]: causal, same segment, within the window."""
-        index = jnp.arange(positions.shape[1])
-        visible = index[None, :, None] >= index[None, None, :]
-        if segment_ids is not None:
-            visible = visible & (segment_ids[:, :, None] == segment_ids[:, None, :])
-        visible = jnp.broadcast_to(visible, (positions.shape[0],) + visible.shape[1:])
-        window = self.config.sliding_window
-        sliding = None
-        if window is not None:
-            distance = positions[:, :, None] - positions[:, None, :]
-            sliding = visible & (distance < window)
-        return visible, sliding
-
     def _run_layers(self, x: Array, positions: Array, segment_ids: Optional[Array]):
         cos, sin = rotary_tables(positions, self.config)
-        visible, sliding = self._visibility(positions, segment_ids)
         kvs = []
-        for i, layer in enumerate(self.layers):
-            mask = sliding if self.config.is_sliding_layer(i) else visible
-            x, kv = layer(x, cos, sin, mask)
+        for layer in self.layers:
+            x, kv = layer(x, cos, sin, positions, segment_ids)
             kvs.append(kv)
         return x, kvs
 

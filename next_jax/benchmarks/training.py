@@ -1,0 +1,200 @@
+"""Training throughput: next_jax's train step against transformers' Llama with torch.optim.AdamW.
+
+Workload: the decoding benchmark's Llama-shaped presets S and M (random weights, vocab 32000,
+untied head), batch 8 x sequence 512 of random tokens (4 pre-drawn batches, cycled), next-token
+loss over every position, AdamW (lr 1e-4, betas 0.9/0.999, eps 1e-8, weight decay 0.01, no
+clipping) on both sides. Both sides start from the same weights (the transformers model is
+saved and imported into next_jax). Torch gets ``torch.set_num_threads(cores)``; XLA uses the same
+cores. Two precisions per side:
+
+- float32: float32 parameters and compute on both sides;
+- bfloat16: float32 master weights with bfloat16 compute (next_jax ``dtype='bfloat16'``: matrix
+  products read bfloat16 and accumulate in float32; torch ``autocast('cpu', bfloat16)``).
+
+Timed runs of ``--steps`` steps alternate between the two sides (so background load on a shared
+machine hits both alike); tokens/s come from the median run. MFU = 6 x parameters x tokens/s
+over the measured 2048^3 float32 matmul peak (torch/MKL, the higher of the two here).
+``ratio_vs_pytorch_min`` is the smaller of the presets' float32 ratios (ours over theirs).
+
+    python -m next_jax.benchmarks.training --presets=S,M --steps=2 --repeats=3
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+
+import numpy as np
+from absl import app, flags
+
+from next_jax.benchmarks.decoding import PRESETS, VOCAB, build_hf_model
+
+BATCH, SEQ, NUM_BATCHES = 8, 512, 4
+LR, BETAS, EPS, WEIGHT_DECAY = 1e-4, (0.9, 0.999), 1e-8, 0.01
+
+
+def log(message: str) -> None:
+    print(f"[training benchmark] {message}", file=sys.stderr, flush=True)
+
+
+def torch_matmul_peak(size: int = 2048, repeats: int = 10) -> float:
+    import torch
+
+    a = torch.randn(size, size)
+    torch.mm(a, a)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, a)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
+def torch_trainer(model, batches, dtype: str):
+    import torch
+
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=LR, betas=BETAS, eps=EPS, weight_decay=WEIGHT_DECAY)
+    data = [torch.as_tensor(b, dtype=torch.long) for b in batches]
+    state = {"i": 0}
+
+    def step():
+        x = data[state["i"] % len(data)]
+        state["i"] += 1
+        if dtype == "bfloat16":
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = model(input_ids=x, labels=x).loss
+        else:
+            loss = model(input_ids=x, labels=x).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return float(loss)
+
+    return step
+
+
+def jax_trainer(checkpoint_dir: str, batches, dtype: str):
+    import jax
+
+    from next_jax import optimizers, partitioning, trainer as trainer_lib
+    from next_jax.models import hf_checkpoint
+    from next_jax.models import lm as lm_lib
+
+    part = partitioning.Partitioner(partitioning.make_mesh())
+    config, params = hf_checkpoint.load_hf_checkpoint(checkpoint_dir, partitioner=part, dtype=dtype,
+                                                       max_seq_len=SEQ)
+    optimizer = optimizers.AdamW(
+        learning_rate=optimizers.Schedule(peak=LR, decay="constant"), b1=BETAS[0], b2=BETAS[1], eps=EPS,
+        weight_decay=WEIGHT_DECAY, clip_norm=None,
+    ).make(1000)
+    trainer = trainer_lib.Trainer(lm_lib.DecoderLM(config), optimizer, part)
+    holder = {"state": trainer.state_from_params(params), "i": 0}
+    del params
+    data = [trainer.global_batch({"decoder_target_tokens": b.astype(np.int32),
+                                  "decoder_loss_weights": np.ones_like(b, np.int32)}) for b in batches]
+
+    def step():
+        batch = data[holder["i"] % len(data)]
+        holder["i"] += 1
+        holder["state"], metrics = trainer.train_step(holder["state"], batch)
+        return metrics
+
+    def steps(n):
+        for _ in range(n):
+            metrics = step()
+        return float(jax.device_get(metrics["loss"]))
+
+    start = time.perf_counter()
+    steps(1)  # compile + first step
+    return steps, time.perf_counter() - start, trainer.compile_seconds
+
+
+def _define_flags() -> None:
+    flags.DEFINE_list("presets", ["S", "M"], f"Model presets to run, of {sorted(PRESETS)}.")
+    flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "Precisions to run (float32 decides the ratio).")
+    flags.DEFINE_integer("steps", 2, "Training steps per timed run.")
+    flags.DEFINE_integer("repeats", 3, "Timed runs per side (median reported).")
+    flags.DEFINE_integer("seq", SEQ, "Sequence length (512 for the measurement; smaller for a smoke run).")
+
+
+def _main(argv) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    args = flags.FLAGS
+    global SEQ
+    SEQ = args.seq
+    import jax
+    import torch
+    import transformers
+
+    cores = len(os.sched_getaffinity(0))
+    torch.set_num_threads(cores)
+    load_before = os.getloadavg()
+    peak = torch_matmul_peak()
+    log(f"load {load_before}, {cores} cores, torch fp32 matmul peak {peak / 1e9:.0f} GFLOP/s")
+    result = dict(
+        benchmark="training", jax=jax.__version__, torch=torch.__version__, transformers=transformers.__version__,
+        torch_threads=torch.get_num_threads(), cpu=platform.processor() or platform.machine(),
+        workload=dict(batch=BATCH, seq=SEQ, vocab=VOCAB, optimizer="AdamW", steps_per_run=args.steps,
+                      repeats=args.repeats),
+        matmul_peak_gflop_s=round(peak / 1e9, 1),
+    )
+    rng = np.random.default_rng(1234)
+    ratios = {}
+    tokens_per_run = BATCH * SEQ * args.steps
+    for name in args.presets:
+        batches = [rng.integers(3, VOCAB, size=(BATCH, SEQ)) for _ in range(NUM_BATCHES)]
+        result[name] = {}
+        for dtype in args.dtypes:
+            hf_model = build_hf_model(PRESETS[name])
+            n_params = sum(p.numel() for p in hf_model.parameters())
+            with tempfile.TemporaryDirectory() as tmp:
+                hf_model.save_pretrained(tmp)
+                ours_steps, first_s, compile_s = jax_trainer(tmp, batches, dtype)
+            theirs_step = torch_trainer(hf_model, batches, dtype)
+            theirs_step()  # warm-up
+            ours, theirs, ours_loss, theirs_loss = [], [], None, None
+            for repeat in range(args.repeats):
+                start = time.perf_counter()
+                ours_loss = ours_steps(args.steps)
+                ours.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                for _ in range(args.steps):
+                    theirs_loss = theirs_step()
+                theirs.append(time.perf_counter() - start)
+                log(f"{name} {dtype} run {repeat + 1}: next_jax {ours[-1]:.2f} s, torch {theirs[-1]:.2f} s "
+                    f"(losses {ours_loss:.3f} / {theirs_loss:.3f}), load {os.getloadavg()[0]:.1f}")
+            ours_tok_s = tokens_per_run / float(np.median(ours))
+            theirs_tok_s = tokens_per_run / float(np.median(theirs))
+            ratio = ours_tok_s / theirs_tok_s
+            if dtype == "float32":
+                ratios[name] = ratio
+            result[name][dtype] = dict(
+                params_m=round(n_params / 1e6, 2), next_jax_tok_s=round(ours_tok_s, 1),
+                pytorch_tok_s=round(theirs_tok_s, 1), ratio=round(ratio, 2),
+                next_jax_mfu=round(6 * n_params * ours_tok_s / peak, 3),
+                pytorch_mfu=round(6 * n_params * theirs_tok_s / peak, 3),
+                next_jax_runs_s=[round(t, 2) for t in ours], pytorch_runs_s=[round(t, 2) for t in theirs],
+                next_jax_compile_s=round(compile_s, 1), next_jax_first_step_s=round(first_s, 1),
+                final_loss=dict(next_jax=round(ours_loss, 4), pytorch=round(theirs_loss, 4)),
+            )
+            del hf_model, ours_steps, theirs_step
+    if ratios:
+        result["ratio_vs_pytorch_min"] = round(min(ratios.values()), 2)
+    result["load_avg"] = {"before": [round(x, 2) for x in load_before],
+                          "after": [round(x, 2) for x in os.getloadavg()]}
+    print(json.dumps(result))
+
+
+def main(argv=None) -> None:
+    _define_flags()
+    app.run(_main, argv=argv)
+
+
+if __name__ == "__main__":
+    main()
