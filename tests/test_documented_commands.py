@@ -53,7 +53,6 @@ TINY: Dict[str, List[str]] = {
                                     "--noendless", "--mbpp=/nonexistent"],
     "next_jax.benchmarks.decoding": ["--presets=XS", "--workload=smoke", "--repeats=1"],
     "next_jax.benchmarks.training": ["--presets=XS", "--dtypes=float32", "--steps=1", "--repeats=1", "--seq=16"],
-    "next_jax.benchmarks.training": ["--presets=XS", "--seq=32", "--steps=1", "--repeats=1", "--dtypes=float32"],
     "next_jax.benchmarks.execution": ["--repeats=1", "--workers=1"],
     "next_jax.execution.check": ["--workers=1"],
     "next_jax.data.build": ["--limit=2", "--workers=1"],
