@@ -13,7 +13,7 @@ def _layer_params(p):
 
 
 def test_presets_are_the_issue_shapes():
-    # Matmul parameters (all but norms and the input embedding) as in ../shared/LM_BASELINES.md.
+    # Matmul parameters: all but norms and the input embedding (the input embedding costs no FLOPs).
     assert _layer_params(bench.PRESETS["S"]) / 1e6 == pytest.approx(22.54, abs=0.01)
     assert _layer_params(bench.PRESETS["M"]) / 1e6 == pytest.approx(75.50, abs=0.01)
     assert (bench.PROMPTS, bench.PROMPT_LEN, bench.SAMPLES, bench.NEW_TOKENS) == (8, 256, 8, 128)

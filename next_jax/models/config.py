@@ -33,7 +33,7 @@ ROPE_TYPES = ("default", "linear", "llama3", "yarn")
 class ModelConfig:
     """Shapes and variants of one decoder-only transformer.
 
-    Attributes mirror the Hugging Face names where one exists (see the model contract). Gemma's
+    Attributes mirror the Hugging Face names where one exists (config.json keys). Gemma's
     quirks are plain fields: ``embed_scale`` multiplies embeddings by sqrt(hidden_size),
     ``query_pre_attn_scalar`` replaces head_dim in the attention scale, the two soft-caps squash
     attention scores and final logits with ``cap * tanh(x / cap)``, ``use_post_norms`` adds the
