@@ -17,24 +17,22 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import glob
 import json
 import math
-import os
 import secrets
-import time
 from typing import Mapping, Optional, Sequence
 
 import jax
 import numpy as np
 from absl import logging
 
-from next_jax import decoding, partitioning
+from next_jax import decoding, io, partitioning
 from next_jax.data import prompts
 from next_jax.data.records import AtomicWriter, Sample, read_records
 from next_jax.models import weights
 from next_jax.models.config import ModelConfig
 from next_jax.models.transformer import Transformer
+from next_jax.progress import Progress
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,30 +93,25 @@ class Output:
     """The files of one infer run: chunks, manifest and the merged samples file."""
 
     def __init__(self, model_dir: str, iteration: int, name: str):
-        self.directory = os.path.join(model_dir, f"iteration_{iteration}")
-        self.final = os.path.join(self.directory, f"{name}.jsonl")
-        self.manifest = os.path.join(self.directory, f"{name}.manifest.json")
-        self.chunks = os.path.join(self.directory, f"{name}.chunks")
+        self.directory = io.join(model_dir, f"iteration_{iteration}")
+        self.final = io.join(self.directory, f"{name}.jsonl")
+        self.manifest = io.join(self.directory, f"{name}.manifest.json")
+        self.chunks = io.join(self.directory, f"{name}.chunks")
 
     def chunk(self, index: int) -> str:
-        return os.path.join(self.chunks, f"chunk-{index:05d}.jsonl")
+        return io.join(self.chunks, f"chunk-{index:05d}.jsonl")
 
     def read_manifest(self) -> Optional[dict]:
-        if not os.path.exists(self.manifest):
+        if not io.exists(self.manifest):
             return None
-        with open(self.manifest, encoding="utf-8") as f:
-            return json.load(f)
+        return json.loads(io.read_text(self.manifest))
 
     def write_manifest(self, manifest: dict) -> None:
-        os.makedirs(self.directory, exist_ok=True)
-        tmp = f"{self.manifest}.tmp.{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(manifest, f, indent=2, sort_keys=True)
-        os.replace(tmp, self.manifest)
+        io.write_text(self.manifest, json.dumps(manifest, indent=2, sort_keys=True))
 
     def remove_partial_files(self) -> None:
-        for path in glob.glob(os.path.join(self.chunks, "*.tmp")):
-            os.remove(path)
+        for path in io.glob(io.join(self.chunks, "*.tmp")):
+            io.remove(path)
 
 
 def _check_manifest(found: dict, wanted: dict, path: str) -> None:
@@ -182,13 +175,6 @@ class _Sampler:
         inputs = self.partitioner.global_batch(local)
         out = self._generate(self.params, inputs["prompts"], inputs["lengths"], inputs["seeds"], self.sampling)
         return np.asarray(out.tokens)[:rows], np.asarray(out.lengths)[:rows], np.asarray(out.logprobs)[:rows]
-
-
-def _format_eta(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def infer(
@@ -278,13 +264,13 @@ def infer(
     is_writer = jax.process_index() == 0
     if previous:
         _check_manifest(previous, manifest, output.manifest)
-        if os.path.exists(output.final):
+        if io.exists(output.final):
             logging.info("%s is complete (%d examples x %d samples)", output.final, len(examples), num_samples)
             return output.final
     elif is_writer:
         output.write_manifest(manifest)
     if is_writer:
-        os.makedirs(output.chunks, exist_ok=True)
+        io.makedirs(output.chunks)
         output.remove_partial_files()
     logging.info(
         "infer: %d examples x %d samples, run_seed %d, output %s", len(examples), num_samples, run_seed, output.final
@@ -299,9 +285,11 @@ def infer(
         ),
     )
     num_chunks = math.ceil(len(examples) / chunk_size)
-    todo = [c for c in range(num_chunks) if not os.path.exists(output.chunk(c))]
+    todo = [c for c in range(num_chunks) if not io.exists(output.chunk(c))]
     logging.info("infer: %d of %d chunks already done", num_chunks - len(todo), num_chunks)
-    progress = _Progress(total=sum(len(examples[c * chunk_size : (c + 1) * chunk_size]) for c in todo))
+    progress = Progress("infer", total=sum(len(examples[c * chunk_size : (c + 1) * chunk_size]) for c in todo),
+                        unit="prompts")
+    samples_done = tokens_done = 0
     for c in todo:
         chunk = examples[c * chunk_size : (c + 1) * chunk_size]
         records = []
@@ -312,11 +300,13 @@ def infer(
                 model=manifest["model"],
             )
             records.extend(batch_records)
-            progress.update(len(batch), len(batch_records), tokens, c, num_chunks)
+            samples_done, tokens_done = samples_done + len(batch_records), tokens_done + tokens
+            progress.update(len(batch), samples=samples_done, tokens=tokens_done, chunk=f"{c + 1}/{num_chunks}")
         if is_writer:
             with AtomicWriter(output.chunk(c)) as writer:
                 for record in records:
                     writer.write(record)
+    progress.finish()
     if is_writer:
         _merge(output, examples, num_chunks, num_samples)
     return output.final
@@ -352,24 +342,6 @@ def _sample_batch(sampler, batch, vocabulary, *, run_seed, iteration, prompt_var
     return records, int(lengths.sum())
 
 
-class _Progress:
-    def __init__(self, total: int):
-        self.total, self.done, self.samples, self.tokens = total, 0, 0, 0
-        self.start = time.monotonic()
-
-    def update(self, examples: int, samples: int, tokens: int, chunk: int, num_chunks: int) -> None:
-        self.done += examples
-        self.samples += samples
-        self.tokens += tokens
-        elapsed = max(time.monotonic() - self.start, 1e-9)
-        rate = self.done / elapsed
-        logging.info(
-            "infer: chunk %d/%d, %d/%d prompts, %d samples, %.2f samples/s, %.1f tokens/s, ETA %s",
-            chunk + 1, num_chunks, self.done, self.total, self.samples, self.samples / elapsed,
-            self.tokens / elapsed, _format_eta((self.total - self.done) / rate if rate else float("inf")),
-        )
-
-
 def _merge(output: Output, examples: Sequence[Example], num_chunks: int, num_samples: int) -> None:
     """Concatenates the chunks into the final file after checking every sample is there once."""
     expected = [(ex.task_id, j) for ex in examples for j in range(num_samples)]
@@ -388,6 +360,6 @@ def _merge(output: Output, examples: Sequence[Example], num_chunks: int, num_sam
             for record in read_records(output.chunk(c), Sample):
                 writer.write(record)
     for c in range(num_chunks):
-        os.remove(output.chunk(c))
-    os.rmdir(output.chunks)
+        io.remove(output.chunk(c))
+    io.rmtree(output.chunks)
     logging.info("infer: wrote %d samples to %s", len(expected), output.final)
