@@ -171,3 +171,15 @@ def test_glob_task_files_are_concatenated_in_name_order(tmp_path):
     assert loop._materialize(str(tmp_path / "run"), "dev", "dev.jsonl") == "dev.jsonl"
     with pytest.raises(FileNotFoundError, match="match nothing"):
         loop._materialize(str(tmp_path / "run"), "dev", str(tmp_path / "dev-*.jsonl"))
+
+
+def test_manifests_record_what_the_model_computes_not_how_it_runs():
+    import dataclasses
+
+    from next_jax.selftrain import loop
+
+    config = fx.tiny_config()
+    record = loop.model_record(config)
+    assert record["hidden_size"] == 32 and "remat_policy" not in record and "attention_impl" not in record
+    assert loop.model_record(dataclasses.replace(config, remat_policy="full")) == record
+    assert loop.model_record(dataclasses.replace(config, hidden_size=64)) != record

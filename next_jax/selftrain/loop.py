@@ -38,6 +38,19 @@ from next_jax.selftrain.settings import BuildSettings, FinetuneSettings, Selecti
 from next_jax.selftrain.stages import Stage, StageRunner, input_fingerprint, jsonable
 
 
+# How the model runs, not what it computes (memory and speed knobs): a resumed run may change them,
+# e.g. to fit a different accelerator, without its stages counting as changed.
+RUN_ONLY_MODEL_FIELDS = ("max_seq_len", "attention_impl", "attention_chunk_size", "remat_policy")
+
+
+def model_record(model) -> object:
+    """The model's config as stage manifests record it (without the run-only fields)."""
+    record = jsonable(model)
+    if isinstance(record, dict):
+        record = {k: v for k, v in record.items() if k not in RUN_ONLY_MODEL_FIELDS}
+    return record
+
+
 def _vocabulary_id(vocabulary) -> dict:
     return {"type": type(vocabulary).__name__, "vocab_size": getattr(vocabulary, "vocab_size", None),
             "path": getattr(vocabulary, "tokenizer_path", None)}
@@ -131,7 +144,7 @@ def run_next(
         fmt=fmt, variant=prompt_variant, execution=execution, partitioner=partitioner,
         sampling_partitioner=sampling_partitioner,
         init_seed=init_seed, exemplars=exemplars,
-        common={"model": jsonable(model), "vocabulary": _vocabulary_id(vocabulary), "answer_format": fmt.name,
+        common={"model": model_record(model), "vocabulary": _vocabulary_id(vocabulary), "answer_format": fmt.name,
                 "task_feature_lengths": dict(task_feature_lengths), "prompt_variant": prompt_variant},
     )
     runner = StageRunner()
