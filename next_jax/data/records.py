@@ -1,6 +1,6 @@
 """The record types that flow between NExT's stages, and their JSON Lines files.
 
-Every stage reads files of one record type and writes files of the next (see DESIGN.md). A record
+Every stage reads files of one record type and writes files of the next (the data flow in the README). A record
 is a frozen dataclass; a file holds one JSON object per line with a ``schema_version`` field. Bad
 input fails with a :class:`RecordError` that names the file, the 1-based line and the field, so a
 user can fix the data instead of guessing. Writers go through a temporary name and an atomic
