@@ -336,7 +336,7 @@ def tensor_plan(config: ModelConfig, model_type: str) -> dict:
 # Import.
 
 
-def load_params(directory: str, abstract_params, config: ModelConfig, model_type: str):
+def stream_params(directory: str, abstract_params, config: ModelConfig, model_type: str):
     """Fills ``abstract_params`` (ShapeDtypeStructs with shardings, the ``params`` collection) from
     the checkpoint, each device reading only its own block."""
     reader = safetensors_io.CheckpointReader(directory)
@@ -402,7 +402,7 @@ def load_hf_checkpoint(
         check_config_matches(config, config_from_hf(hf, where=where), where)
     if abstract_params is None:
         abstract_params = abstract_model_params(config, partitioner)
-    return config, load_params(directory, abstract_params, config, model_type)
+    return config, stream_params(directory, abstract_params, config, model_type)
 
 
 # Fields a run may choose freely; every other field must agree with the checkpoint's config.json.
