@@ -11,7 +11,7 @@ Export goes the other way, one tensor at a time, into safetensors files (sharded
 when large) plus a ``config.json`` that ``transformers`` loads, so a model trained with next_jax
 can be served by the usual tools.
 
-Layout differences handled here (see the model contract): HF Linear weights are [out, in];
+Layout differences handled here (the parameter names and axes fixed at the top of transformer.py): HF Linear weights are [out, in];
 q/k/v/o are stored with heads flattened; Gemma's norms store ``w`` and compute ``1 + w``, while
 next_jax multiplies by ``scale`` (import adds 1, export subtracts it).
 """
