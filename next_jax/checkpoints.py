@@ -11,7 +11,7 @@ each step holding three items:
 
 Saves are asynchronous (training continues while the arrays are written), at most ``keep`` are
 kept, and a preemption (orbax's multi-host notice, or SIGTERM to this process) is answered with a
-save at the next step. ``load_params`` reads only the parameters, from a run directory, a step
+save at the next step. ``restore_params`` reads only the parameters, from a run directory, a step
 directory or a bare pytree checkpoint, for sampling, evaluation or fine-tuning from a checkpoint.
 """
 
@@ -200,7 +200,7 @@ def params_item_dir(path: str) -> str:
     return path
 
 
-def load_params(path: str, abstract_params):
+def restore_params(path: str, abstract_params):
     """Restores only the parameters under ``path`` into ``abstract_params``' shapes and shardings.
 
     The saved tree is either the parameters themselves or a larger state with a top-level

@@ -67,5 +67,5 @@ def load_params(
         )
     else:
         logging.info("Restoring orbax checkpoint %s", checkpoint)
-        params = checkpoints.load_params(checkpoint, abstract)
+        params = checkpoints.restore_params(checkpoint, abstract)
     return params, model_id(checkpoint)
