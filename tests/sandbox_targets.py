@@ -8,6 +8,14 @@ import time
 from next_jax.execution.sandbox import emit, uids_of_process
 
 
+
+def _scratch_entries():
+    """The working dir's entries, less the path down to a checkout that lives under /tmp (the
+    sandbox re-exposes it, read-only, inside each run's own /tmp)."""
+    here = os.path.abspath(__file__)
+    exposed = {here.split("/")[2]} if here.startswith("/tmp/") else set()
+    return sorted(n for n in os.listdir(".") if n not in exposed)
+
 def sandbox_processes():
     """Pids of live processes running as one of this process's sandbox uids (other processes'
     sandboxes use other uids and are not counted): empty once every pool of ours is closed."""
@@ -71,7 +79,7 @@ def emit_then_sleep(n):
 def facts(_):
     """What the child can observe about its own isolation."""
     out = {"uid": os.getuid(), "gid": os.getgid(), "pid": os.getpid(), "cwd": os.getcwd(),
-           "cwd_entries": sorted(os.listdir(".")), "env": dict(os.environ), "stdin": sys.stdin.read()}
+           "cwd_entries": _scratch_entries(), "env": dict(os.environ), "stdin": sys.stdin.read()}
     writes = {}
     for path in ("/tmp/nj_escape", "/var/tmp/nj_escape", "/dev/shm/nj_escape", "/etc/nj_escape",
                  os.path.join(os.path.dirname(os.path.abspath(__file__)), "nj_escape")):
@@ -192,7 +200,7 @@ def deep_dirs(depth):
         os.close(fd)
         fd = new
     os.close(fd)
-    return sorted(os.listdir("."))
+    return _scratch_entries()
 
 
 def fork_touch(spec):

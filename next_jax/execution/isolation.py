@@ -59,6 +59,8 @@ _MS_PRIVATE = 1 << 18
 _MS_NOSUID = 0x2
 _MS_NODEV = 0x4
 _MS_NOEXEC = 0x8
+_MS_RDONLY = 0x1
+_MS_REMOUNT = 0x20
 _AT_FDCWD = -100
 _AT_RECURSIVE = 0x8000
 _MOUNT_ATTR_RDONLY = 0x1
@@ -139,6 +141,9 @@ class Mechanisms:
             setattr(self, name, False)
         self.scratch = ""
         self.allowed_root = ""
+        # (stash inside the allowed root, real path) of allowed paths under /tmp, which each
+        # run's own /tmp would otherwise cover (a checkout or venv that lives in /tmp).
+        self.tmp_binds: list = []
         self.warnings: List[str] = []
 
     def to_plain(self) -> dict:
@@ -313,6 +318,17 @@ def build_allowed_root(m: Mechanisms, root: str, dirs: Iterable[str], files: Ite
         for path in sorted(set(files)):
             if os.path.isfile(path):
                 _bind(path, root)
+        for i, path in enumerate(sorted(p for p in set(dirs) | set(files)
+                                        if os.path.abspath(p).startswith("/tmp/") and os.path.exists(p))):
+            stash = f"/.tmp_binds/{i}"
+            if os.path.isdir(path):
+                os.makedirs(root + stash, 0o755)
+            else:
+                os.makedirs(os.path.dirname(root + stash), 0o755, exist_ok=True)
+                with open(root + stash, "w"):
+                    pass
+            mount(path, root + stash, None, _MS_BIND | _MS_REC)
+            m.tmp_binds.append((stash, os.path.abspath(path)))
         for path in sorted(set(covered)):
             inside = root + os.path.realpath(path)
             if os.path.isdir(path) and os.path.isdir(inside):
@@ -363,6 +379,15 @@ def enter_run_namespaces(m: Mechanisms, scratch_bytes: int, uid: int) -> str:
     owner = f",uid={uid},gid={uid}" if m.uid_drop else ""
     mount("tmpfs", "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV,
           f"size={scratch_bytes},mode=0700{owner}")
+    for stash, real in m.tmp_binds:  # allowed paths under /tmp stay visible, read-only
+        if os.path.isdir(stash):
+            os.makedirs(real, 0o755, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(real), 0o755, exist_ok=True)
+            with open(real, "w"):
+                pass
+        mount(stash, real, None, _MS_BIND | _MS_REC)
+        mount("none", real, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
     if m.pid_namespace:
         try:
             mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
