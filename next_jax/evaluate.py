@@ -20,7 +20,6 @@ Two kinds of evaluators, both ``evaluator(params, step) -> metrics`` (the traine
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import jax
@@ -28,6 +27,7 @@ import numpy as np
 from absl import logging
 
 from next_jax import checkpoints, io, partitioning
+from next_jax.evaluation.runs import SamplingSettings
 from next_jax.models import lm as lm_lib
 from next_jax.models import weights
 
@@ -101,15 +101,9 @@ def pass_at_k_metric(judge: Callable[[object, str], bool] = None, ks: Sequence[i
     return metric_fn
 
 
-@dataclasses.dataclass(frozen=True)
-class SamplerSettings:
-    num_samples: int = 1
-    temperature: float = 0.0
-    top_k: int = 0
-    top_p: float = 1.0
-    max_new_tokens: int = 64
-    batch_size: int = 8
-    seed: int = 0
+# Sampling settings are the self-training loop's (one class for every place that samples); an
+# inference eval defaults to one greedy answer of up to 64 tokens.
+_GREEDY_64 = SamplingSettings(num_samples=1, temperature=0.0, top_p=1.0, max_new_tokens=64)
 
 
 class InferenceEvaluator:
@@ -117,7 +111,7 @@ class InferenceEvaluator:
 
     def __init__(self, model: lm_lib.DecoderLM, partitioner: partitioning.Partitioner, task_name: str,
                  task_feature_lengths: Mapping[str, int], *, split: str = "validation",
-                 sampler: SamplerSettings = SamplerSettings(), num_examples: Optional[int] = None,
+                 sampler: SamplingSettings = _GREEDY_64, num_examples: Optional[int] = None,
                  log_dir: Optional[str] = None, writer=None):
         import seqio
 
@@ -221,7 +215,7 @@ def evaluate(
     batch_size: int = 8,
     eval_batches: Optional[int] = None,
     partitioner: Optional[partitioning.Partitioner] = None,
-    inference: Optional[SamplerSettings] = None,
+    inference: Optional[SamplingSettings] = None,
     evaluators: Iterable[Callable] = (),
 ) -> dict:
     """Scores checkpoints of ``model_dir``; returns {step: metrics}.
