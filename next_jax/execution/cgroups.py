@@ -7,9 +7,13 @@ detaches, and runs of one worker follow each other, so the leaf's limits and cou
 run's: memory (``memory.max`` / ``memory.limit_in_bytes``, swap included where the kernel
 accounts it), process count (``pids.max``), CPU time (read by the worker, which kills the run
 when the tree's total passes its limit) and an OOM-kill counter (the verdict says "memory").
-Sibling leaves get equal CPU weight, so a run that starts 60 spinning processes gets the same
-share of the machine as a run with one; their parent weighs as much as one process per CPU
-against the machine's other processes (a whole pool cannot use more than that anyway).
+CPU between runs: sibling leaves get equal CPU weight, and each leaf's CPU bandwidth is capped
+at one CPU (``cpu.max`` / ``cpu.cfs_quota_us``), so a run that starts 60 spinning processes
+(and undoes the worker's CPU pinning with ``sched_setaffinity``) gets the same share of the
+machine as a run with one and can never take a second CPU away from a concurrent run; their
+parent weighs as much as one process per CPU against the machine's other processes (a whole
+pool cannot use more than that anyway). A worker's processes share one CPU by design, so the
+cap costs a correct run nothing.
 
 Files are opened once, before the worker makes the file tree read-only; later reads and writes
 go through those descriptors. Where neither version is usable (no root, cgroups not mounted,
@@ -25,6 +29,7 @@ from typing import Dict, List, Optional
 
 ROOT = "/sys/fs/cgroup"
 PARENT = "next_jax_sandbox"
+CPU_PERIOD_US = 100_000  # the bandwidth period; a leaf's quota is one period per period (1 CPU)
 
 
 def _write_file(path: str, text: str) -> None:
@@ -56,12 +61,14 @@ class RunGroup:
 
     def set_limits(self, memory_bytes: int, max_processes: int) -> None:
         # memsw may never be below memory: written on both sides so either direction works.
+        # pwrite at offset 0: a control file takes each write whole, whatever the offset, and
+        # so does the regular file of a test's fake hierarchy.
         for key, value in (("memsw", memory_bytes), ("memory", memory_bytes),
                            ("memsw", memory_bytes), ("pids", max_processes)):
             fd = self._fds.get(key)
             if fd is not None:
                 try:
-                    os.write(fd, str(int(value)).encode())
+                    os.pwrite(fd, str(int(value)).encode(), 0)
                 except OSError:
                     pass  # e.g. memsw below the memory limit for a moment: the other one holds
 
@@ -93,25 +100,28 @@ def _open_files(files: Dict[str, tuple]) -> Dict[str, int]:
             for key, (d, f) in files.items()}
 
 
-def _v2(name: str) -> Optional[RunGroup]:
+def _v2(name: str, root: str = ROOT) -> Optional[RunGroup]:
+    """The leaf in a unified (v2) hierarchy mounted at ``root``, or None if the hierarchy does
+    not offer the memory, pids and cpu controllers."""
     try:
-        with open(os.path.join(ROOT, "cgroup.controllers")) as f:
+        with open(os.path.join(root, "cgroup.controllers")) as f:
             available = set(f.read().split())
     except OSError:
         return None
     if not {"memory", "pids", "cpu"} <= available:
         return None
     try:  # the root may enable controllers for its children whatever processes it holds
-        _write_file(os.path.join(ROOT, "cgroup.subtree_control"), "+memory +pids +cpu")
+        _write_file(os.path.join(root, "cgroup.subtree_control"), "+memory +pids +cpu")
     except OSError:
         pass  # already enabled, or not ours to enable: the next write says which
-    parent = os.path.join(ROOT, PARENT)
+    parent = os.path.join(root, PARENT)
     os.makedirs(parent, exist_ok=True)
     _write_file(os.path.join(parent, "cgroup.subtree_control"), "+memory +pids +cpu")
     _write_file(os.path.join(parent, "cpu.weight"), str(min(10000, 100 * _cpus())))
     _remove_empty_siblings(parent)
     leaf = os.path.join(parent, name)
     os.makedirs(leaf, exist_ok=True)
+    _write_file(os.path.join(leaf, "cpu.max"), f"{CPU_PERIOD_US} {CPU_PERIOD_US}")
     fds = _open_files({"memory": (leaf, "memory.max"), "pids": (leaf, "pids.max"),
                        "cpu": (leaf, "cpu.stat"), "oom": (leaf, "memory.events")})
     swap = os.path.join(leaf, "memory.swap.max")
@@ -121,10 +131,12 @@ def _v2(name: str) -> Optional[RunGroup]:
     return RunGroup(2, [leaf], fds, procs)
 
 
-def _v1(name: str) -> Optional[RunGroup]:
+def _v1(name: str, root: str = ROOT) -> Optional[RunGroup]:
+    """The leaves in the v1 hierarchies under ``root`` (memory, pids, cpuacct and, where
+    mounted, cpu), or None if one of the first three is missing."""
     leaves: Dict[str, str] = {}
     for controller in ("memory", "pids", "cpuacct", "cpu"):
-        base = os.path.join(ROOT, controller)
+        base = os.path.join(root, controller)
         if not os.path.isdir(base):
             if controller == "cpu":
                 continue
@@ -135,6 +147,8 @@ def _v1(name: str) -> Optional[RunGroup]:
         os.makedirs(leaf, exist_ok=True)
     if "cpu" in leaves:
         _write_file(os.path.join(os.path.dirname(leaves["cpu"]), "cpu.shares"), str(1024 * _cpus()))
+        _write_file(os.path.join(leaves["cpu"], "cpu.cfs_period_us"), str(CPU_PERIOD_US))
+        _write_file(os.path.join(leaves["cpu"], "cpu.cfs_quota_us"), str(CPU_PERIOD_US))
     mem, pids, acct = leaves["memory"], leaves["pids"], leaves["cpuacct"]
     fds = _open_files({"memory": (mem, "memory.limit_in_bytes"), "oom": (mem, "memory.oom_control"),
                        "pids": (pids, "pids.max"), "cpu": (acct, "cpuacct.usage")})
@@ -146,15 +160,16 @@ def _v1(name: str) -> Optional[RunGroup]:
     return RunGroup(1, dirs, fds, procs)
 
 
-def open_run_group(name: str) -> tuple:
+def open_run_group(name: str, root: str = ROOT) -> tuple:
     """(RunGroup or None, why not): v2 where the unified hierarchy has the controllers, else v1.
-    ``name`` is ``<pool pid>_<slot>``; leaves of pools whose process is gone are removed."""
+    ``name`` is ``<pool pid>_<slot>``; leaves of pools whose process is gone are removed.
+    ``root`` is where the hierarchies are mounted (tests pass a fake one)."""
     if os.geteuid() != 0:
         return None, "not root"
     problems = []
     for make in (_v2, _v1):
         try:
-            group = make(name)
+            group = make(name, root)
         except OSError as e:
             problems.append(f"{make.__name__.strip('_')}: {e}")
             continue

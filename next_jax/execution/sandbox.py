@@ -52,7 +52,7 @@ malformed data on its channel, or went over ``max_result_bytes``.
 Mechanisms (see ``isolation``, ``cgroups``, ``zygote``): per worker a network, IPC/UTS and
 mount namespace with the whole tree read-only, an allow-listed file tree children chroot into,
 a cgroup holding every process of its runs (memory, process count and CPU time of the whole
-tree) and a zygote forked before any payload; per run fresh PID namespaces whose inits are the
+tree; at most one CPU of bandwidth) and a zygote forked before any payload; per run fresh PID namespaces whose inits are the
 children (their death kills every process they started), a mount and IPC namespace with a
 fresh tmpfs working dir and its own /proc, a new session, rlimits, no_new_privs, a uid/gid
 unique to the worker slot (judges get another), stdin on /dev/null, stdout/stderr/result on
