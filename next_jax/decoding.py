@@ -5,6 +5,7 @@ Public API (``next_jax.infer`` calls ``generate``)::
     derive_seed(run_seed: int, task_id: str, sample_index: int) -> int        # stable 63-bit seed
     seed_key_data(seeds) -> np.ndarray uint32 [..., 2]                         # threefry key data
     SamplingParams.make(temperature=1.0, top_k=0, top_p=1.0, stop_ids=(), max_stop_ids=8)
+    SamplingSettings(num_samples=32, temperature=0.8, ...)  # how a run samples; .params(stop_ids)
     generate(model, params, prompts, prompt_lengths, seeds, sampling, *,
              max_new_tokens: int, top_k_cap: int = 64, pad_id: int = 0) -> SampleOutput
     sample(tokens_to_logits, first_logits, cache, seeds, sampling, *,
@@ -44,9 +45,10 @@ last one kept (at the top-k or top-p boundary) are all kept.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-from typing import Any, Callable, Sequence, Tuple
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 import flax.struct
 import jax
@@ -119,6 +121,72 @@ class SamplingParams:
             temperature=jnp.float32(temperature), top_k=jnp.int32(top_k), top_p=jnp.float32(top_p),
             stop_ids=jnp.asarray(padded),
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingSettings:
+    """How a run samples: the one settings object of every place that samples (``infer``, the
+    pipeline, checkpoint evaluation, every stage of the self-training loop, the demo), bound once
+    in gin with ``@decoding.SamplingSettings()``.
+
+    Attributes:
+      num_samples: answers per prompt (N).
+      temperature: 0 = greedy; top_k: 0 = off; top_p: 1 = off.
+      max_new_tokens: the answer budget (static: a new value compiles a new sampler).
+      stop_ids: ids that end an answer; None = the vocabulary's stop ids, else its EOS.
+      top_k_cap: candidates searched per step without touching the whole vocabulary (static; see
+        the module docstring).
+      batch_size: prompts per device step (a multiple of the data-parallel device count).
+      chunk_size: prompts per output chunk, the unit of resumption of an interrupted run.
+      seed: seeds every sample. ``infer`` uses it as the run seed (None: a fresh random one, kept
+        on resume); the loop and the evaluations derive one seed per stage from it, so two stages
+        never share samples.
+    """
+
+    num_samples: int = 32
+    temperature: float = 0.8
+    top_k: int = 0
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    stop_ids: Optional[Tuple[int, ...]] = None
+    top_k_cap: int = 64
+    batch_size: int = 8
+    chunk_size: int = 64
+    seed: Optional[int] = 0
+
+    def __post_init__(self):
+        for name in ("num_samples", "max_new_tokens", "top_k_cap", "batch_size", "chunk_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"SamplingSettings.{name} must be a positive int, got {value!r}")
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, (int, np.integer)) or self.top_k < 0:
+            raise ValueError(f"SamplingSettings.top_k must be an int >= 0 (0 = off), got {self.top_k!r}")
+        if not self.temperature >= 0:
+            raise ValueError(f"SamplingSettings.temperature must be >= 0 (0 = greedy), got {self.temperature!r}")
+        if not self.top_p > 0:
+            raise ValueError(f"SamplingSettings.top_p must be > 0 (1 = off), got {self.top_p!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer))
+                                      or not 0 <= self.seed < 2 ** 63):
+            raise ValueError(f"SamplingSettings.seed must be None or an int in [0, 2**63), got {self.seed!r}")
+        if self.stop_ids is not None:  # a list from gin or JSON becomes a tuple: the settings stay hashable
+            object.__setattr__(self, "stop_ids", tuple(int(s) for s in self.stop_ids))
+
+    def greedy(self) -> "SamplingSettings":
+        """One answer per prompt, the most likely token at every step."""
+        return dataclasses.replace(self, num_samples=1, temperature=0.0, top_k=0, top_p=1.0)
+
+    def resolve_stop_ids(self, vocabulary) -> list:
+        """``stop_ids``, else the vocabulary's stop ids (a Hugging Face tokenizer's), else its EOS."""
+        stop_ids = self.stop_ids
+        if stop_ids is None:
+            stop_ids = getattr(vocabulary, "stop_ids", None) or (
+                [vocabulary.eos_id] if getattr(vocabulary, "eos_id", None) is not None else [])
+        return [int(s) for s in stop_ids]
+
+    def params(self, stop_ids: Sequence[int]) -> SamplingParams:
+        """The runtime arrays of these settings (changing them reuses the compiled sampler)."""
+        return SamplingParams.make(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
+                                   stop_ids=stop_ids, max_stop_ids=max(8, len(stop_ids)))
 
 
 @flax.struct.dataclass

@@ -27,7 +27,7 @@ import numpy as np
 from absl import logging
 
 from next_jax import checkpoints, io, partitioning
-from next_jax.evaluation.runs import SamplingSettings
+from next_jax.decoding import SamplingSettings
 from next_jax.models import lm as lm_lib
 from next_jax.models import weights
 
@@ -101,7 +101,7 @@ def pass_at_k_metric(judge: Callable[[object, str], bool] = None, ks: Sequence[i
     return metric_fn
 
 
-# Sampling settings are the self-training loop's (one class for every place that samples); an
+# decoding.SamplingSettings is the one sampler configuration of every place that samples; an
 # inference eval defaults to one greedy answer of up to 64 tokens.
 _GREEDY_64 = SamplingSettings(num_samples=1, temperature=0.0, top_p=1.0, max_new_tokens=64)
 
@@ -131,16 +131,15 @@ class InferenceEvaluator:
         from next_jax import infer
 
         s = self.sampler
-        return infer.compiled_generate(self.model.config, self.partitioner, s.max_new_tokens, 64, 0)
+        return infer.compiled_generate(self.model.config, self.partitioner, s.max_new_tokens, s.top_k_cap, 0)
 
     def __call__(self, params, step: int) -> dict:
         from next_jax import decoding
 
         s = self.sampler
         generate = self._generate()
-        stop_ids = [int(self.vocabulary.eos_id)] if self.vocabulary.eos_id is not None else []
-        sampling = decoding.SamplingParams.make(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
-                                                stop_ids=stop_ids)
+        sampling = s.params(s.resolve_stop_ids(self.vocabulary))
+        seed = 0 if s.seed is None else s.seed  # the same prompts get the same samples at every step
 
         def predict_with_aux(dataset):
             indices, prompts = [], []
@@ -156,7 +155,7 @@ class InferenceEvaluator:
                 lengths = np.ones((s.batch_size,), np.int32)
                 for i, p in enumerate(chunk):
                     prompt[i, :len(p)], lengths[i] = p, len(p)
-                seeds = [[decoding.derive_seed(s.seed, str(indices[start + i] if i < len(chunk) else -1), j)
+                seeds = [[decoding.derive_seed(seed, str(indices[start + i] if i < len(chunk) else -1), j)
                           for j in range(s.num_samples)] for i in range(s.batch_size)]
                 inputs = self.partitioner.global_batch(
                     {"p": prompt, "l": lengths, "s": decoding.seed_key_data(seeds)})

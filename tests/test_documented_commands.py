@@ -67,6 +67,14 @@ TINY_GIN: Dict[str, str] = {
     "FINETUNE_STEPS": "2", "SAMPLING_BATCH_SIZE": "4", "SEEDS": "(0,)", "CONTROL": "False",
     "VARIANTS": "('trace',)",
 }
+# The same for fields of settings objects, appended when the run's gin files bind the object. The
+# NExT loop scopes its samplers (select/, sample/, eval/), and a scoped binding beats an unscoped one.
+TINY_GIN_FIELDS: Dict[str, str] = {
+    **{f"{scope}decoding.SamplingSettings.{field}": value
+       for scope in ("", "select/", "sample/", "eval/")
+       for field, value in (("num_samples", "1"), ("max_new_tokens", "4"), ("batch_size", "4"))},
+    "runs.ExecutionSettings.workers": "1",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,12 +239,24 @@ def prepare(text: str, placeholders: Dict[str, str], tmp_root: Path) -> List[str
         gin_files = [a.split("=", 1)[1] for a in argv if a.startswith("--gin_file=")]
         macros = set().union(*(_gin_macros(REPO / g) for g in gin_files)) if gin_files else set()
         argv += [f"--gin.{name}={value}" for name, value in TINY_GIN.items() if name in macros]
+        bound = "".join(_gin_text(REPO / g) for g in gin_files)
+        argv += [f"--gin.{name}={value}" for name, value in TINY_GIN_FIELDS.items()
+                 if name.split("/")[-1].rsplit(".", 1)[0] in bound]
         if gin_files:
             # One MODEL_DIR per experiment, whatever path the text shows: a later command on the same
             # experiment resumes the first one's run (train before eval; a pipeline skips done stages).
             name = os.path.splitext(os.path.basename(gin_files[-1]))[0]
             argv.append(f"--gin.MODEL_DIR='{tmp_root / name}'")
     return argv
+
+
+def _gin_text(path: Path) -> str:
+    """A gin file's text with the files it includes."""
+    if not path.exists():
+        return ""
+    text = path.read_text()
+    return text + "".join(_gin_text(REPO / "gin_configs" / include)
+                          for include in re.findall(r"^include\s+'([^']+)'", text, re.M))
 
 
 def _gin_macros(path: Path) -> set:
@@ -350,15 +370,16 @@ def _infer_args(root: Path, placeholders) -> List[str]:
     (root / "infer_tiny.gin").write_text(textwrap.dedent(f"""
         from __gin__ import dynamic_registration
         import doc_infer_task
+        from next_jax import decoding
         include 'runs/infer.gin'
         include 'models/tiny.gin'
         TASK_NAME = @doc_infer_task.register()
         doc_infer_task.register.vocabulary = %VOCABULARY
         doc_infer_task.register.path = '{placeholders["TASKS.jsonl"]}'
         TASK_FEATURE_LENGTHS = {{'inputs': 128}}
-        MAX_NEW_TOKENS = 4
-        NUM_SAMPLES = 1
-        RUN_SEED = 1
+        decoding.SamplingSettings.max_new_tokens = 4
+        decoding.SamplingSettings.num_samples = 1
+        decoding.SamplingSettings.seed = 1
     """))
     return ["--run_mode=infer", f"--gin_file={root / 'infer_tiny.gin'}", f"--gin.MODEL_DIR='{root / 'infer_run'}'"]
 
@@ -370,9 +391,9 @@ def _pipeline_args(root: Path, placeholders) -> List[str]:
         TASKS_FORMAT = 'repair_tasks'
         TASKS_FILE = '{placeholders["TASKS.jsonl"]}'
         TASK_FEATURE_LENGTHS = {{'inputs': 256}}
-        NUM_SAMPLES = 1
-        MAX_NEW_TOKENS = 4
-        WORKERS = 1
+        decoding.SamplingSettings.num_samples = 1
+        decoding.SamplingSettings.max_new_tokens = 4
+        runs.ExecutionSettings.workers = 1
     """))
     return ["--run_mode=pipeline", f"--gin_file={root / 'pipeline_tiny.gin'}",
             f"--gin.MODEL_DIR='{root / 'pipeline_run'}'"]
@@ -389,14 +410,14 @@ def _next_args(root: Path, placeholders) -> List[str]:
         NUM_ITERATIONS = 1
         HARD_THRESHOLD = None
         FEW_SHOT = False
-        NUM_SELECTION_SAMPLES = 1
-        NUM_SAMPLES = 1
-        MAX_NEW_TOKENS = 4
-        SAMPLING_BATCH_SIZE = 2
+        decoding.SamplingSettings.max_new_tokens = 4
+        decoding.SamplingSettings.batch_size = 2
+        select/decoding.SamplingSettings.num_samples = 1
+        sample/decoding.SamplingSettings.num_samples = 1
+        eval/decoding.SamplingSettings.num_samples = 1
         FINETUNE_STEPS = 1
         MIN_STEPS = 1
         BATCH_SIZE = 2
-        EVAL_SAMPLES = 1
         EVAL_VARIANTS = ('trace',)
         GREEDY = False
         PASS_AT_KS = (1,)
@@ -461,7 +482,8 @@ def test_extraction_reads_usage_notation(tmp_path):
     argv = prepare('launch/tpu_run.sh --gin_file=gin_configs/runs/infer.gin --gin.MODEL_DIR=\\"/tmp/a\\"',
                    ph, Path("/r"))
     assert argv[2] == '--gin.MODEL_DIR="/r/a"' and argv[-1] == "--gin.MODEL_DIR='/r/infer'"
-    assert "--gin.NUM_SAMPLES=1" in argv and "--gin.TRAIN_STEPS=2" not in argv  # infer.gin has no TRAIN_STEPS
+    assert "--gin.decoding.SamplingSettings.num_samples=1" in argv and "--gin.TRAIN_STEPS=2" not in argv
+    assert "--gin.runs.ExecutionSettings.workers=1" not in argv  # infer.gin binds no sandbox
     assert "--dry_run" in prepare("launch/tpu_run.sh --tpu=p --zone=z --gin_file=...", ph, Path("/r"))
     readme = tmp_path / "README.md"
     readme.write_text("Run `launch/tpu_run.sh --tpu=...` or `python -m next_jax.tracing`, or\n"

@@ -1,5 +1,6 @@
 """infer(): SeqIO task in, Sample records out; seeds, device counts, kill-and-resume, gin."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -57,12 +58,16 @@ def write_task_records(path: str, n: int = NUM_EXAMPLES):
 def run_infer(model_dir, partitioner=None, **overrides):
     import seqio
 
+    sampler_fields = {f.name for f in dataclasses.fields(decoding.SamplingSettings)}
+    sampling = dict(num_samples=3, temperature=1.0, top_k=20, top_p=0.95, max_new_tokens=12, batch_size=4,
+                    chunk_size=4, seed=1234)
+    sampling.update({k: v for k, v in overrides.items() if k in sampler_fields})
     kwargs = dict(
         model=tiny_config(), vocabulary=seqio.ByteVocabulary(), task_name=TASK, split="test", model_dir=str(model_dir),
-        task_feature_lengths={"inputs": 48}, num_samples=3, temperature=1.0, top_k=20, top_p=0.95,
-        max_new_tokens=12, batch_size=4, chunk_size=4, run_seed=1234, iteration=2, prompt_variant="no_trace",
+        task_feature_lengths={"inputs": 48}, iteration=2, prompt_variant="no_trace",
+        sampling=decoding.SamplingSettings(**sampling),
     )
-    kwargs.update(overrides)
+    kwargs.update({k: v for k, v in overrides.items() if k not in sampler_fields})
     if partitioner is None:
         partitioner = partitioning.Partitioner(partitioning.make_mesh({"data": 2, "fsdp": 2, "model": 2}))
     return infer_lib.infer(partitioner=partitioner, **kwargs)
@@ -123,7 +128,7 @@ def test_samples_are_identical_on_one_and_eight_devices_and_reproduced_by_seed(t
     assert [s.seed for s in one] == [s.seed for s in eight]
     np.testing.assert_allclose([s.logprob for s in one], [s.logprob for s in eight], rtol=1e-4, atol=1e-4)
     # Another run seed draws other samples.
-    other = read_all(run_infer(tmp_path / "other", run_seed=99), Sample)
+    other = read_all(run_infer(tmp_path / "other", seed=99), Sample)
     assert sum(a.text != b.text for a, b in zip(other, eight)) > len(eight) // 2
 
 
@@ -135,7 +140,7 @@ def test_greedy_samples_of_a_prompt_agree(tmp_path, task):
 
 
 def test_random_run_seed_is_drawn_once_and_kept(tmp_path, task):
-    final = run_infer(tmp_path / "r", run_seed=None, num_samples=1)
+    final = run_infer(tmp_path / "r", seed=None, num_samples=1)
     manifest = json.loads(open(final.replace(".jsonl", ".manifest.json")).read())
     first = read_all(final, Sample)[0]
     assert first.seed == decoding.derive_seed(manifest["run_seed"], first.task_id, 0)
@@ -219,7 +224,8 @@ def test_gin_run_file_binds_infer(tmp_path, task):
         gin.parse_config_files_and_bindings(
             [os.path.join(HERE, "..", "gin_configs", "runs", "infer.gin"), str(model_gin)],
             [f"MODEL_DIR = '{tmp_path / 'gin'}'", f"TASK_NAME = '{TASK}'", "TASK_FEATURE_LENGTHS = {'inputs': 48}",
-             "MAX_NEW_TOKENS = 12", "BATCH_SIZE = 4", "RUN_SEED = 5", "NUM_SAMPLES = 3",
+             "decoding.SamplingSettings.max_new_tokens = 12", "decoding.SamplingSettings.batch_size = 4",
+             "decoding.SamplingSettings.seed = 5", "decoding.SamplingSettings.num_samples = 3",
              "MESH_AXIS_SIZES = {'data': 2, 'fsdp': 2, 'model': 2}"],
         )
         final = gin.get_configurable(infer_lib.infer)()

@@ -155,7 +155,12 @@ def test_real_model_experiments_parse_with_their_required_paths(name):
         assert str(gin.query_parameter("%BASE_CHECKPOINT")) == "%HF_CHECKPOINT_DIR"  # imported weights
         assert gin.query_parameter("%HF_CHECKPOINT_DIR") == "/ckpt/qwen"
         assert gin.query_parameter("%TEST_FILE") == ("/data/hefix_plus/test-*-of-*.jsonl" if "hefix" in name else None)
-        assert gin.query_parameter("%HARD_THRESHOLD") == 0.1 and gin.query_parameter("%NUM_SAMPLES") == 32
+        assert gin.query_parameter("%HARD_THRESHOLD") == 0.1
+        from next_jax import decoding
+
+        with gin.config_scope("sample"):  # N = 32 samples per hard problem, 512 new tokens
+            sampling = gin.get_configurable(decoding.SamplingSettings)()
+        assert (sampling.num_samples, sampling.max_new_tokens, sampling.batch_size) == (32, 512, 32)
     finally:
         gin.clear_config()
 

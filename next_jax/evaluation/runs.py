@@ -18,30 +18,12 @@ from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 from absl import logging
 
 from next_jax import io
+# SamplingSettings lives with the sampler (next_jax.decoding); the name is kept here so that code
+# and gin files written against ``evaluation.runs.SamplingSettings`` keep working.
+from next_jax.decoding import SamplingSettings
 from next_jax.data.records import AtomicWriter, RepairTask, Sample, Verdict, read_records, read_tasks
 from next_jax.progress import Progress
 from next_jax.selftrain import multihost
-
-
-@dataclasses.dataclass(frozen=True)
-class SamplingSettings:
-    """How to draw samples: N per task, the decoding settings, and the batch and chunk sizes.
-
-    ``seed`` seeds every sample (with the stage's name, so two stages never share samples);
-    temperature 0 is greedy.
-    """
-
-    num_samples: int = 32
-    temperature: float = 0.8
-    top_k: int = 0
-    top_p: float = 1.0
-    max_new_tokens: int = 256
-    batch_size: int = 8
-    chunk_size: int = 64
-    seed: int = 0
-
-    def greedy(self) -> "SamplingSettings":
-        return dataclasses.replace(self, num_samples=1, temperature=0.0, top_k=0, top_p=1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,14 +92,15 @@ def sample_tasks(
     task_name = _task_name(tasks_file, variant, name, model_dir)
     tasks_lib.register_repair_task(task_name, split_files={"test": tasks_file}, vocabulary=vocabulary,
                                    variant=variant, exemplars=tuple(exemplars), prompt_fn=prompt_fn)
+    if sampling.seed is None:
+        raise ValueError(f"sample_tasks ({name}): sampling.seed must be an int (a resumable stage draws the same "
+                         "samples again); bind decoding.SamplingSettings.seed")
     raw = infer_lib.infer(
         model=model, vocabulary=vocabulary, task_name=task_name, model_dir=model_dir, split="test",
         task_feature_lengths={"inputs": int(task_feature_lengths["inputs"])}, checkpoint=checkpoint,
-        partitioner=partitioner, num_samples=sampling.num_samples, temperature=sampling.temperature,
-        top_k=sampling.top_k, top_p=sampling.top_p, max_new_tokens=sampling.max_new_tokens,
-        batch_size=sampling.batch_size, chunk_size=sampling.chunk_size,
-        run_seed=derive_seed(sampling.seed, f"{iteration}:{name}"), iteration=iteration,
-        prompt_variant=variant, output_name=f"{name}.raw", init_seed=init_seed,
+        partitioner=partitioner,
+        sampling=dataclasses.replace(sampling, seed=derive_seed(sampling.seed, f"{iteration}:{name}")),
+        iteration=iteration, prompt_variant=variant, output_name=f"{name}.raw", init_seed=init_seed,
     )
     if multihost.is_chief():
         tasks = {t.task_id: t for t in read_tasks(tasks_file)}
