@@ -35,6 +35,26 @@ def _gfile():
     return tf.io.gfile
 
 
+def absolute(path: str) -> str:
+    """``path`` as an identity that does not depend on the working directory: a local path made
+    absolute, a ``scheme://`` path unchanged."""
+    path = os.fspath(path)
+    return path if is_remote(path) else os.path.abspath(path)
+
+
+def require_local(path: str, what: str, why: str) -> str:
+    """``path`` if it is local; else a ValueError saying that ``what`` must be a local path, and why.
+
+    For the few readers that need a real file (memory-mapped tensors, native libraries), so a
+    ``gs://`` path fails at once with the reason instead of deep inside that library.
+    """
+    path = os.fspath(path)
+    if is_remote(path):
+        raise ValueError(f"{what} {path!r} must be a local path: {why}; copy it to local disk first "
+                         "(e.g. gsutil -m cp -r)")
+    return path
+
+
 def join(path: str, *parts: str) -> str:
     path = os.fspath(path)
     if is_remote(path):

@@ -103,6 +103,7 @@ def parse_gin(gin_files: Sequence[str], gin_bindings: Sequence[str], search_path
     searched = list(search_paths) + list(DEFAULT_SEARCH_PATHS)
     for path in searched:
         gin.add_config_file_search_path(path)
+    _read_remote_gin_files(list(gin_files) + list(search_paths))
     for path in gin_files:
         if not _find_gin_file(path, search_paths):
             raise ConfigError(f"--gin_file={path}: no such file (searched {searched})")
@@ -231,9 +232,21 @@ def _drop_gin_path_probe(record) -> bool:
 
 
 def _find_gin_file(path: str, search_paths: Sequence[str]) -> bool:
-    if os.path.exists(path):
+    if nj_io.exists(path):
         return True
-    return any(os.path.exists(os.path.join(p, path)) for p in list(search_paths) + list(DEFAULT_SEARCH_PATHS))
+    return any(nj_io.exists(nj_io.join(p, path)) for p in list(search_paths) + list(DEFAULT_SEARCH_PATHS))
+
+
+def _read_remote_gin_files(paths: Sequence[str]) -> None:
+    """Lets gin read ``gs://`` gin files and include paths: gin itself opens local files only."""
+    import gin
+
+    if any(nj_io.is_remote(p) for p in paths) and not _REMOTE_GIN_READER:
+        gin.config.register_file_reader(lambda path: nj_io.open_file(path, "r"), nj_io.is_remote)
+        _REMOTE_GIN_READER.append(True)
+
+
+_REMOTE_GIN_READER: List[bool] = []
 
 
 def model_dir_from_gin() -> str | None:

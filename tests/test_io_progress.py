@@ -35,6 +35,35 @@ def test_remote_paths_never_touch_local_disk(tmp_path, monkeypatch):
     assert io.basename("gs://bucket/run/") == "run"
 
 
+@pytest.mark.parametrize("remote", [False, True])
+def test_record_writer_is_the_atomic_writer_on_any_filesystem(tmp_path, remote):
+    from next_jax.data.records import AtomicWriter, Verdict, read_all, write_records
+
+    root = "ram://io_records_%d" % os.getpid() if remote else str(tmp_path)
+    path = io.join(root, "out", "v.jsonl")
+    verdicts = [Verdict(task_id="t", sample_id=f"t/{i}", status="pass", tests_passed=1, tests_total=1)
+                for i in range(3)]
+    assert write_records(path, verdicts) == 3
+    assert read_all(path, Verdict) == verdicts
+    with pytest.raises(RuntimeError):
+        with AtomicWriter(path) as writer:
+            writer.write(verdicts[0])
+            raise RuntimeError("killed mid-file")
+    assert read_all(path, Verdict) == verdicts  # the old content, and no temporary file beside it
+    assert io.listdir(io.join(root, "out")) == ["v.jsonl"]
+    io.rmtree(root)
+
+
+def test_paths_that_must_be_local_say_so():
+    from next_jax.models import safetensors_io
+
+    assert io.absolute("gs://bucket/run") == "gs://bucket/run"
+    assert io.absolute("run") == os.path.join(os.getcwd(), "run")
+    with pytest.raises(ValueError, match=r"Hugging Face checkpoint directory 'gs://bucket/qwen' must be a local "
+                                         r"path: its safetensors files are memory-mapped"):
+        safetensors_io.CheckpointReader("gs://bucket/qwen")
+
+
 def test_progress_reports_rate_and_eta():
     now = [0.0]
     lines = []
@@ -48,3 +77,19 @@ def test_progress_reports_rate_and_eta():
     final = p.finish()
     assert final == lines[-1] and len(lines) == 3
     assert progress.format_seconds(3725) == "1h02m"
+
+
+def test_gin_files_may_live_on_another_filesystem(tmp_path):
+    import gin
+
+    from next_jax import main
+
+    io.write_text("ram://gin_files/run.gin", "include 'runs/infer.gin'\nMODEL_DIR = 'ram://gin_files/out'\n")
+    gin.clear_config()
+    try:
+        main.parse_gin(["ram://gin_files/run.gin", "models/tiny.gin"],
+                       ["TASK_NAME = 'x'", "TASK_FEATURE_LENGTHS = {'inputs': 8}"], [], "infer")
+        assert main.model_dir_from_gin() == "ram://gin_files/out"
+    finally:
+        gin.clear_config()
+        io.rmtree("ram://gin_files")

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
-import io as _io
 import json
-import os
-import tempfile
 from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping, Optional, Sequence, Tuple, Type, TypeVar
+
+from next_jax import io as nj_io
 
 SCHEMA_VERSION = 1
 
@@ -334,11 +333,10 @@ def read_json_lines(path: str, on_error: Optional[Callable[[RecordError], None]]
     line that is not JSON is passed to it as a RecordError and reading goes on (a builder counts
     malformed rows without losing the good ones); without it, the error is raised.
     """
-    from next_jax import io as nj_io
-
-    with nj_io.open_file(path, "rb") as raw:
-        f = gzip.open(raw, "rt", encoding="utf-8") if path.endswith(".gz") else \
-            _io.TextIOWrapper(raw, encoding="utf-8")
+    # Text mode from the path layer itself: tf.io.gfile's files (gs://, ram://) cannot be wrapped in
+    # a TextIOWrapper, but read text and iterate lines as local files do.
+    with nj_io.open_file(path, "rb" if path.endswith(".gz") else "r") as raw:
+        f = gzip.open(raw, "rt", encoding="utf-8") if path.endswith(".gz") else raw
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue
@@ -400,7 +398,7 @@ def read_all(path: str, record_type: Type[R]) -> list:
 
 
 class AtomicWriter:
-    """Writes JSON Lines to ``path`` through a temporary file renamed into place on close.
+    """Writes JSON Lines to ``path`` (local, ``gs://``, ...) through ``io.atomic_write``.
 
     On an exception the temporary file is removed and ``path`` is untouched, so readers only ever
     see complete files and a resumed stage can trust that an existing file is finished.
@@ -408,29 +406,20 @@ class AtomicWriter:
 
     def __init__(self, path: str):
         self.path = path
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(
-            prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory
-        )
-        self._file = os.fdopen(fd, "w", encoding="utf-8")
+        self._writing = nj_io.atomic_write(path)
+        self._file = self._writing.__enter__()
         self.count = 0
 
     def write(self, record: _Record) -> None:
-        self._file.write(record.to_json())
-        self._file.write("\n")
+        self._file.write(record.to_json() + "\n")
         self.count += 1
 
     def close(self) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.replace(self._tmp, self.path)
+        self._writing.__exit__(None, None, None)
 
     def abort(self) -> None:
-        self._file.close()
-        if os.path.exists(self._tmp):
-            os.remove(self._tmp)
+        error = RuntimeError(f"{self.path}: write aborted")
+        self._writing.__exit__(RuntimeError, error, None)
 
     def __enter__(self):
         return self

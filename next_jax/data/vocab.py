@@ -2,7 +2,8 @@
 
 Real checkpoints ship their tokenizer as one ``tokenizer.json`` read by the ``tokenizers`` package,
 next to ``config.json`` / ``generation_config.json`` that say which ids end a sequence. This
-vocabulary wraps it for SeqIO tasks and for decoding, reading only local files (never a hub).
+vocabulary wraps it for SeqIO tasks and for decoding, reading files through ``next_jax.io`` (a
+local directory or ``gs://``; never a hub).
 
 Conventions:
 - ``encode`` adds no special tokens (no BOS): SeqIO encodes prompts and targets separately and
@@ -28,15 +29,16 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+from next_jax import io as nj_io
+
 
 def _read_json(path: str) -> dict:
-    if not os.path.exists(path):
+    if not nj_io.exists(path):
         return {}
-    with open(path, encoding="utf-8") as f:
-        try:
-            value = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    try:
+        value = json.loads(nj_io.read_text(path))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
     return value if isinstance(value, dict) else {}
 
 
@@ -49,7 +51,7 @@ def _as_ids(value) -> list:
 
 
 class HuggingFaceVocabulary(seqio.Vocabulary):
-    """seqio.Vocabulary over a local ``tokenizer.json`` (a file, or a checkpoint directory).
+    """seqio.Vocabulary over a ``tokenizer.json`` (a file, or a checkpoint directory; local or ``gs://``).
 
     Special ids come from, in order: the explicit arguments; ``generation_config.json`` and
     ``config.json`` beside the tokenizer; ``tokenizer_config.json``'s token strings.
@@ -65,21 +67,22 @@ class HuggingFaceVocabulary(seqio.Vocabulary):
         stop_ids: Optional[Sequence[int]] = None,
         extra_ids: int = 0,
     ):
-        path = os.path.abspath(os.path.expanduser(tokenizer_path))
+        path = os.fspath(tokenizer_path)
+        path = nj_io.absolute(path if nj_io.is_remote(path) else os.path.expanduser(path))
         directory = path
-        if os.path.isdir(path):
-            path = os.path.join(path, "tokenizer.json")
+        if nj_io.isdir(path):
+            path = nj_io.join(path, "tokenizer.json")
         else:
-            directory = os.path.dirname(path)
-        if not os.path.isfile(path):
+            directory = nj_io.dirname(path)
+        if not nj_io.exists(path) or nj_io.isdir(path):
             raise FileNotFoundError(f"HuggingFaceVocabulary: no tokenizer file at {path}")
         self._path = path
         self._tokenizer = None
         super().__init__(extra_ids=extra_ids)
 
-        generation = _read_json(os.path.join(directory, "generation_config.json"))
-        model = _read_json(os.path.join(directory, "config.json"))
-        tokenizer_config = _read_json(os.path.join(directory, "tokenizer_config.json"))
+        generation = _read_json(nj_io.join(directory, "generation_config.json"))
+        model = _read_json(nj_io.join(directory, "config.json"))
+        tokenizer_config = _read_json(nj_io.join(directory, "tokenizer_config.json"))
 
         def from_configs(key: str) -> list:
             for config in (generation, model):
@@ -117,7 +120,7 @@ class HuggingFaceVocabulary(seqio.Vocabulary):
             from tokenizers import Tokenizer
 
             try:
-                self._tokenizer = Tokenizer.from_file(self._path)
+                self._tokenizer = Tokenizer.from_str(nj_io.read_text(self._path))
             except Exception as e:  # noqa: BLE001 - the library raises bare Exceptions
                 raise ValueError(f"{self._path}: not a valid tokenizer.json ({e})") from None
         return self._tokenizer
@@ -205,8 +208,7 @@ class HuggingFaceVocabulary(seqio.Vocabulary):
     # -- identity -----------------------------------------------------------------------------
 
     def _fingerprint(self) -> str:
-        with open(self._path, "rb") as f:
-            return hashlib.sha256(f.read()).hexdigest()
+        return hashlib.sha256(nj_io.read_bytes(self._path)).hexdigest()
 
     def __eq__(self, other) -> bool:
         if not isinstance(other, HuggingFaceVocabulary):
@@ -250,8 +252,6 @@ def train_sentencepiece(
     import io as _io
 
     import sentencepiece as spm
-
-    from next_jax import io as nj_io
 
     buffer = _io.BytesIO()
     documents = (t[:max_text_chars] for t in texts if t)

@@ -63,6 +63,8 @@ class CheckpointReader:
     INDEX = "model.safetensors.index.json"
 
     def __init__(self, directory: str):
+        nj_io.require_local(directory, "Hugging Face checkpoint directory",
+                            "its safetensors files are memory-mapped by the safetensors package")
         self.directory = directory
         index_path = nj_io.join(directory, self.INDEX)
         if nj_io.exists(index_path):

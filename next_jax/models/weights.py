@@ -8,7 +8,6 @@ that does not fit it fails with the tensor's name.
 from __future__ import annotations
 
 import functools
-import os
 from typing import Optional
 
 import jax
@@ -41,7 +40,7 @@ def model_id(checkpoint: Optional[str], init_seed: int = 0) -> str:
     """What Sample.model records for these weights."""
     if checkpoint is None:
         return f"random-init:{init_seed}"
-    return checkpoint if io.is_remote(checkpoint) else os.path.abspath(checkpoint)
+    return io.absolute(checkpoint)
 
 
 def load_params(

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import time
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Union
 
@@ -59,7 +58,7 @@ def _vocabulary_id(vocabulary) -> dict:
 def _checkpoint_id(checkpoint: Optional[str], init_seed: int) -> str:
     if checkpoint is None:
         return f"random-init:{init_seed}"
-    return "path:" + (checkpoint if io.is_remote(checkpoint) else os.path.abspath(checkpoint))
+    return "path:" + io.absolute(checkpoint)
 
 
 @dataclasses.dataclass
