@@ -208,11 +208,7 @@ def restore_params(path: str, abstract_params):
     """
     import orbax.checkpoint as ocp
 
-    directory = params_item_dir(path)
-    if not io.is_remote(directory):
-        import os
-
-        directory = os.path.abspath(directory)
+    directory = io.absolute(params_item_dir(path))
     checkpointer = ocp.PyTreeCheckpointer()
     metadata = checkpointer.metadata(directory)
     tree = getattr(metadata, "item_metadata", metadata)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import os
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import flax.linen as nn
@@ -235,12 +234,9 @@ class ParamTable:
 
     def save(self, path: str) -> None:
         """Writes the table as text, atomically."""
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        tmp = f"{path}.tmp.{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(str(self) + "\n")
-        os.replace(tmp, path)
+        from next_jax import io
+
+        io.write_text(path, str(self) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------

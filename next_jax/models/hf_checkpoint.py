@@ -21,13 +21,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 from typing import Any, Mapping, Optional
 
 import jax
 import numpy as np
 from absl import logging
 
+from next_jax import io as nj_io
 from next_jax import partitioning
 from next_jax.models import safetensors_io
 from next_jax.models.config import RUNTIME_FIELDS, ModelConfig
@@ -58,12 +58,11 @@ class CheckpointError(ValueError):
 
 
 def read_hf_config(directory: str) -> dict:
-    path = os.path.join(directory, "config.json")
+    path = nj_io.join(directory, "config.json")
+    if not nj_io.exists(path):
+        raise FileNotFoundError(f"{path}: no config.json in the checkpoint directory")
     try:
-        with open(path, encoding="utf-8") as f:
-            config = json.load(f)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no config.json in the checkpoint directory") from None
+        config = json.loads(nj_io.read_text(path))
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
     if not isinstance(config, dict):
@@ -394,7 +393,7 @@ def load_hf_checkpoint(
     (default: from the model's own initialiser, so logical axes are defined once, in the model).
     """
     hf = read_hf_config(directory)
-    where = os.path.join(directory, "config.json")
+    where = nj_io.join(directory, "config.json")
     model_type = model_type_of(hf, where)
     if config is None:
         config = config_from_hf(hf, where=where, **config_overrides)
@@ -486,10 +485,7 @@ def save_hf_checkpoint(
             _host_array(flat[name])
         return []
     files = safetensors_io.write_checkpoint(directory, specs, produce, max_shard_bytes=max_shard_bytes)
-    tmp = os.path.join(directory, f"config.json.tmp.{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(hf, f, indent=2, sort_keys=True)
-    os.replace(tmp, os.path.join(directory, "config.json"))
+    nj_io.write_text(nj_io.join(directory, "config.json"), json.dumps(hf, indent=2, sort_keys=True))
     total = sum(math.prod(s[1]) * s[2].itemsize for s in specs)
     logging.info("Exported %d tensors (%.1f MB) to %s", len(specs), total / 1e6, directory)
     return files + ["config.json"]
