@@ -216,3 +216,22 @@ def test_malformed_replies_are_faults(reply, why):
 def test_strict_eq():
     assert judge.strict_eq([1, (2.0,)], [1, (2.0,)])
     assert not judge.strict_eq(1, 1.0) and not judge.strict_eq([True], [1])
+
+
+def _payload(tests):
+    return {"program": [marshal.dumps(compile(PROGRAM, "<fix>", "exec"))],
+            "tests": [marshal.dumps(compile(t, f"<test {i}>", "exec")) for i, t in enumerate(tests)],
+            "names": ["add", "raise_"], "timeout": 5.0}
+
+
+@pytest.mark.parametrize("first,outcome", [
+    ("assert add(1, 2) == 4", "fail"),
+    ("raise_('value')", "error"),
+])
+def test_the_first_test_that_does_not_pass_ends_the_run(cand, first, outcome):
+    # The later tests would pass, or call the candidate: neither happens once one did not pass.
+    reports = judge.run_tests(_payload(
+        ["assert add(1, 2) == 3", first, "assert add(2, 2) == 4", "add(0, 0)"]), cand)
+    assert [r[:3] for r in reports] == [("p", "ok", ""), ("t", 0, "pass"), ("t", 1, outcome)]
+    assert cand.last in (3, judge._NOTHING)  # no call after the failing test's own
+    assert cand.found["add"](7, 8) == 15 and cand.last == 15  # and the channel is in step

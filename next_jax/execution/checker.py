@@ -18,8 +18,8 @@ pass. Verdict statuses (``records.VERDICT_STATUSES``):
 The program is: the setup code's top-level imports, the fix, then the whole setup code (MBPP's
 ``test_setup_code`` builds objects from classes the fix defines, so it must follow the fix; the
 imports go first so the fix can rely on them). Tests share one namespace in the judge and run
-in order, each stopping at its first failing assert (as in Python); after a timeout the
-remaining tests are not run.
+in order, each stopping at its first failing assert (as in Python); the first test that does
+not pass decides the verdict and ends the run (the remaining tests are not run).
 """
 
 from __future__ import annotations

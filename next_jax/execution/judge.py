@@ -31,8 +31,9 @@ covers malformed or oversized replies and a candidate that died; once one happen
 outcome is ``error`` whatever the test then did.
 
 Reports, sent together when the run ends (the result of the run): ``('p', outcome, detail)``
-for the program, then ``('t', i, outcome, line, detail)`` per test, outcome one of pass | fail
-| error | timeout; ``line`` is the test's line that failed (0 when unknown).
+for the program, then ``('t', i, outcome, line, detail)`` per test up to the first that did not
+pass (the run ends there), outcome one of pass | fail | error | timeout; ``line`` is the test's
+line that failed (0 when unknown).
 """
 
 from __future__ import annotations
@@ -435,6 +436,8 @@ def run_tests(payload: dict, cand: Candidate) -> list:
         if cand.fault and outcome == "pass":
             outcome, detail = "error", cand.fault
         reports.append(("t", i, outcome, line, detail))
-        if outcome == "timeout" or cand.fault:
+        if outcome != "pass":
+            # The first test that did not pass decides the verdict (``checker.judge_verdict``);
+            # later tests could change nothing but the run's time.
             break
     return reports
