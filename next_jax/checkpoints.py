@@ -26,6 +26,7 @@ from typing import Any, Optional, Tuple
 from absl import logging
 
 from next_jax import io
+from next_jax.models import stacking
 
 STATE, INPUT, SUMMARY = "state", "input", "summary"
 SUBDIR = "checkpoints"
@@ -141,15 +142,24 @@ class Checkpointer:
     def restore(self, step: int, abstract_state) -> Tuple[Any, dict, dict]:
         """(state in ``abstract_state``'s shardings, input position, summary) of ``step``."""
         ocp = self._ocp
-        restored = self._manager.restore(
-            int(step),
-            args=ocp.args.Composite(**{
-                STATE: ocp.args.StandardRestore(abstract_state),
-                INPUT: ocp.args.JsonRestore(),
-                SUMMARY: ocp.args.JsonRestore(),
-            }),
-        )
-        return restored[STATE], dict(restored[INPUT]), dict(restored[SUMMARY] or {})
+        out = {}
+
+        def restore(target):
+            out.update(self._manager.restore(
+                int(step),
+                args=ocp.args.Composite(**{
+                    STATE: ocp.args.StandardRestore(target),
+                    INPUT: ocp.args.JsonRestore(),
+                    SUMMARY: ocp.args.JsonRestore(),
+                }),
+            ))
+            return out[STATE]
+
+        # A run may switch ModelConfig.scan_layers between restarts: parameters and the optimizer
+        # moments that mirror them are converted to the layout of ``abstract_state``.
+        saved = saved_tree(io.join(self.step_path(step), STATE))
+        state = stacking.restore_in_any_layout(saved, abstract_state, restore)
+        return state, dict(out[INPUT]), dict(out[SUMMARY] or {})
 
     def read_summary(self, step: int) -> dict:
         restored = self._manager.restore(int(step), args=self._ocp.args.Composite(**{SUMMARY: self._ocp.args.JsonRestore()}))
@@ -200,6 +210,15 @@ def params_item_dir(path: str) -> str:
     return path
 
 
+def saved_tree(directory: str):
+    """The structure of the pytree saved in ``directory`` (metadata per leaf, no array read)."""
+    import orbax.checkpoint as ocp
+
+    metadata = ocp.PyTreeCheckpointer().metadata(directory)
+    tree = getattr(metadata, "item_metadata", metadata)
+    return getattr(tree, "tree", tree)
+
+
 def restore_params(path: str, abstract_params):
     """Restores only the parameters under ``path`` into ``abstract_params``' shapes and shardings.
 
@@ -210,14 +229,19 @@ def restore_params(path: str, abstract_params):
 
     directory = io.absolute(params_item_dir(path))
     checkpointer = ocp.PyTreeCheckpointer()
-    metadata = checkpointer.metadata(directory)
-    tree = getattr(metadata, "item_metadata", metadata)
-    tree = getattr(tree, "tree", tree)
-    target = {"params": abstract_params} if isinstance(tree, dict) and "params" in tree else abstract_params
-    restored = checkpointer.restore(
-        directory,
-        args=ocp.args.PyTreeRestore(
-            item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True
-        ),
-    )
-    return restored["params"] if target is not abstract_params else restored
+    tree = saved_tree(directory)
+    wrapped = isinstance(tree, dict) and "params" in tree
+    saved = tree["params"] if wrapped else tree
+
+    def restore(params_target):
+        target = {"params": params_target} if wrapped else params_target
+        restored = checkpointer.restore(
+            directory,
+            args=ocp.args.PyTreeRestore(
+                item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True
+            ),
+        )
+        return restored["params"] if wrapped else restored
+
+    # Scanned and per-layer models read each other's checkpoints (ModelConfig.scan_layers).
+    return stacking.restore_in_any_layout(saved, abstract_params, restore)

@@ -21,6 +21,8 @@ from typing import Callable, Optional
 import jax
 import optax
 
+from next_jax.models import stacking
+
 DECAYS = ("constant", "linear", "cosine", "rsqrt")
 
 
@@ -74,7 +76,14 @@ class Optimizer:
 
 
 def _matrices(params):
-    return jax.tree.map(lambda p: getattr(p, "ndim", 0) >= 2, params)
+    """True for matrices; a stacked layer parameter (scanned layers) counts without its layer axis,
+    so a stacked norm scale is not decayed and both layouts train alike."""
+
+    def one(path, p):
+        stacked = bool(path) and getattr(path[0], "key", None) == stacking.STACKED
+        return getattr(p, "ndim", 0) - int(stacked) >= 2
+
+    return jax.tree_util.tree_map_with_path(one, params)
 
 
 def _chain(clip_norm: Optional[float], *transforms) -> optax.GradientTransformation:

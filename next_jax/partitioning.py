@@ -50,7 +50,10 @@ DEFAULT_RULES: tuple = (
     ("cache_kv_heads", "model"),
     # Parameters' hidden dimension is split over fsdp (gathered on use).
     ("embed", "fsdp"),
-    # Replicated.
+    # Replicated. 'layers' is the leading axis of scanned layers' stacked parameters (and of their
+    # stacked KV cache): every device holds every layer's slice of its shards, since the scan
+    # reads one layer at a time.
+    ("layers", None),
     ("head_dim", None),
     ("norm", None),
     ("length", None),

@@ -1,7 +1,7 @@
 """Parity with Hugging Face transformers (PyTorch, CPU) for Llama, Qwen2 and Gemma 2.
 
 Each family: a tiny random transformers model is saved with ``save_pretrained``, imported with
-next_jax onto a sharded 8-device mesh, and must give the same float32 logits (1e-4) and the same
+next_jax onto a sharded 8-device mesh (per-layer and scanned), and must give the same float32 logits (1e-4) and the same
 greedy continuations as ``generate``; exporting it back must load in transformers with the same
 logits. transformers and torch are test-only dependencies.
 """
@@ -77,23 +77,28 @@ def _next_jax_logits(config, params, tokens, partitioner):
 FAMILIES = ["llama", "qwen2", "gemma2"]
 
 
+@pytest.mark.parametrize("scan", [False, True], ids=["layers", "scanned"])
 @pytest.mark.parametrize("family", FAMILIES)
-def test_logits_match_transformers(tmp_path, family):
+def test_logits_match_transformers(tmp_path, family, scan):
     model = _hf_model(family)
     model.save_pretrained(tmp_path)
     tokens = _tokens()
     part = _mesh_partitioner()
-    config, params = hf_checkpoint.load_hf_checkpoint(str(tmp_path), partitioner=part)
+    config, params = hf_checkpoint.load_hf_checkpoint(str(tmp_path), partitioner=part, scan_layers=scan)
     assert params["token_embed"]["embedding"].sharding.spec == part.mesh_spec(("vocab", "embed"))
+    if scan:  # each device read its block of every layer straight into the stacked array
+        q = params["layers"]["attn"]["q_proj"]["kernel"]
+        assert q.shape[0] == 3 and q.sharding.spec == part.mesh_spec(("layers", "embed", "heads", "head_dim"))
     np.testing.assert_allclose(_next_jax_logits(config, params, tokens, part), _hf_logits(model, tokens), atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("scan", [False, True], ids=["layers", "scanned"])
 @pytest.mark.parametrize("family", FAMILIES)
-def test_greedy_decoding_matches_transformers_generate(tmp_path, family):
+def test_greedy_decoding_matches_transformers_generate(tmp_path, family, scan):
     model = _hf_model(family)
     model.save_pretrained(tmp_path)
     part = _mesh_partitioner()
-    config, params = hf_checkpoint.load_hf_checkpoint(str(tmp_path), partitioner=part)
+    config, params = hf_checkpoint.load_hf_checkpoint(str(tmp_path), partitioner=part, scan_layers=scan)
     new_tokens = 10
     prompt_lengths = [5, 9, 3, 7]  # different lengths in one batch (right-padded for next_jax)
     prompts = [_tokens(1, n, seed=i)[0] for i, n in enumerate(prompt_lengths)]
@@ -121,11 +126,13 @@ def test_greedy_decoding_matches_transformers_generate(tmp_path, family):
             assert (tokens[i, n, lengths[i, n]:] == 0).all()
 
 
+@pytest.mark.parametrize("scan", [False, True], ids=["layers", "scanned"])
 @pytest.mark.parametrize("family", FAMILIES)
-def test_export_loads_in_transformers_with_same_logits(tmp_path, family):
+def test_export_loads_in_transformers_with_same_logits(tmp_path, family, scan):
     model = _hf_model(family)
     model.save_pretrained(tmp_path / "hf")
-    config, params = hf_checkpoint.load_hf_checkpoint(str(tmp_path / "hf"), partitioner=_mesh_partitioner())
+    config, params = hf_checkpoint.load_hf_checkpoint(str(tmp_path / "hf"), partitioner=_mesh_partitioner(),
+                                                      scan_layers=scan)
     base = hf_checkpoint.read_hf_config(str(tmp_path / "hf"))
     files = hf_checkpoint.save_hf_checkpoint(str(tmp_path / "out"), params, config, base_config=base, max_shard_bytes=20_000)
     assert len(files) > 2  # several shards + config.json, read through the index

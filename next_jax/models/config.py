@@ -22,7 +22,8 @@ ATTENTION_IMPLS = ("xla", "chunked", "fused")
 REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
 # Fields that say how the model runs rather than what it computes: a checkpoint's config.json
 # cannot contradict them.
-RUNTIME_FIELDS = ("dtype", "param_dtype", "max_seq_len", "attention_impl", "attention_chunk_size", "remat_policy")
+RUNTIME_FIELDS = ("dtype", "param_dtype", "max_seq_len", "attention_impl", "attention_chunk_size", "remat_policy",
+                  "scan_layers")
 # Rotary variants the model implements (the ``rope_type`` of a Hugging Face ``rope_scaling``).
 # 'dynamic' (dynamic NTK) is deliberately absent: its frequencies change with the current sequence
 # length, so keys cached at one length disagree with queries at another.
@@ -76,6 +77,11 @@ class ModelConfig:
     attention_impl: str = "xla"
     attention_chunk_size: int = 512
     remat_policy: str = "none"
+    # scan_layers: the layers' parameters stacked on a leading 'layers' axis and run by one
+    # nn.scan (with the remat policy inside its body) instead of a Python loop of num_layers
+    # modules. It changes the parameter tree's layout, not its meaning: models/stacking.py
+    # converts between the two layouts, so a checkpoint saved in either loads into either.
+    scan_layers: bool = False
 
     def __post_init__(self):
         def fail(field: str, message: str):
@@ -102,6 +108,8 @@ class ModelConfig:
             fail("attention_impl", f"{self.attention_impl!r} is not one of {ATTENTION_IMPLS}")
         if self.remat_policy not in REMAT_POLICIES:
             fail("remat_policy", f"{self.remat_policy!r} is not one of {REMAT_POLICIES}")
+        if not isinstance(self.scan_layers, bool):
+            fail("scan_layers", f"must be a bool, got {self.scan_layers!r}")
         if isinstance(self.attention_chunk_size, bool) or self.attention_chunk_size < 1:
             fail("attention_chunk_size", f"must be a positive int, got {self.attention_chunk_size!r}")
         if self.global_layer_period < 0:

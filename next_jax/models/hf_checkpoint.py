@@ -12,6 +12,7 @@ when large) plus a ``config.json`` that ``transformers`` loads, so a model train
 can be served by the usual tools.
 
 Layout differences handled here (the parameter names and axes fixed at the top of transformer.py): HF Linear weights are [out, in];
+stacked (scanned) layers are read from and written as the per-layer tensors;
 q/k/v/o are stored with heads flattened; Gemma's norms store ``w`` and compute ``1 + w``, while
 next_jax multiplies by ``scale`` (import adds 1, export subtracts it).
 """
@@ -29,7 +30,7 @@ from absl import logging
 
 from next_jax import io as nj_io
 from next_jax import partitioning
-from next_jax.models import safetensors_io
+from next_jax.models import safetensors_io, stacking
 from next_jax.models.config import RUNTIME_FIELDS, ModelConfig
 
 MODEL_TYPES = ("llama", "qwen2", "gemma", "gemma2")
@@ -337,19 +338,22 @@ def tensor_plan(config: ModelConfig, model_type: str) -> dict:
 
 def stream_params(directory: str, abstract_params, config: ModelConfig, model_type: str):
     """Fills ``abstract_params`` (ShapeDtypeStructs with shardings, the ``params`` collection) from
-    the checkpoint, each device reading only its own block."""
+    the checkpoint, each device reading only its own block.
+
+    Either layout works: a stacked parameter (scanned layers, ``layers/...`` with a leading layer
+    axis) is filled from the per-layer tensors, each block from the layers it covers.
+    """
     reader = safetensors_io.CheckpointReader(directory)
     plan = tensor_plan(config, model_type)
     used = set()
 
-    def load(path, target):
-        name = partitioning.path_name(path)
+    def source(name: str, shape: tuple):
+        """(HF tensor name, mapping, lazy view) for one next_jax per-layer parameter, checked."""
         mapping = plan.get(name)
         if mapping is None:
             raise CheckpointError(f"{directory}: next_jax parameter {name!r} has no Hugging Face tensor")
         if mapping.hf_name not in reader:
             raise CheckpointError(f"{directory}: tensor {mapping.hf_name!r} (for {name}) is missing")
-        shape = tuple(target.shape)
         expected = mapping.hf_shape(shape)
         found = reader.shape(mapping.hf_name)
         if tuple(found) != expected:
@@ -357,18 +361,35 @@ def stream_params(directory: str, abstract_params, config: ModelConfig, model_ty
                 f"{reader.file_of(mapping.hf_name)}: tensor {mapping.hf_name!r} has shape {tuple(found)}, "
                 f"but config.json implies {expected} (for {name} {shape})"
             )
-        view = reader.lazy(mapping.hf_name)  # reads only the blocks sliced below
+        used.add(mapping.hf_name)
+        return mapping, reader.lazy(mapping.hf_name)  # reads only the blocks sliced below
+
+    def load(path, target):
+        name = partitioning.path_name(path)
+        shape = tuple(target.shape)
+        head, _, rest = name.partition("/")
+        if head == stacking.STACKED:
+            layers = [source(f"{stacking.layer_name(i)}/{rest}", shape[1:]) for i in range(shape[0])]
+
+            def read(index):
+                index = tuple(index) + (slice(None),) * (len(shape) - len(index))
+                first, last = index[0].indices(shape[0])[:2]
+                return np.stack([m.read_block(view, shape[1:], index[1:]) for m, view in layers[first:last]])
+        else:
+            mapping, view = source(name, shape)
+
+            def read(index):
+                return mapping.read_block(view, shape, index)
+
         blocks = {}
 
         def block(index):
             key = tuple(s.indices(n)[:2] for s, n in zip(tuple(index) + (slice(None),) * len(shape), shape))
             if key not in blocks:
-                blocks[key] = mapping.read_block(view, shape, index).astype(target.dtype)
+                blocks[key] = read(index).astype(target.dtype)
             return blocks[key]
 
-        used.add(mapping.hf_name)
-        array = jax.make_array_from_callback(shape, target.sharding, block, dtype=target.dtype)
-        return array
+        return jax.make_array_from_callback(shape, target.sharding, block, dtype=target.dtype)
 
     params = jax.tree_util.tree_map_with_path(load, abstract_params)
     unused = sorted(set(reader.keys()) - used)
@@ -463,14 +484,14 @@ def save_hf_checkpoint(
     model_type = model_type or infer_model_type(config)
     hf = hf_config_from(config, model_type, base_config)
     plan = tensor_plan(config, model_type)
-    flat = {partitioning.path_name(p): leaf for p, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
+    flat = stacking.per_layer_items(params)  # name -> thunk; a stacked layer's slice is taken when written
     missing, extra = sorted(set(plan) - set(flat)), sorted(set(flat) - set(plan))
     if missing or extra:
         raise CheckpointError(f"params do not match the {model_type} layout: missing {missing}, unexpected {extra}")
     by_hf = {m.hf_name: (name, m) for name, m in plan.items()}
     specs = []
     for name, mapping in plan.items():
-        leaf = flat[name]
+        leaf = jax.eval_shape(flat[name])
         out_dtype = np.dtype(dtype or leaf.dtype)
         specs.append((mapping.hf_name, mapping.hf_shape(tuple(leaf.shape)), out_dtype))
     if dtype:
@@ -478,11 +499,11 @@ def save_hf_checkpoint(
 
     def produce(hf_name):
         name, mapping = by_hf[hf_name]
-        return mapping.to_hf(_host_array(flat[name]))
+        return mapping.to_hf(_host_array(flat[name]()))
 
     if jax.process_index() != 0:
         for name, _ in by_hf.values():  # every process must take part in the gathers
-            _host_array(flat[name])
+            _host_array(flat[name]())
         return []
     files = safetensors_io.write_checkpoint(directory, specs, produce, max_shard_bytes=max_shard_bytes)
     nj_io.write_text(nj_io.join(directory, "config.json"), json.dumps(hf, indent=2, sort_keys=True))

@@ -13,11 +13,16 @@ rows decode together (row ``r`` continues prompt ``r // num_samples``). Every la
 
 Row r's generated token at slot s sits at position ``prefix_lengths[r // num_samples] + s``; that is
 what rotary embeddings and sliding windows see.
+
+A model with scanned layers (``ModelConfig.scan_layers``) keeps one ``LayerCache`` whose arrays
+have a leading layer axis (logical axis ``layers``) instead of a tuple of per-layer caches: the
+layer scan carries it and writes each layer's slot in place (``write(..., layer=i)``), so a decode
+step touches one slot per layer, never copies the whole cache.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import flax.linen as nn
 import flax.struct
@@ -42,7 +47,15 @@ class LayerCache:
 @flax.struct.dataclass
 class DecodeCache:
     prefix_lengths: jax.Array  # [B] int32
-    layers: Tuple[LayerCache, ...]
+    # One LayerCache per layer, or (scanned layers) one LayerCache stacked over the layers.
+    layers: Union[Tuple[LayerCache, ...], LayerCache]
+
+    @property
+    def stacked(self) -> bool:
+        return isinstance(self.layers, LayerCache)
+
+    def _values(self) -> jax.Array:
+        return self.layers.value if self.stacked else self.layers[0].value
 
     @property
     def num_prompts(self) -> int:
@@ -50,11 +63,11 @@ class DecodeCache:
 
     @property
     def num_rows(self) -> int:
-        return self.layers[0].value.shape[0]
+        return self._values().shape[-4]
 
     @property
     def num_slots(self) -> int:
-        return self.layers[0].value.shape[2]
+        return self._values().shape[-2]
 
     def row_positions(self, step: jax.Array) -> jax.Array:
         """[R] positions of the tokens fed at ``step``."""
@@ -63,28 +76,44 @@ class DecodeCache:
 
 
 def _constrain(x: jax.Array, axes=CACHE_AXES) -> jax.Array:
-    return nn.with_logical_constraint(x, axes)
+    """Constrains a cache array; a leading layer axis (stacked caches) is named ``layers``."""
+    return nn.with_logical_constraint(x, ("layers",) * (x.ndim - len(axes)) + tuple(axes))
 
 
 def new_layer_cache(prefix_key: jax.Array, prefix_value: jax.Array, num_samples: int, num_slots: int):
-    """Wraps a prefill's keys/values [B, P, kv_heads, head_dim] with empty per-sample slots."""
-    batch, _, kv_heads, head_dim = prefix_key.shape
+    """Wraps a prefill's keys/values [..., B, P, kv_heads, head_dim] with empty per-sample slots.
+
+    A leading layer axis (the stacked keys/values of scanned layers) gives a stacked cache.
+    """
+    *lead, batch, _, kv_heads, head_dim = prefix_key.shape
     rows = batch * num_samples
+    lead = tuple(lead)
     return LayerCache(
-        prefix_key=_constrain(prefix_key.transpose(0, 2, 1, 3)),
-        prefix_value=_constrain(prefix_value.transpose(0, 2, 1, 3)),
-        key=_constrain(jnp.zeros((rows, kv_heads, head_dim, num_slots), prefix_key.dtype), KEY_AXES),
-        value=_constrain(jnp.zeros((rows, kv_heads, num_slots, head_dim), prefix_value.dtype)),
+        prefix_key=_constrain(jnp.swapaxes(prefix_key, -3, -2)),
+        prefix_value=_constrain(jnp.swapaxes(prefix_value, -3, -2)),
+        key=_constrain(jnp.zeros(lead + (rows, kv_heads, head_dim, num_slots), prefix_key.dtype), KEY_AXES),
+        value=_constrain(jnp.zeros(lead + (rows, kv_heads, num_slots, head_dim), prefix_value.dtype)),
     )
 
 
-def write(cache: LayerCache, key: jax.Array, value: jax.Array, step: jax.Array) -> LayerCache:
-    """Stores the keys/values [R, kv_heads, head_dim] of the tokens fed at ``step`` in slot ``step``."""
-    key = jax.lax.dynamic_update_slice(cache.key, key[..., None].astype(cache.key.dtype), (0, 0, 0, step))
-    value = jax.lax.dynamic_update_slice(
-        cache.value, value[:, :, None, :].astype(cache.value.dtype), (0, 0, step, 0)
-    )
+def write(cache: LayerCache, key: jax.Array, value: jax.Array, step: jax.Array,
+          layer: Optional[jax.Array] = None) -> LayerCache:
+    """Stores the keys/values [R, kv_heads, head_dim] of the tokens fed at ``step`` in slot ``step``
+    (of layer ``layer`` when the cache is stacked)."""
+    key = key[..., None].astype(cache.key.dtype)
+    value = value[:, :, None, :].astype(cache.value.dtype)
+    at_key, at_value = (0, 0, 0, step), (0, 0, step, 0)
+    if layer is not None:
+        key, value = key[None], value[None]
+        at_key, at_value = (layer,) + at_key, (layer,) + at_value
+    key = jax.lax.dynamic_update_slice(cache.key, key, at_key)
+    value = jax.lax.dynamic_update_slice(cache.value, value, at_value)
     return cache.replace(key=_constrain(key, KEY_AXES), value=_constrain(value))
+
+
+def layer_view(cache: LayerCache, layer: jax.Array) -> LayerCache:
+    """Layer ``layer`` of a stacked cache, as a per-layer LayerCache (to attend over)."""
+    return jax.tree.map(lambda x: jax.lax.dynamic_index_in_dim(x, layer, axis=0, keepdims=False), cache)
 
 
 def attend(

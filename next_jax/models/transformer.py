@@ -12,8 +12,11 @@ layer (pre-norms, optional Gemma 2 post-norms), and the model with its three ent
 - ``decode_step(tokens, step, cache)``: one new token per row through the cache.
 
 Parameter names and logical axes are a contract the Hugging Face importer (hf_checkpoint.py)
-relies on: ``layers_{i}/attn/q_proj/kernel`` with axes ('embed', 'heads', 'head_dim'), etc. Activations are computed in ``config.dtype``; norms, softmax,
-rotary and logits in float32.
+relies on: ``layers_{i}/attn/q_proj/kernel`` with axes ('embed', 'heads', 'head_dim'), etc.; with
+``config.scan_layers`` the same parameters are stacked as ``layers/attn/q_proj/kernel`` with axes
+('layers', 'embed', 'heads', 'head_dim') and run by one ``nn.scan`` (stacking.py converts between
+the two layouts). Activations are computed in ``config.dtype``; norms, softmax, rotary and logits
+in float32.
 """
 
 from __future__ import annotations
@@ -111,8 +114,11 @@ class Linear(nn.Module):
 
 
 class Attention(nn.Module):
+    """Grouped-query attention. ``window`` (None = global) is a call argument, not an attribute:
+    a Python int for a layer of its own, or a traced int when the layers are scanned and the
+    window differs between them (Gemma 2's alternation)."""
+
     config: ModelConfig
-    layer: int
 
     def setup(self):
         c = self.config
@@ -126,10 +132,6 @@ class Attention(nn.Module):
         )
         self.o_proj = Linear((c.hidden_size,), ("heads", "head_dim", "embed"), in_dims=2, **common)
 
-    @property
-    def window(self) -> Optional[int]:
-        return self.config.sliding_window if self.config.is_sliding_layer(self.layer) else None
-
     def _qkv(self, x: Array, cos: Array, sin: Array):
         q = _constrain(apply_rotary(self.q_proj(x), cos, sin), HEADS_ACT)
         k = _constrain(apply_rotary(self.k_proj(x), cos, sin), KV_HEADS_ACT)
@@ -137,25 +139,27 @@ class Attention(nn.Module):
         return q * jnp.asarray(self.config.attention_scale, q.dtype), k, v
 
     def __call__(self, x: Array, cos: Array, sin: Array, positions: Array,
-                 segment_ids: Optional[Array]) -> Tuple[Array, Array, Array]:
+                 segment_ids: Optional[Array], window=None) -> Tuple[Array, Array, Array]:
         """Full-sequence attention: causal, within each segment, within the window if any.
 
         Returns the output and this layer's keys/values (the prefill caches them).
         """
         c = self.config
         q, k, v = self._qkv(x, cos, sin)
-        out = attention.attend(q, k, v, positions, segment_ids, window=self.window, softcap=c.attn_logit_softcap,
+        out = attention.attend(q, k, v, positions, segment_ids, window=window, softcap=c.attn_logit_softcap,
                                impl=c.attention_impl, chunk_size=c.attention_chunk_size)
         out = _constrain(out.astype(c.dtype), HEADS_ACT)
         return self.o_proj(out), k, v
 
     def decode(self, x: Array, cos: Array, sin: Array, cache: kv_cache.LayerCache, step: Array,
-               prefix_lengths: Array) -> Tuple[Array, kv_cache.LayerCache]:
-        """One token per row (x [R, 1, hidden]) through the cache."""
+               prefix_lengths: Array, window=None,
+               layer: Optional[Array] = None) -> Tuple[Array, kv_cache.LayerCache]:
+        """One token per row (x [R, 1, hidden]) through the cache (slice ``layer`` of a stacked one)."""
         q, k, v = self._qkv(x, cos, sin)
-        cache = kv_cache.write(cache, k[:, 0], v[:, 0], step)
+        cache = kv_cache.write(cache, k[:, 0], v[:, 0], step, layer)
+        view = cache if layer is None else kv_cache.layer_view(cache, layer)
         out = kv_cache.attend(
-            q[:, 0], cache, step, prefix_lengths, window=self.window, softcap=self.config.attn_logit_softcap
+            q[:, 0], view, step, prefix_lengths, window=window, softcap=self.config.attn_logit_softcap
         )
         out = _constrain(out[:, None].astype(self.config.dtype), HEADS_ACT)
         return self.o_proj(out), cache
@@ -179,13 +183,12 @@ class GatedMLP(nn.Module):
 
 class DecoderLayer(nn.Module):
     config: ModelConfig
-    layer: int
 
     def setup(self):
         c = self.config
         norm = dict(eps=c.norm_eps, dtype=c.dtype)
         self.pre_attn_norm = RMSNorm(**norm)
-        self.attn = Attention(c, self.layer)
+        self.attn = Attention(c)
         self.pre_mlp_norm = RMSNorm(**norm)
         self.mlp = GatedMLP(c)
         if c.use_post_norms:
@@ -203,13 +206,39 @@ class DecoderLayer(nn.Module):
             h = self.post_attn_norm(h)
         return _constrain(x + h, EMBED_ACT)
 
-    def __call__(self, x, cos, sin, positions, segment_ids):
-        h, k, v = self.attn(self.pre_attn_norm(x), cos, sin, positions, segment_ids)
+    def __call__(self, x, cos, sin, positions, segment_ids, window=None):
+        h, k, v = self.attn(self.pre_attn_norm(x), cos, sin, positions, segment_ids, window)
         return self._mlp_residual(self._attn_residual(x, h)), (k, v)
 
-    def decode(self, x, cos, sin, cache, step, prefix_lengths):
-        h, cache = self.attn.decode(self.pre_attn_norm(x), cos, sin, cache, step, prefix_lengths)
+    def decode(self, x, cos, sin, cache, step, prefix_lengths, window=None, layer=None):
+        h, cache = self.attn.decode(self.pre_attn_norm(x), cos, sin, cache, step, prefix_lengths, window, layer)
         return self._mlp_residual(self._attn_residual(x, h)), cache
+
+
+class ScannedLayer(DecoderLayer):
+    """The body of the layer scan: one layer, its parameters sliced from the stacked ones.
+
+    ``nn.scan`` lifts one method, so this one serves every entry point, told apart by the
+    structure of what it is given (static under tracing):
+
+    - full sequence: ``carry`` is the hidden state, ``shared`` holds cos/sin/positions/segment_ids,
+      ``per_layer`` the layer's window (absent when no layer has one); returns its keys/values;
+    - decoding: ``carry`` is {'x', 'cache'} with the stacked cache, ``shared`` holds cos/sin/step/
+      prefix_lengths, ``per_layer`` the layer index (which cache slice to write and read) and window.
+    """
+
+    def __call__(self, carry, shared, per_layer):
+        window = per_layer.get("window")
+        if isinstance(carry, dict):
+            x, cache = DecoderLayer.decode(self, carry["x"], shared["cos"], shared["sin"], carry["cache"],
+                                           shared["step"], shared["prefix_lengths"], window, per_layer["index"])
+            return {"x": x, "cache": cache}, None
+        return DecoderLayer.__call__(self, carry, shared["cos"], shared["sin"], shared["positions"],
+                                     shared["segment_ids"], window)
+
+
+# Window of a global layer when the scanned layers' windows differ: larger than any position gap.
+_NO_WINDOW = jnp.iinfo(jnp.int32).max
 
 
 class Transformer(nn.Module):
@@ -223,15 +252,32 @@ class Transformer(nn.Module):
                 nn.initializers.normal(stddev=c.hidden_size ** -0.5), ("vocab", "embed")
             ),
         )
-        layer_cls = DecoderLayer
-        if c.remat_policy != "none":
-            # Recompute the layer's activations in the backward pass instead of keeping them all;
-            # the policy says which results are worth keeping (e.g. matmul outputs).
-            layer_cls = nn.remat(DecoderLayer, policy=REMAT_POLICIES[c.remat_policy], prevent_cse=True)
-        self.layers = [layer_cls(c, i, name=f"layers_{i}") for i in range(c.num_layers)]
+        if c.scan_layers:
+            self.layers = self._scanned_layers()
+        else:
+            layer_cls = DecoderLayer
+            if c.remat_policy != "none":
+                # Recompute the layer's activations in the backward pass instead of keeping them
+                # all; the policy says which results are worth keeping (e.g. matmul outputs).
+                layer_cls = nn.remat(DecoderLayer, policy=REMAT_POLICIES[c.remat_policy], prevent_cse=True)
+            self.layers = [layer_cls(c, name=f"layers_{i}") for i in range(c.num_layers)]
         self.final_norm = RMSNorm(eps=c.norm_eps, dtype=c.dtype)
         if not c.tie_embeddings:
             self.lm_head = Linear((c.vocab_size,), ("embed", "vocab"), dtype=c.dtype, param_dtype=c.param_dtype)
+
+    def _scanned_layers(self) -> nn.Module:
+        """All layers as one module: parameters stacked on a leading ``layers`` axis, one compiled
+        layer body run ``num_layers`` times (compile time and program size independent of depth)."""
+        c = self.config
+        body = ScannedLayer
+        if c.remat_policy != "none":
+            # Inside a scan, the loop already keeps XLA from merging the recomputation with the
+            # forward pass, so prevent_cse (which costs fusion) is not needed.
+            body = nn.remat(ScannedLayer, policy=REMAT_POLICIES[c.remat_policy], prevent_cse=False)
+        return nn.scan(
+            body, variable_axes={"params": 0}, split_rngs={"params": True}, in_axes=(nn.broadcast, 0),
+            length=c.num_layers, metadata_params={nn.PARTITION_NAME: "layers"},
+        )(c, name="layers")
 
     # -- pieces shared by the entry points --------------------------------------------------
 
@@ -251,11 +297,31 @@ class Transformer(nn.Module):
         logits = _softcap(logits.astype(jnp.float32), self.config.final_logit_softcap)
         return _constrain(logits, LOGITS_ACT)
 
+    def _window(self, layer: int) -> Optional[int]:
+        c = self.config
+        return c.sliding_window if c.is_sliding_layer(layer) else None
+
+    def _scanned_inputs(self) -> dict:
+        """Per-layer inputs of the scan: the layer index and, if any layer has one, the window."""
+        c = self.config
+        per_layer = {"index": jnp.arange(c.num_layers, dtype=jnp.int32)}
+        if c.sliding_window is not None:
+            windows = [self._window(i) for i in range(c.num_layers)]
+            per_layer["window"] = jnp.asarray([_NO_WINDOW if w is None else w for w in windows], jnp.int32)
+        return per_layer
+
     def _run_layers(self, x: Array, positions: Array, segment_ids: Optional[Array]):
+        """(hidden state, the layers' keys/values): a list of (k, v), or (k, v) stacked on the
+        leading layer axis when the layers are scanned."""
         cos, sin = rotary_tables(positions, self.config)
+        if self.config.scan_layers:
+            shared = {"cos": cos, "sin": sin, "positions": positions, "segment_ids": segment_ids}
+            per_layer = self._scanned_inputs()
+            del per_layer["index"]
+            return self.layers(x, shared, per_layer)
         kvs = []
-        for layer in self.layers:
-            x, kv = layer(x, cos, sin, positions, segment_ids)
+        for i, layer in enumerate(self.layers):
+            x, kv = layer(x, cos, sin, positions, segment_ids, self._window(i))
             kvs.append(kv)
         return x, kvs
 
@@ -285,7 +351,10 @@ class Transformer(nn.Module):
         last = jnp.take_along_axis(x, (lengths - 1)[:, None, None].astype(jnp.int32), axis=1)
         logits = self._logits(last)[:, 0]
         slots = max(max_new_tokens - 1, 1)
-        layers = tuple(kv_cache.new_layer_cache(k, v, num_samples, slots) for k, v in kvs)
+        if self.config.scan_layers:
+            layers = kv_cache.new_layer_cache(*kvs, num_samples, slots)
+        else:
+            layers = tuple(kv_cache.new_layer_cache(k, v, num_samples, slots) for k, v in kvs)
         return logits, kv_cache.DecodeCache(prefix_lengths=lengths.astype(jnp.int32), layers=layers)
 
     def decode_step(self, tokens: Array, step: Array,
@@ -294,9 +363,13 @@ class Transformer(nn.Module):
         positions = cache.row_positions(step)[:, None]
         cos, sin = rotary_tables(positions, self.config)
         x = self._embed(tokens[:, None])
+        if self.config.scan_layers:
+            shared = {"cos": cos, "sin": sin, "step": step, "prefix_lengths": cache.prefix_lengths}
+            carry, _ = self.layers({"x": x, "cache": cache.layers}, shared, self._scanned_inputs())
+            return self._logits(carry["x"])[:, 0], cache.replace(layers=carry["cache"])
         layers = []
-        for layer, layer_cache in zip(self.layers, cache.layers):
-            x, layer_cache = layer.decode(x, cos, sin, layer_cache, step, cache.prefix_lengths)
+        for i, (layer, layer_cache) in enumerate(zip(self.layers, cache.layers)):
+            x, layer_cache = layer.decode(x, cos, sin, layer_cache, step, cache.prefix_lengths, self._window(i))
             layers.append(layer_cache)
         return self._logits(x)[:, 0], cache.replace(layers=tuple(layers))
 
