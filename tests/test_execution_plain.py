@@ -91,3 +91,21 @@ def test_json_objects_and_oversized_input_are_refused_before_parsing():
         plain.loads(b'["l", 1, 2, 3, 4]', max_bytes=10)
     text = "{braces} stay inside strings"
     assert plain.loads(plain.dumps([text])) == [text]
+
+
+@pytest.mark.parametrize("value", [
+    [1, 2.5, True, None, "s", -(2 ** 62)],  # flat: encoded and rebuilt in one step
+    (2 ** 5000, 1),  # an int too long for a JSON number keeps its own tag inside a flat tuple
+    [float("nan"), 1, float("-inf")],  # floats that make the int range check fall back
+    [1, [2, (3.0,)], "x"], {1, 2, 3}, frozenset("ab"), [], ((),),
+], ids=repr)
+def test_flat_and_nested_containers_round_trip_exactly(value):
+    back = plain.loads(plain.dumps(value))
+    assert type(back) is type(value)
+    assert repr(back) == repr(value)  # same types at every level (nan compares unequal)
+    assert [type(x) for x in back] == [type(x) for x in value]
+
+
+def test_a_long_int_in_a_flat_list_is_written_with_its_tag():
+    assert plain.to_wire([1, 2 ** 5000])[2][0] == "i"
+    assert plain.to_wire([1, True, 2.0]) == ["l", 1, True, 2.0]

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from next_jax.execution import channel, judge
+from next_jax.execution import channel, judge, plain
 from next_jax.execution.candidate import Server
 from next_jax.execution.judge import Candidate, CandidateFault, Opaque, Proxy
 
@@ -94,6 +94,14 @@ def half(n):
 
 def counts(s):
     return Counter(s)
+
+
+def kinds(*args, **kwargs):
+    return [type(a).__name__ for a in args] + sorted(f"{k}:{type(v).__name__}" for k, v in kwargs.items())
+
+
+def same(a, b):
+    return a is b
 '''
 
 
@@ -105,7 +113,7 @@ def cand():
     server.start()
     c = Candidate(request_fd=req_w, reply_fd=rep_r)
     names = ["add", "gen", "endless", "broken_gen", "views", "lazy", "sort_it", "raise_", "make",
-             "size", "adder", "half", "counts", "Box", "Counter", "missing"]
+             "size", "adder", "half", "counts", "Box", "Counter", "kinds", "same", "missing"]
     c.found = c.load([marshal.dumps(compile(PROGRAM, "<fix>", "exec"))], names)
     yield c
     os.close(req_w)
@@ -235,3 +243,46 @@ def test_the_first_test_that_does_not_pass_ends_the_run(cand, first, outcome):
     assert [r[:3] for r in reports] == [("p", "ok", ""), ("t", 0, "pass"), ("t", 1, outcome)]
     assert cand.last in (3, judge._NOTHING)  # no call after the failing test's own
     assert cand.found["add"](7, 8) == 15 and cand.last == 15  # and the channel is in step
+
+
+def _recording_candidate(kinds_seen: list):
+    """A judge end whose candidate records each request's frame kind and answers None."""
+    req_r, req_w = os.pipe()
+    rep_r, rep_w = os.pipe()
+    reply = b'["t","ok",null,["l"]]'
+
+    def serve():
+        while (frame := channel.read_frame(req_r)) is not None:
+            kinds_seen.append(frame[0])
+            channel.write_frame(rep_w, 0, reply)
+        os.close(rep_w)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return Candidate(request_fd=req_w, reply_fd=rep_r)
+
+
+def test_requests_of_exact_builtin_values_go_as_marshal_and_others_as_plain_data():
+    seen: list = []
+    c = _recording_candidate(seen)
+    c.call("f", (1, 2.5, "s", [1, (2, {3: b"x"})], {4}, frozenset(), None, 2 ** 5000, 1j), {"k": [1]})
+    c.call(Proxy(c, 7, "g"), (1,), {})  # a proxy callee goes by its handle number
+    c.call("f", (bytearray(b"x"),), {})  # marshal would turn it into bytes
+    c.call("f", ([range(3)],), {})  # ranges and handles need plain data's tags
+    c.call("f", (Proxy(c, 7, "g"),), {})
+    deep = []
+    for _ in range(plain.MAX_DEPTH + 5):
+        deep = [deep]
+    with pytest.raises(TypeError, match="cannot pass"):  # too deep: plain data's refusal
+        c.call("f", (deep,), {})
+    assert seen == [channel.KIND_TRUSTED] * 2 + [0] * 3
+
+
+def test_arguments_arrive_with_their_exact_types_either_way(cand):
+    f = cand.found
+    assert f["kinds"](1, 2.5, True, None, "s", b"b", bytearray(b"y"), (1,), [1], {1}, frozenset(),
+                      {1: 2}, 1j, 2 ** 100, range(2), f["add"], k=bytearray(), j=[()]) == [
+        "int", "float", "bool", "NoneType", "str", "bytes", "bytearray", "tuple", "list", "set",
+        "frozenset", "dict", "complex", "int", "range", "function", "j:list", "k:bytearray"]
+    shared = [1]
+    assert f["same"](shared, shared) is False  # no aliasing across the channel, on either path
+    assert f["same"](shared, [bytearray()]) is False

@@ -6,6 +6,10 @@ wire bytes (see ``plain``), since everything a child writes is candidate-control
 
 Child frame kinds: ``M`` a message streamed by ``emit`` while the target runs, ``R`` the
 target's return value, ``E`` the target raised (body: the traceback text).
+
+Between a judge and its candidate, replies are always plain-data wire bytes; requests are plain
+data too (kind 0), or ``marshal`` bytes (kind ``T``) when they hold exact builtin values only:
+the candidate may trust what the judge sends, never the other way round.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ HEADER = struct.Struct(">IB")
 KIND_MESSAGE = ord("M")
 KIND_RESULT = ord("R")
 KIND_ERROR = ord("E")
+KIND_TRUSTED = ord("T")
 
 # Set in a sandboxed child to the fd of its result channel; None everywhere else.
 _child_fd: Optional[int] = None

@@ -20,8 +20,9 @@ Two layers, applied at different times so that each check pays only for what mus
   process it started, however it detached (setsid, double fork); then a new session, rlimits
   (CPU, address space, file size, process count), and a drop to an unprivileged uid/gid unique
   to the worker slot (so RLIMIT_NPROC counts only this candidate's processes and it can signal
-  nothing outside its namespace). No ctypes call is left on this path: every page a child
-  touches is a copy-on-write fault, and ctypes touches many.
+  nothing outside its namespace). A candidate's own mount and IPC namespaces
+  (``enter_run_namespaces``) take the only ctypes calls on this path (unshare and the mounts):
+  every page a child touches is a copy-on-write fault, and ctypes touches many.
 
 When a mechanism is not available (no root, namespaces disabled, old kernel) the worker falls
 back and says so in ``Mechanisms.warnings``; the pool logs each warning. Fallbacks:

@@ -39,6 +39,7 @@ line that failed (0 when unknown).
 from __future__ import annotations
 
 import builtins
+import marshal
 import os
 import reprlib
 import signal
@@ -86,12 +87,16 @@ class Candidate:
     def request(self, msg: Any) -> Any:
         if self.fault:
             raise CandidateFault(self.fault)
+        if _marshal_safe(msg, 0):
+            kind, body = channel.KIND_TRUSTED, marshal.dumps(msg, _MARSHAL_VERSION)
+        else:
+            kind = 0
+            try:
+                body = plain.dumps(msg, _judge_side)
+            except plain.PlainDataError as e:
+                raise TypeError(f"cannot pass this to the candidate: {e}") from None
         try:
-            body = plain.dumps(msg, _judge_side)
-        except plain.PlainDataError as e:
-            raise TypeError(f"cannot pass this to the candidate: {e}") from None
-        try:
-            channel.write_frame(self.request_fd, 0, body)
+            channel.write_frame(self.request_fd, kind, body)
         except OSError:
             self._fail("the candidate process is gone")
         header = channel.read_exact(self.reply_fd, channel.HEADER.size)
@@ -121,6 +126,8 @@ class Candidate:
         return found
 
     def call(self, callee: Any, args: tuple, kwargs: dict) -> Any:
+        if type(callee) is Proxy:  # by its handle, so a call of plain values can go as marshal
+            callee = object.__getattribute__(callee, "_handle")
         value, changed = self.request(("call", callee, args, kwargs))
         if type(changed) is not list:
             self._fail("malformed call reply")
@@ -312,6 +319,35 @@ class Opaque:
 
     def __repr__(self):
         return f"<object of the candidate's class {type(self).__name__}>"
+
+
+# Requests of exact builtin values travel as marshal (version 2: no shared references, so
+# two equal arguments arrive as two objects, as with plain data); the candidate rebuilds them
+# with marshal's C code instead of the plain-data decoder, which guards the judge only.
+_MARSHAL_VERSION = 2
+_MARSHAL_SCALARS = frozenset((type(None), bool, int, float, complex, str, bytes))
+_MARSHAL_CONTAINERS = frozenset((list, tuple, set, frozenset))
+
+
+def _marshal_safe(v: Any, depth: int) -> bool:
+    """Whether marshal carries ``v`` exactly as plain data would: exact builtin types only
+    (marshal would turn a bytearray into bytes, and cannot carry handles or ranges), nested no
+    deeper than plain data allows (deeper values take the plain path and its error)."""
+    t = type(v)
+    if t in _MARSHAL_SCALARS:
+        return True
+    if depth >= plain.MAX_DEPTH:
+        return False
+    if t is dict:
+        v = [*v.keys(), *v.values()]
+    elif t not in _MARSHAL_CONTAINERS:
+        return False
+    if len(v) > 8 and set(map(type, v)) <= _MARSHAL_SCALARS:
+        return True
+    for x in v:
+        if type(x) not in _MARSHAL_SCALARS and not _marshal_safe(x, depth + 1):
+            return False
+    return True
 
 
 def _judge_side(v: Any, t: type, depth: int) -> Any:

@@ -50,6 +50,11 @@ class PlainDataError(ValueError):
 
 _SCALARS = (type(None), bool, str, float)
 _BIG_INT = 1 << 4000  # json (via int->str) refuses ints above ~4300 digits
+# Flat containers (every element one of these exact types) are encoded and rebuilt in one step:
+# their elements are their own wire form (ints checked against _BIG_INT first).
+_FLAT = frozenset(_SCALARS)
+_FLAT_WIRE = frozenset(_SCALARS + (int,))
+_NUMBERS = frozenset((int, float, bool))
 
 
 def to_wire(value: Any, convert: Optional[Callable[[Any, type, int], Any]] = None) -> Any:
@@ -72,10 +77,10 @@ def _encode(v: Any, depth: int, convert=None) -> Any:
     if depth >= MAX_DEPTH:
         raise PlainDataError(f"nested deeper than {MAX_DEPTH} levels")
     d = depth + 1
-    if t is list:
-        return ["l", *[_encode(x, d, convert) for x in v]]
-    if t is tuple:
-        return ["t", *[_encode(x, d, convert) for x in v]]
+    if t is list or t is tuple:
+        if _is_flat(v):
+            return ["l" if t is list else "t", *v]
+        return ["l" if t is list else "t", *[_encode(x, d, convert) for x in v]]
     if t is dict:
         out = ["d"]
         for k, x in v.items():
@@ -99,6 +104,16 @@ def _encode(v: Any, depth: int, convert=None) -> Any:
     if convert is not None:
         return convert(v, t, depth)
     raise PlainDataError(f"{type_label(t)} is not plain data (builtin types only)")
+
+
+def _is_flat(v) -> bool:
+    """Whether every element of ``v`` is a scalar that is its own wire form."""
+    kinds = set(map(type, v))
+    if kinds <= _FLAT:
+        return True
+    if int not in kinds or not kinds <= _NUMBERS:
+        return False
+    return -_BIG_INT < min(v) and max(v) < _BIG_INT  # floats may widen the range: then slow
 
 
 def type_label(t: type) -> str:
@@ -180,6 +195,9 @@ def hashable_items(items: list) -> list:
     return items
 
 
+_SEQUENCES = frozenset("ltsf")
+
+
 def decode_item(r: Any, depth: int, extra=None) -> Any:
     t = type(r)
     if t in _SCALARS or t is int:
@@ -190,14 +208,15 @@ def decode_item(r: Any, depth: int, extra=None) -> Any:
         raise PlainDataError(f"nested deeper than {MAX_DEPTH} levels")
     tag, d = r[0], depth + 1
     n = len(r)
-    if tag == "l":
-        return [decode_item(r[i], d, extra) for i in range(1, n)]
-    if tag == "t":
-        return tuple([decode_item(r[i], d, extra) for i in range(1, n)])
-    if tag == "s":
-        return set(hashable_items([decode_item(r[i], d, extra) for i in range(1, n)]))
-    if tag == "f":
-        return frozenset(hashable_items([decode_item(r[i], d, extra) for i in range(1, n)]))
+    if tag in _SEQUENCES:
+        items = r[1:]
+        if not set(map(type, items)) <= _FLAT_WIRE:  # else each element is already its value
+            items = [decode_item(r[i], d, extra) for i in range(1, n)]
+        if tag == "l":
+            return items
+        if tag == "t":
+            return tuple(items)
+        return (set if tag == "s" else frozenset)(hashable_items(items))
     if tag == "d":
         if n % 2 == 0:
             raise PlainDataError("dict with an odd number of key/value items")
