@@ -87,9 +87,13 @@ class Candidate:
     def request(self, msg: Any) -> Any:
         if self.fault:
             raise CandidateFault(self.fault)
+        body = None
         if _marshal_safe(msg, 0):
-            kind, body = channel.KIND_TRUSTED, marshal.dumps(msg, _MARSHAL_VERSION)
-        else:
+            try:
+                kind, body = channel.KIND_TRUSTED, marshal.dumps(msg, _MARSHAL_VERSION)
+            except (ValueError, OverflowError):  # beyond marshal's own limits: as plain data
+                body = None
+        if body is None:
             kind = 0
             try:
                 body = plain.dumps(msg, _judge_side)
