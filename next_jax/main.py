@@ -100,6 +100,7 @@ def parse_gin(gin_files: Sequence[str], gin_bindings: Sequence[str], search_path
     import gin
 
     _quiet_gin_include_search()
+    _quiet_checkpoint_library()
     searched = list(search_paths) + list(DEFAULT_SEARCH_PATHS)
     for path in searched:
         gin.add_config_file_search_path(path)
@@ -224,6 +225,25 @@ def _quiet_gin_include_search() -> None:
     root = logging.getLogger()
     if _drop_gin_path_probe not in root.filters:
         root.addFilter(_drop_gin_path_probe)
+
+
+def _quiet_checkpoint_library() -> None:
+    """Keeps orbax's per-save INFO lines (a dozen per checkpoint: tmp directories, renames, thread
+    hand-offs) out of the run's log, where they bury the progress lines; its warnings and errors
+    still show, and ``--verbosity=1`` shows everything."""
+    import logging
+
+    absl_logger = logging.getLogger("absl")
+    if _drop_orbax_info not in absl_logger.filters:
+        absl_logger.addFilter(_drop_orbax_info)
+
+
+def _drop_orbax_info(record) -> bool:
+    from absl import logging as absl_logging
+
+    if record.levelno >= 30 or absl_logging.get_verbosity() >= 1:
+        return True
+    return "/orbax/" not in record.pathname.replace(os.sep, "/")
 
 
 def _drop_gin_path_probe(record) -> bool:

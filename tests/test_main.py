@@ -180,3 +180,28 @@ def test_a_good_run_logs_nothing_at_error_level(entry_module):
     assert proc.returncode == 0, proc.stderr
     noisy = [line for line in proc.stderr.splitlines() if line[:1] in "EF" and line[1:5].isdigit()]
     assert not noisy, noisy
+
+
+def test_orbax_info_lines_are_kept_out_of_the_log_but_not_its_warnings():
+    import logging
+
+    from absl import logging as absl_logging
+
+    from next_jax import main
+
+    main._quiet_checkpoint_library()
+    absl_logger = logging.getLogger("absl")
+
+    def record(level, path):
+        return logging.LogRecord("absl", level, path, 1, "msg", None, None)
+
+    orbax_file = "/venv/lib/python3.11/site-packages/orbax/checkpoint/checkpoint_manager.py"
+    assert not absl_logger.filter(record(logging.INFO, orbax_file))
+    assert absl_logger.filter(record(logging.WARNING, orbax_file))
+    assert absl_logger.filter(record(logging.INFO, "/work/next_jax/progress.py"))
+    old = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(1)
+    try:
+        assert absl_logger.filter(record(logging.INFO, orbax_file))
+    finally:
+        absl_logging.set_verbosity(old)

@@ -24,7 +24,7 @@ from next_jax.data.records import RepairTask
 
 def template_rationale(task: RepairTask) -> str:
     meta = task.meta
-    if meta["family"] == "off_const":
+    if meta["family"] in ("off_const", "add_offset"):
         return f"got {meta['got']}, want {meta['want']}: {meta['fix_from']}"
     return f"got {meta['got']}, want {meta['want']}: {meta['fix_from']}={meta['want']}"
 

@@ -11,6 +11,9 @@ intermediate values that only the trace shows, and the test's expected value is 
               list; the fix is the position of the expected value in it.
   off_const   ``return EXPR + K`` with ``K`` off by a few. The trace shows the returned value; the
               fix adds the difference between the expected and the returned value to ``K``.
+  add_offset  ``return v`` lacks a constant offset (``return v + 3``). The trace shows the returned
+              value, so the offset is the expected value minus it: with ``max_value=9`` a table of
+              one-digit differences that a tiny model learns from examples, a few at a time.
 
 Without the trace a model has to evaluate the arithmetic itself, which a tiny model cannot do,
 so the no-trace prompt is the harder one by construction. Everything is deterministic given the
@@ -30,7 +33,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from next_jax.data.records import RepairTask
 
-FAMILIES = ("pick_var", "pick_index", "off_const")
+FAMILIES = ("pick_var", "pick_index", "off_const", "add_offset")
 _VAR_NAMES = "cdeghkmnpqrstuvwxyz"
 _LIST_NAMES = ("ys", "xs", "vs", "ws", "out", "res")
 
@@ -47,6 +50,10 @@ class DomainConfig:
     families / family_weights: which bug families and how often each is drawn.
     min_values / max_values: how many variables (pick_var) or list elements (pick_index).
     max_arg: test arguments are drawn from 0..max_arg.
+    max_offset: add_offset's missing offsets are drawn from -max_offset..max_offset (not 0).
+    max_value: None, or every value the visible test's trace shows (arguments, variables, list
+      elements, the expected value) lies in 0..max_value. 9 keeps every value one character, so
+      finding the variable that holds the expected value is a one-token match.
     num_eval_tests: held-out tests (the visible one included) that judge a fix.
     """
 
@@ -55,6 +62,8 @@ class DomainConfig:
     min_values: int = 3
     max_values: int = 4
     max_arg: int = 9
+    max_value: Optional[int] = None
+    max_offset: int = 9
     num_eval_tests: int = 3
 
     def __post_init__(self):
@@ -69,6 +78,10 @@ class DomainConfig:
                              f"({self.max_values}) <= {len(_VAR_NAMES)}")
         if self.max_arg < 2:
             raise ValueError(f"DomainConfig.max_arg must be >= 2, got {self.max_arg}")
+        if self.max_value is not None and self.max_value < self.max_arg:
+            raise ValueError(f"DomainConfig.max_value ({self.max_value}) must be >= max_arg ({self.max_arg})")
+        if self.max_offset < 1:
+            raise ValueError(f"DomainConfig.max_offset must be >= 1, got {self.max_offset}")
         if self.num_eval_tests < 1:
             raise ValueError(f"DomainConfig.num_eval_tests must be >= 1, got {self.num_eval_tests}")
 
@@ -159,7 +172,24 @@ def _off_const(rng: random.Random, config: DomainConfig) -> _Draft:
                   f"{-delta:+d}", lambda a, b: [])
 
 
-_BUILDERS = {"pick_var": _pick_var, "pick_index": _pick_index, "off_const": _off_const}
+def _add_offset(rng: random.Random, config: DomainConfig) -> _Draft:
+    count = rng.randint(1, 2)
+    names = rng.sample(_VAR_NAMES, count)
+    exprs = [_expr(rng, names[:i]) for i in range(count)]
+    last = names[-1]
+    delta = rng.choice([d for d in range(-config.max_offset, config.max_offset + 1) if d])
+    op = "+" if delta > 0 else "-"
+    lines = ["def f(a, b):"] + [f"    {n} = {e}" for n, e in zip(names, exprs)] + [f"    return {last}"]
+
+    def env_of(a, b):
+        env = _evaluate(names, exprs, a, b)
+        return dict(env, **{"return": env[last] + delta})
+
+    return _Draft(lines, len(lines), f"    return {last} {op} {abs(delta)}", env_of,
+                  lambda a, b: _evaluate(names, exprs, a, b)[last], f"{delta:+d}", lambda a, b: [])
+
+
+_BUILDERS = {"pick_var": _pick_var, "pick_index": _pick_index, "off_const": _off_const, "add_offset": _add_offset}
 
 
 def _args(rng: random.Random, config: DomainConfig) -> Tuple[int, int]:
@@ -174,6 +204,8 @@ def _try_task(rng: random.Random, family: str, task_id: str, config: DomainConfi
     got = draft.buggy_of(a, b)
     # The visible test must fail, and the trace must point at one answer only.
     if got == want or want in draft.decoys(a, b):
+        return None
+    if config.max_value is not None and not all(0 <= v <= config.max_value for v in _shown_values(draft, a, b)):
         return None
     args = [(a, b)]
     for _ in range(50):
@@ -200,6 +232,13 @@ def _try_task(rng: random.Random, family: str, task_id: str, config: DomainConfi
         meta={"family": family, "bug_line": draft.bug_line, "fixed_line": draft.fixed_line.strip(),
               "got": got, "want": want, "fix_from": draft.answer_name},
     )
+
+
+def _shown_values(draft: _Draft, a: int, b: int) -> List[int]:
+    values = []
+    for value in draft.env_of(a, b).values():
+        values.extend(value if isinstance(value, list) else [value])
+    return values + [draft.buggy_of(a, b)]
 
 
 def _family_for(rng: random.Random, config: DomainConfig) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from absl import logging
 
@@ -146,7 +146,7 @@ def check_file(
             for c in todo:
                 part = samples[c * size:(c + 1) * size]
                 with AtomicWriter(chunk_path(c)) as out:
-                    for verdict in checker.check(tasks, part):
+                    for verdict in _check_distinct(checker, tasks, part):
                         out.write(verdict)
                         passed += verdict.passed
                         progress.update(1, passed=passed)
@@ -163,6 +163,28 @@ def check_file(
     io.rmtree(chunks_dir)
     logging.info("%s: wrote %d verdicts to %s", name, len(samples), verdicts_path)
     return len(samples)
+
+
+def _check_distinct(checker, tasks: Mapping[str, RepairTask], samples: Sequence[Sample]) -> Iterator[Verdict]:
+    """One verdict per sample, in order, running each distinct (task, fix) once.
+
+    Many samples of one task carry the same fix (a small model's N samples often agree, and
+    answers that differ only in their rationale edit the program the same way). The judge's
+    verdict is a function of the program and the tests, so the first run's verdict is given to
+    every sample with that fix, under the sample's own id.
+    """
+    first: Dict[tuple, int] = {}
+    distinct: List[Sample] = []
+    for sample in samples:
+        key = (sample.task_id, sample.fix)
+        if key not in first:
+            first[key] = len(distinct)
+            distinct.append(sample)
+    verdicts = list(checker.check(tasks, distinct))
+    for sample in samples:
+        verdict = verdicts[first[(sample.task_id, sample.fix)]]
+        yield verdict if verdict.sample_id == sample.sample_id else dataclasses.replace(
+            verdict, sample_id=sample.sample_id, wall_s=0.0)
 
 
 def tasks_by_id(path: str) -> Dict[str, RepairTask]:
