@@ -17,6 +17,9 @@ over the measured 2048^3 float32 matmul peak (torch/MKL, the higher of the two h
 ``ratio_vs_pytorch_min`` is the smaller of the presets' float32 ratios (ours over theirs).
 
     python -m next_jax.benchmarks.training --presets=S,M --steps=2 --repeats=3
+
+With ``--host_loop_steps=N`` it also reports ``host_loop``: seconds per step of ``train.train()``
+against the bare compiled step on the CPU demo's model (see ``host_loop``).
 """
 
 from __future__ import annotations
@@ -114,12 +117,64 @@ def jax_trainer(checkpoint_dir: str, batches, dtype: str):
     return steps, time.perf_counter() - start, trainer.compile_seconds
 
 
+def host_loop(steps: int) -> dict:
+    """Seconds per step of ``train.train`` against the bare compiled step, on the CPU demo's model.
+
+    The demo (cpu_demo.gin: d=64, 2 layers, tied bytes vocabulary, batch 16 of 256 + 48 packed
+    tokens, a checkpoint every 50 steps, metrics every 25) runs hundreds of steps through
+    ``train()``, so whatever the host loop adds per step (input pipeline, batch placement, metric
+    fetches, checkpoint checks) is paid hundreds of times. ``train()`` is timed at 5 and at
+    5 + ``steps`` steps (fresh MODEL_DIRs) so compilation and start-up cancel out of the per-step
+    figure; they are reported as ``train_startup_s``.
+    """
+    import jax
+
+    from next_jax import checkpoints, optimizers, partitioning, train as train_lib, trainer as trainer_lib
+    from next_jax.models import ModelConfig
+    from next_jax.models import lm as lm_lib
+
+    config = ModelConfig(vocab_size=384, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=4, head_dim=16,
+                         mlp_dim=256, tie_embeddings=True, max_seq_len=512)
+    lengths, rows = {"inputs": 256, "targets": 48}, 16
+    task = train_lib.demo_repair_task(num_train=256, num_eval=8)
+    part = partitioning.Partitioner(partitioning.make_mesh())
+
+    trainer = trainer_lib.Trainer(lm_lib.DecoderLM(config), optimizers.AdamW().make(1000), part)
+    state = trainer.init_state(0)
+    dataset = train_lib.get_dataset(task, lengths, split="train", batch_size=rows, shuffle=True, seed=0, pack=True,
+                                    repeat=True).as_numpy_iterator()
+    batches = [trainer.global_batch(next(dataset)) for _ in range(4)]
+    state, metrics = trainer.train_step(state, batches[0])
+    jax.block_until_ready(metrics)
+    start = time.perf_counter()
+    for i in range(steps):
+        state, metrics = trainer.train_step(state, batches[i % len(batches)])
+    jax.block_until_ready(metrics)
+    bare = (time.perf_counter() - start) / steps
+
+    def run(n: int) -> float:
+        with tempfile.TemporaryDirectory() as model_dir:
+            start = time.perf_counter()
+            train_lib.train(model=config, task_name=task, task_feature_lengths=lengths, batch_size=rows, train_steps=n,
+                            model_dir=model_dir, checkpoint_cfg=checkpoints.CheckpointConfig(period=50, keep=1),
+                            summary_period=25, seed=0, partitioner=part)
+            return time.perf_counter() - start
+
+    short, long = run(5), run(5 + steps)
+    per_step = (long - short) / steps
+    return dict(steps=steps, bare_step_s=round(bare, 4), train_step_s=round(per_step, 4),
+                overhead=round(per_step / bare - 1, 3), train_startup_s=round(short - 5 * per_step, 2),
+                load_avg=round(os.getloadavg()[0], 2))
+
+
 def _define_flags() -> None:
     flags.DEFINE_list("presets", ["S", "M"], f"Model presets to run, of {sorted(PRESETS)}.")
     flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "Precisions to run (float32 decides the ratio).")
     flags.DEFINE_integer("steps", 2, "Training steps per timed run.")
     flags.DEFINE_integer("repeats", 3, "Timed runs per side (median reported).")
     flags.DEFINE_integer("seq", SEQ, "Sequence length (512 for the measurement; smaller for a smoke run).")
+    flags.DEFINE_integer("host_loop_steps", 0, "Also time train() against the bare step on the CPU demo's model "
+                         "for this many steps (0 = skip).")
 
 
 def _main(argv) -> None:
@@ -186,6 +241,9 @@ def _main(argv) -> None:
             del hf_model, ours_steps, theirs_step
     if ratios:
         result["ratio_vs_pytorch_min"] = round(min(ratios.values()), 2)
+    if args.host_loop_steps:
+        result["host_loop"] = host_loop(args.host_loop_steps)
+        log(f"host loop: {result['host_loop']}")
     result["load_avg"] = {"before": [round(x, 2) for x in load_before],
                           "after": [round(x, 2) for x in os.getloadavg()]}
     print(json.dumps(result))
