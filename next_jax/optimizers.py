@@ -114,7 +114,13 @@ class AdamW:
 
 @dataclasses.dataclass(frozen=True)
 class Adafactor:
-    """optax Adafactor (factored second moments: memory ~ rows + columns per matrix)."""
+    """optax Adafactor (factored second moments: memory ~ rows + columns per matrix).
+
+    Unlike AdamW it is not indifferent to ``ModelConfig.scan_layers``: parameter scaling and update
+    clipping take the RMS of a whole array, which for stacked layers spans every layer, so the
+    two layouts train slightly differently (factoring itself keeps the layer axis apart as long as
+    it is shorter than the matrix dimensions).
+    """
 
     learning_rate: Schedule = Schedule(peak=1e-2, decay="rsqrt", warmup_steps=100)
     decay_rate: float = 0.8

@@ -322,7 +322,8 @@ def _run(lm, trainer, checkpointer, *, task_name, task_feature_lengths, batch_si
     else:
         state = trainer.init_state(seed)
         start = 0
-    trainer.partitioner.log_param_table(state.params, trainer.params_logical)
+    trainer.partitioner.log_param_table(state.params, trainer.params_logical,
+                                        io.join(model_dir, "param_table.txt") if jax.process_index() == 0 else None)
 
     dataset = get_dataset(task_name, task_feature_lengths, split=split, batch_size=local_rows, shuffle=shuffle,
                           seed=seed, pack=pack, repeat=True, shard_info=shard_info)
