@@ -85,6 +85,11 @@ def test_summary_means_stderr_and_margins():
     assert summary["no_trace_pass_at_1"] == [0.05, 0.1, 0.15]
     alone = demo.summarize(rows[:1], ("no_trace",), control=False)
     assert "dev_pass_at_1" not in alone and alone["no_trace_pass_at_1_stderr"] == [None, None, None]
+    # One seed: binomial errors over the dev tasks, and the margin's from both rates.
+    one = demo.summarize(rows[1:], ("trace",), control=True, num_dev=100)
+    assert one["dev_pass_at_1_stderr"] == [0.04, round((0.3 * 0.7 / 100) ** 0.5, 4), round((0.45 * 0.55 / 100) ** 0.5, 4)]
+    assert one["control_pass_at_1_stderr"] == 0.04
+    assert one["gain_over_control_stderr"] == pytest.approx((0.0016 + 0.45 * 0.55 / 100) ** 0.5, abs=1e-4)
 
 
 def test_bad_variants_are_rejected_before_any_work(tmp_path):

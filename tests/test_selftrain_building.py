@@ -55,6 +55,8 @@ def test_dedup_by_text_and_by_fix_and_the_cap():
     assert capped.accepted_per_problem == {"a": 4}  # the report counts what was accepted
     with pytest.raises(ValueError):
         BuildSettings(dedup="semantic")
+    with pytest.raises(ValueError, match="tests_field"):
+        BuildSettings(tests_field="hidden_tests")
 
 
 def test_accumulate_and_seed_are_options():

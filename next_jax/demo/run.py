@@ -129,10 +129,14 @@ def _train(*, model, task_name, task_feature_lengths, batch_size, steps, model_d
     return {"checkpoint": out.checkpoint, "steps": out.step, "metrics": jsonable(out.metrics)}
 
 
-def _mean_stderr(values: Sequence[float]) -> tuple:
+def _mean_stderr(values: Sequence[float], num_tasks: Optional[int] = None) -> tuple:
+    """Mean and standard error over seeds; with one seed, the binomial standard error of a pass
+    rate measured on ``num_tasks`` tasks (None when that is unknown or the value is a difference)."""
     n = len(values)
     mean = sum(values) / n
     if n < 2:
+        if num_tasks and 0.0 <= mean <= 1.0:
+            return mean, math.sqrt(mean * (1.0 - mean) / num_tasks)
         return mean, None
     var = sum((v - mean) ** 2 for v in values) / (n - 1)
     return mean, math.sqrt(var / n)
@@ -227,7 +231,7 @@ def run_demo(
                     evaluation=dataclasses.replace(evaluation, variants=(variant,)), execution=execution,
                     partitioner=partitioner, seed_fingerprint=seed_fingerprint)
         per_seed.append(row)
-    summary = summarize(per_seed, variants, control)
+    summary = summarize(per_seed, variants, control, num_dev=data.num_dev)
     summary["wall_s"] = round(time.monotonic() - started, 1)
     summary["stage_wall_s"] = {name: round(s, 1) for name, s in runner.timings.items()}
     io.write_text(io.join(model_dir, "demo.json"), json.dumps(summary, indent=2, sort_keys=True) + "\n")
@@ -264,16 +268,22 @@ def _control(runner, *, base_dir, boot, steps, seed, model, vocabulary, task_nam
     return {"steps": steps, "dev_pass_at_1": headline(dev, evaluation.variants[0])}
 
 
-def summarize(per_seed: Sequence[dict], variants: Sequence[str], control: bool) -> dict:
-    """Means (and standard errors over seeds) of the per-seed figures. The best iteration is the one
-    with the best mean dev pass@1 of the trace run; the control is compared with that iteration."""
+def summarize(per_seed: Sequence[dict], variants: Sequence[str], control: bool,
+              num_dev: Optional[int] = None) -> dict:
+    """Means (and standard errors) of the per-seed figures. The best iteration is the one with the
+    best mean dev pass@1 of the trace run; the control is compared with that iteration.
+
+    Standard errors are over seeds; with one seed (and ``num_dev`` given) they are the binomial
+    errors of each pass rate over the ``num_dev`` dev tasks, and a margin's is that of the
+    difference of two independent rates.
+    """
     out: Dict[str, Any] = {"seeds": [row["seed"] for row in per_seed], "per_seed": list(per_seed)}
     for variant, key in (("trace", "dev_pass_at_1"), ("no_trace", "no_trace_pass_at_1")):
         if variant not in variants:
             continue
         curves = [row[variant]["dev_pass_at_1"] for row in per_seed]
         length = min(len(c) for c in curves)
-        curve = [_mean_stderr([c[j] for c in curves]) for j in range(length)]
+        curve = [_mean_stderr([c[j] for c in curves], num_dev) for j in range(length)]
         out[key] = [round(m, 4) for m, _ in curve]
         out[key + "_stderr"] = [None if e is None else round(e, 4) for _, e in curve]
         if variant != "trace":
@@ -283,10 +293,12 @@ def summarize(per_seed: Sequence[dict], variants: Sequence[str], control: bool) 
         out["gain_over_bootstrap"] = round(_mean_stderr([c[best] - c[0] for c in curves])[0], 4)
         if control:
             controls = [row["control"]["dev_pass_at_1"] for row in per_seed]
-            mean, err = _mean_stderr(controls)
+            mean, err = _mean_stderr(controls, num_dev)
             out["control_pass_at_1"] = round(mean, 4)
             out["control_pass_at_1_stderr"] = None if err is None else round(err, 4)
             margin = _mean_stderr([c[best] - k for c, k in zip(curves, controls)])
+            if margin[1] is None and err is not None and curve[best][1] is not None:
+                margin = (margin[0], math.sqrt(err ** 2 + curve[best][1] ** 2))
             out["gain_over_control"] = round(margin[0], 4)
             out["gain_over_control_stderr"] = None if margin[1] is None else round(margin[1], 4)
     return out

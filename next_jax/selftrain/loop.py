@@ -39,7 +39,7 @@ from next_jax.selftrain.stages import Stage, StageRunner, input_fingerprint, jso
 
 # How the model runs, not what it computes (memory and speed knobs): a resumed run may change them,
 # e.g. to fit a different accelerator, without its stages counting as changed.
-RUN_ONLY_MODEL_FIELDS = ("max_seq_len", "attention_impl", "attention_chunk_size", "remat_policy")
+RUN_ONLY_MODEL_FIELDS = ("max_seq_len", "attention_impl", "attention_chunk_size", "remat_policy", "scan_layers")
 
 
 def model_record(model) -> object:
@@ -284,12 +284,15 @@ def _iteration(ctx, runner, i, checkpoint, checkpoint_id, base_checkpoint, base_
         tasks_file=hard["path"], variant=ctx.variant, sampling=sampling, iteration=i, name="sample/samples",
         **ctx.sampler_args(checkpoint, i == 0))}, collective=True)
 
-    check_stage = ctx.stage(f"iteration_{i}/check", {"execution": ctx.execution}, {"samples": sample_stage.key})
+    check_settings = {"execution": ctx.execution}
+    if build.tests_field != "tests":  # recorded only when set, so earlier runs' manifests still match
+        check_settings["tests_field"] = build.tests_field
+    check_stage = ctx.stage(f"iteration_{i}/check", check_settings, {"samples": sample_stage.key})
     verdicts_path = io.join(directory("check"), "verdicts.jsonl")
 
     def check():
         check_file(tasks_by_id(hard["path"]), samples_path, verdicts_path, execution=ctx.execution,
-                   name=f"iteration {i}: check")
+                   tests_field=build.tests_field, name=f"iteration {i}: check")
         verdicts = read_all(verdicts_path, Verdict)
         statuses: Dict[str, int] = {}
         for v in verdicts:

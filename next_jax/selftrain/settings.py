@@ -45,16 +45,22 @@ class BuildSettings:
       max_per_problem: keep at most this many pairs per problem (the first ones); None = all.
       accumulate: B(i) also holds the pairs of B(0..i-1) (the paper resets B every iteration).
       include_seed: add the seed set's (task, answer) pairs to every B(i).
+      tests_field: the task's tests a fix must pass to be kept: 'tests' (those the prompt shows:
+        MBPP-R and HeFix+, where the prompt shows every test) or 'eval_tests' (every test, where
+        the prompt shows only some, so a fix that fits the shown test by coincidence is dropped).
     """
 
     dedup: str = "none"
     max_per_problem: Optional[int] = None
     accumulate: bool = False
     include_seed: bool = False
+    tests_field: str = "tests"
 
     def __post_init__(self):
         if self.dedup not in DEDUP_MODES:
             raise ValueError(f"BuildSettings.dedup must be one of {DEDUP_MODES}, got {self.dedup!r}")
+        if self.tests_field not in ("tests", "eval_tests"):
+            raise ValueError(f"BuildSettings.tests_field must be 'tests' or 'eval_tests', got {self.tests_field!r}")
         if self.max_per_problem is not None and self.max_per_problem < 1:
             raise ValueError(f"BuildSettings.max_per_problem must be None or >= 1, got {self.max_per_problem}")
 
