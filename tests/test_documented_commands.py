@@ -239,7 +239,8 @@ def prepare(text: str, placeholders: Dict[str, str], tmp_root: Path) -> List[str
         gin_files = [a.split("=", 1)[1] for a in argv if a.startswith("--gin_file=")]
         macros = set().union(*(_gin_macros(REPO / g) for g in gin_files)) if gin_files else set()
         argv += [f"--gin.{name}={value}" for name, value in TINY_GIN.items() if name in macros]
-        bound = "".join(_gin_text(REPO / g) for g in gin_files)
+        # Comments mention objects a file does not bind (eval.gin's header shows how to bind one).
+        bound = re.sub(r"#[^\n]*", "", "".join(_gin_text(REPO / g) for g in gin_files))
         argv += [f"--gin.{name}={value}" for name, value in TINY_GIN_FIELDS.items()
                  if name.split("/")[-1].rsplit(".", 1)[0] in bound]
         if gin_files:
