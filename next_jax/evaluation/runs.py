@@ -18,8 +18,10 @@ from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, 
 from absl import logging
 
 from next_jax import io
-# SamplingSettings lives with the sampler (next_jax.decoding); the name is kept here so that code
-# and gin files written against ``evaluation.runs.SamplingSettings`` keep working.
+# SamplingSettings lives with the sampler (next_jax.decoding); the name is kept here for Python
+# imports. Gin files bind it as ``decoding.SamplingSettings`` only: gin registers a class under the
+# first name a file uses, so a file that said ``runs.SamplingSettings`` would make every later
+# ``decoding.SamplingSettings`` binding in the process unknown.
 from next_jax.decoding import SamplingSettings
 from next_jax.data.records import AtomicWriter, RepairTask, Sample, Verdict, read_records, read_tasks
 from next_jax.progress import Progress
