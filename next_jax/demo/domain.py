@@ -200,12 +200,13 @@ def _try_task(rng: random.Random, family: str, task_id: str, config: DomainConfi
     """One draw; None when the draw is unusable (ambiguous visible test, a bug no test catches)."""
     draft = _BUILDERS[family](rng, config)
     a, b = _args(rng, config)
-    want = draft.env_of(a, b)["return"]
+    env = draft.env_of(a, b)
+    want = env["return"]
     got = draft.buggy_of(a, b)
     # The visible test must fail, and the trace must point at one answer only.
     if got == want or want in draft.decoys(a, b):
         return None
-    if config.max_value is not None and not all(0 <= v <= config.max_value for v in _shown_values(draft, a, b)):
+    if config.max_value is not None and not all(0 <= v <= config.max_value for v in _shown_values(env, got)):
         return None
     args = [(a, b)]
     for _ in range(50):
@@ -234,11 +235,13 @@ def _try_task(rng: random.Random, family: str, task_id: str, config: DomainConfi
     )
 
 
-def _shown_values(draft: _Draft, a: int, b: int) -> List[int]:
-    values = []
-    for value in draft.env_of(a, b).values():
+def _shown_values(env: Dict[str, object], got: int) -> List[int]:
+    """Every value the visible test's trace shows: the program's values (list elements one by one)
+    and what the buggy program returns."""
+    values = [got]
+    for value in env.values():
         values.extend(value if isinstance(value, list) else [value])
-    return values + [draft.buggy_of(a, b)]
+    return values
 
 
 def _family_for(rng: random.Random, config: DomainConfig) -> str:

@@ -131,11 +131,11 @@ def _train(*, model, task_name, task_feature_lengths, batch_size, steps, model_d
 
 def _mean_stderr(values: Sequence[float], num_tasks: Optional[int] = None) -> tuple:
     """Mean and standard error over seeds; with one seed, the binomial standard error of a pass
-    rate measured on ``num_tasks`` tasks (None when that is unknown or the value is a difference)."""
+    rate measured on ``num_tasks`` tasks (None when no ``num_tasks`` is given, as for differences)."""
     n = len(values)
     mean = sum(values) / n
     if n < 2:
-        if num_tasks and 0.0 <= mean <= 1.0:
+        if num_tasks:
             return mean, math.sqrt(mean * (1.0 - mean) / num_tasks)
         return mean, None
     var = sum((v - mean) ** 2 for v in values) / (n - 1)

@@ -284,10 +284,8 @@ def _iteration(ctx, runner, i, checkpoint, checkpoint_id, base_checkpoint, base_
         tasks_file=hard["path"], variant=ctx.variant, sampling=sampling, iteration=i, name="sample/samples",
         **ctx.sampler_args(checkpoint, i == 0))}, collective=True)
 
-    check_settings = {"execution": ctx.execution}
-    if build.tests_field != "tests":  # recorded only when set, so earlier runs' manifests still match
-        check_settings["tests_field"] = build.tests_field
-    check_stage = ctx.stage(f"iteration_{i}/check", check_settings, {"samples": sample_stage.key})
+    check_stage = ctx.stage(f"iteration_{i}/check", {"execution": ctx.execution, "tests_field": build.tests_field},
+                            {"samples": sample_stage.key})
     verdicts_path = io.join(directory("check"), "verdicts.jsonl")
 
     def check():
