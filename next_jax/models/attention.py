@@ -39,16 +39,76 @@ def visibility(q_index: Array, k_index: Array, q_pos: Array, k_pos: Array, q_seg
     return jnp.broadcast_to(visible, (q_pos.shape[0],) + visible.shape[1:])
 
 
-def _plain(q, k, v, visible, softcap):
-    """q [B, Tq, K, G, D], k/v [B, S, K, D], visible [B, Tq, S] -> [B, Tq, K, G, D] float32."""
+def _attend_heads(q, k, v, visible, softcap):
+    """Head-major attention: q [B, K, Tq, G, D], k/v [B, K, S, D], visible [B, Tq, S] ->
+    [B, K, Tq, G, D] float32.
+
+    Queries of a group share their keys, so they run as the rows (t, g) of one [Tq*G, S] product
+    per (batch, kv head): every product, forward and backward, has its batch axes (B, K) first
+    and contracts a single axis. (Written as einsums over token-major [B, T, K, G, D], the backward
+    products for dk and dv contract (G, T) together, and XLA:CPU canonicalises them by copying
+    the score gradients transposed, copies as large as the scores, every layer.)
+
+    The softmax normalisation is applied to the [rows, D] output rather than to the [rows, S]
+    weights: one pass over the scores fewer, forward and backward.
+    """
     f32 = jnp.float32
     compute = q.dtype if q.dtype == jnp.bfloat16 else f32
-    scores = jnp.einsum("btkgd,bskd->bkgts", q.astype(compute), k.astype(compute), preferred_element_type=f32)
+    batch, kv_heads, length, groups, head_dim = q.shape
+    heads_batch = ((0, 1), (0, 1))
+    rows = q.reshape(batch, kv_heads, length * groups, head_dim).astype(compute)
+    scores = jax.lax.dot_general(rows, k.astype(compute), (((3,), (3,)), heads_batch),
+                                 preferred_element_type=f32)  # [B, K, Tq*G, S]
     if softcap is not None:
         scores = softcap * jnp.tanh(scores / softcap)
-    scores = jnp.where(visible[:, None, None], scores, jnp.finfo(f32).min)
-    probs = jax.nn.softmax(scores, axis=-1)
-    return jnp.einsum("bkgts,bskd->btkgd", probs.astype(compute), v.astype(compute), preferred_element_type=f32)
+    mask = jnp.broadcast_to(visible[:, None, :, None], (batch, 1, length, groups, visible.shape[-1]))
+    scores = jnp.where(mask.reshape(batch, 1, length * groups, -1), scores, jnp.finfo(f32).min)
+    # The maximum only keeps exp() in range; the result does not depend on it.
+    top = jax.lax.stop_gradient(jnp.max(scores, axis=-1, keepdims=True))
+    weights = jnp.exp(scores - top)
+    total = jnp.sum(weights, axis=-1, keepdims=True)
+    out = jax.lax.dot_general(weights.astype(compute), v.astype(compute), (((3,), (2,)), heads_batch),
+                              preferred_element_type=f32)  # [B, K, Tq*G, D]
+    return (out / total).reshape(batch, kv_heads, length, groups, head_dim)
+
+
+def _to_heads(q, k, v):
+    """[B, T, K, G, D] queries and [B, S, K, D] keys/values -> head-major (see ``_attend_heads``)."""
+    return jnp.transpose(q, (0, 2, 1, 3, 4)), jnp.transpose(k, (0, 2, 1, 3)), jnp.transpose(v, (0, 2, 1, 3))
+
+
+def _plain(q, k, v, visible, softcap):
+    """q [B, Tq, K, G, D], k/v [B, S, K, D], visible [B, Tq, S] -> [B, Tq, K, G, D] float32."""
+    return jnp.transpose(_attend_heads(*_to_heads(q, k, v), visible, softcap), (0, 2, 1, 3, 4))
+
+
+def causal_block_size(length: int) -> int:
+    """Query rows per block of the ``'xla'`` implementation (the whole row below 256 tokens)."""
+    return length if length < 256 else 128
+
+
+def _causal_blocks(q, k, v, positions, segment_ids, window, softcap):
+    """Self-attention of q [B, T, K, G, D] over k, v [B, T, K, D], block by block of queries.
+
+    Causality makes every key after a query block's last token invisible to it, so block i
+    attends to keys [0, end of block i) only: about half the products and half the softmax work
+    of the full [T, T] scores. Each block still sees all of its keys at once, so the result is
+    the plain softmax, exactly.
+    """
+    length = q.shape[1]
+    block = causal_block_size(length)
+    index = jnp.arange(length)
+    qh, kh, vh = _to_heads(q, k, v)
+    seg = segment_ids
+    outs = []
+    for start in range(0, length, block):
+        stop = min(start + block, length)
+        visible = visibility(index[start:stop], index[:stop], positions[:, start:stop], positions[:, :stop],
+                             None if seg is None else seg[:, start:stop], None if seg is None else seg[:, :stop],
+                             window)
+        outs.append(_attend_heads(qh[:, :, start:stop], kh[:, :, :stop], vh[:, :, :stop], visible, softcap))
+    out = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=2)
+    return jnp.transpose(out, (0, 2, 1, 3, 4))
 
 
 def attend(q: Array, k: Array, v: Array, positions: Array, segment_ids: Optional[Array], *,
@@ -67,8 +127,7 @@ def attend(q: Array, k: Array, v: Array, positions: Array, segment_ids: Optional
         return out.astype(jnp.float32)
     q = q.reshape(batch, length, kv_heads, groups, head_dim)
     if impl != "chunked" or length <= chunk_size:
-        mask = visibility(index, index, positions, positions, segment_ids, segment_ids, window)
-        return _plain(q, k, v, mask, softcap).reshape(batch, length, heads, head_dim)
+        return _causal_blocks(q, k, v, positions, segment_ids, window, softcap).reshape(batch, length, heads, head_dim)
 
     chunks = -(-length // chunk_size)
     padded = chunks * chunk_size

@@ -59,16 +59,22 @@ def next_token_targets(batch: Mapping[str, Array]) -> Tuple[Array, Array, Option
 
 
 def cross_entropy(logits: Array, labels: Array, *, z_loss: float = 0.0,
-                  label_smoothing: float = 0.0) -> Tuple[Array, Array, Array]:
-    """(loss, cross entropy, z-loss term) per position, float32, without a one-hot [.., V] tensor.
+                  label_smoothing: float = 0.0) -> Tuple[Array, Array, Array, Array]:
+    """(loss, cross entropy, z-loss term, correct) per position, float32, without a one-hot [.., V]
+    tensor.
 
     With label smoothing the target puts ``1 - s`` on the label and ``s / (V - 1)`` on every other
     token; the constant entropy of that target is subtracted so a perfect model scores 0.
     ``z_loss * log(Z)**2`` keeps the softmax normaliser near 1 (PaLM's auxiliary loss).
+    ``correct`` is 1.0 where the label's logit is the largest: the row maximum that keeps the
+    normaliser in range serves for it too, where an argmax would be one more pass over the
+    [.., V] logits (on a CPU as long as the softmax itself). A label that ties another token for
+    the maximum counts as correct.
     """
     logits = logits.astype(jnp.float32)
     vocab = logits.shape[-1]
-    log_z = jax.nn.logsumexp(logits, axis=-1)
+    top = jax.lax.stop_gradient(jnp.max(logits, axis=-1))
+    log_z = top + jnp.log(jnp.sum(jnp.exp(logits - top[..., None]), axis=-1))
     label_logit = jnp.take_along_axis(logits, labels[..., None].astype(jnp.int32), axis=-1)[..., 0]
     nll = log_z - label_logit
     if label_smoothing:
@@ -80,7 +86,8 @@ def cross_entropy(logits: Array, labels: Array, *, z_loss: float = 0.0,
     else:
         ce = nll
     z_term = z_loss * jnp.square(log_z) if z_loss else jnp.zeros_like(ce)
-    return ce + z_term, ce, z_term
+    correct = (jax.lax.stop_gradient(label_logit) >= top).astype(jnp.float32)
+    return ce + z_term, ce, z_term, correct
 
 
 def summarize(sums: Mapping[str, Array]) -> dict:
@@ -139,11 +146,11 @@ class DecoderLM:
         del rng  # the model has no stochastic layers; the argument keeps the trainer's contract
         tokens, positions, segment_ids, labels, weights = next_token_targets(batch)
         logits = self.module.apply({"params": params}, tokens, positions, segment_ids)
-        loss, ce, z_term = cross_entropy(logits, labels, z_loss=self.z_loss, label_smoothing=self.label_smoothing)
+        loss, ce, z_term, correct = cross_entropy(logits, labels, z_loss=self.z_loss,
+                                                  label_smoothing=self.label_smoothing)
         total = jnp.sum(loss * weights)
         if normalizer is None:
             normalizer = jnp.maximum(jnp.sum(weights), 1.0)
-        correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
         metrics = {
             "loss_sum": total,
             "cross_entropy_sum": jnp.sum(ce * weights),

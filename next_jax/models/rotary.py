@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Tuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -87,17 +88,45 @@ def _yarn(config: ModelConfig, s: dict) -> Tuple[np.ndarray, float]:
 
 
 def rotary_tables(positions: jnp.ndarray, config: ModelConfig) -> Tuple[jnp.ndarray, jnp.ndarray]:
-    """cos and sin [..., head_dim] for integer ``positions`` [...], computed in float32."""
+    """cos and sin [..., head_dim] for integer ``positions`` [...], computed in float32.
+
+    The tables are computed once per call and kept: without the barrier XLA fuses cos() and
+    sin() into every consumer, recomputing them for each head of q and k in every layer, forward
+    and backward.
+    """
     inv_freq, attention_factor = inverse_frequencies(config)
     angles = positions.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq)
     angles = jnp.concatenate([angles, angles], axis=-1)
-    return jnp.cos(angles) * attention_factor, jnp.sin(angles) * attention_factor
+    return jax.lax.optimization_barrier((jnp.cos(angles) * attention_factor, jnp.sin(angles) * attention_factor))
+
+
+def _rotate_half(x: jnp.ndarray, sign: float) -> jnp.ndarray:
+    """[x1, x2] -> [-x2, x1] (sign 1) or its transpose [x2, -x1] (sign -1), halves of the last axis."""
+    half = x.shape[-1] // 2
+    return jnp.concatenate([-sign * x[..., half:], sign * x[..., :half]], axis=-1)
+
+
+@jax.custom_vjp
+def _rotary(x, cos, sin):
+    out = x.astype(jnp.float32) * cos + _rotate_half(x, 1.0).astype(jnp.float32) * sin
+    return out.astype(x.dtype)
+
+
+def _rotary_fwd(x, cos, sin):
+    return _rotary(x, cos, sin), (cos, sin)
+
+
+def _rotary_bwd(residuals, g):
+    # The rotation is linear in x: its transpose is one elementwise expression, where autodiff
+    # of the slices and concatenation would give pads and adds in several passes.
+    cos, sin = residuals
+    g32 = g.astype(jnp.float32)
+    return (g32 * cos + _rotate_half(g32 * sin, -1.0)).astype(g.dtype), None, None
+
+
+_rotary.defvjp(_rotary_fwd, _rotary_bwd)
 
 
 def apply_rotary(x: jnp.ndarray, cos: jnp.ndarray, sin: jnp.ndarray) -> jnp.ndarray:
     """Rotates ``x`` [batch, length, heads, head_dim] by cos/sin [batch, length, head_dim]."""
-    half = x.shape[-1] // 2
-    rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
-    cos, sin = cos[..., None, :], sin[..., None, :]
-    out = x.astype(jnp.float32) * cos + rotated.astype(jnp.float32) * sin
-    return out.astype(x.dtype)
+    return _rotary(x, cos[..., None, :], sin[..., None, :])

@@ -21,6 +21,7 @@ in float32.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional, Sequence, Tuple
 
@@ -100,10 +101,17 @@ class Linear(nn.Module):
             "kernel", nn.with_logical_partitioning(init, self.kernel_axes), in_shape + tuple(self.out_shape),
             self.param_dtype,
         )
-        contract = (tuple(range(x.ndim - n_in, x.ndim)), tuple(range(n_in)))
+        # The leading (batch, length) axes are merged into one, so the weight gradient
+        # x^T . dy contracts a single axis. With two, XLA canonicalises that product by
+        # transposing dy into a [features, tokens] copy, and on the CPU those copies (fused
+        # into the elementwise op that produced dy) cost about as much as the products.
+        lead = x.shape[:x.ndim - n_in]
+        x2 = x.reshape((math.prod(lead),) + in_shape)
+        contract = (tuple(range(1, 1 + n_in)), tuple(range(n_in)))
         # float32 accumulation: exact for float32, and XLA:CPU's fast path for bfloat16 operands.
-        y = jax.lax.dot_general(x.astype(self.dtype), kernel.astype(self.dtype), (contract, ((), ())),
+        y = jax.lax.dot_general(x2.astype(self.dtype), kernel.astype(self.dtype), (contract, ((), ())),
                                 preferred_element_type=jnp.float32).astype(self.dtype)
+        y = y.reshape(lead + tuple(self.out_shape))
         if self.use_bias:
             bias = self.param(
                 "bias", nn.with_logical_partitioning(nn.initializers.zeros, self.kernel_axes[n_in:]),
@@ -165,6 +173,34 @@ class Attention(nn.Module):
         return self.o_proj(out), cache
 
 
+def _activation(name: str):
+    return jax.nn.silu if name == "silu" else functools.partial(jax.nn.gelu, approximate=True)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _gated(gate: Array, up: Array, activation: str) -> Array:
+    """act(gate) * up, whose backward pass keeps only gate and up (the matrix products' outputs).
+
+    Differentiated automatically, act(gate) and its intermediate values (silu's sigmoid) are
+    written out in the forward pass and read back in the backward; here the backward recomputes
+    them from gate inside the one elementwise pass that produces both gradients.
+    """
+    return _activation(activation)(gate) * up
+
+
+def _gated_fwd(gate, up, activation):
+    return _gated(gate, up, activation), (gate, up)
+
+
+def _gated_bwd(activation, residuals, g):
+    gate, up = residuals
+    act, act_vjp = jax.vjp(_activation(activation), gate)
+    return act_vjp(g * up)[0], g * act
+
+
+_gated.defvjp(_gated_fwd, _gated_bwd)
+
+
 class GatedMLP(nn.Module):
     """down(act(gate(x)) * up(x)): SwiGLU with silu, GeGLU with tanh-approximated gelu."""
 
@@ -176,8 +212,7 @@ class GatedMLP(nn.Module):
         common = dict(dtype=c.dtype, param_dtype=c.param_dtype)
         gate = Linear((c.mlp_dim,), ("embed", "mlp"), name="gate_proj", **common)(x)
         up = Linear((c.mlp_dim,), ("embed", "mlp"), name="up_proj", **common)(x)
-        act = jax.nn.silu(gate) if c.mlp_activation == "silu" else jax.nn.gelu(gate, approximate=True)
-        hidden = _constrain(act * up, MLP_ACT)
+        hidden = _constrain(_gated(gate, up, c.mlp_activation), MLP_ACT)
         return Linear((c.hidden_size,), ("mlp", "embed"), name="down_proj", **common)(hidden)
 
 
