@@ -11,10 +11,16 @@ cores. Two precisions per side:
 - bfloat16: float32 master weights with bfloat16 compute (next_jax ``dtype='bfloat16'``: matrix
   products read bfloat16 and accumulate in float32; torch ``autocast('cpu', bfloat16)``).
 
-Timed runs of ``--steps`` steps alternate between the two sides (so background load on a shared
-machine hits both alike); tokens/s come from the median run. MFU = 6 x parameters x tokens/s
-over the measured 2048^3 float32 matmul peak (torch/MKL, the higher of the two here).
+After ``--warmup`` untimed steps per side, timed runs of ``--steps`` steps alternate between the
+two sides (so background load on a shared machine hits both alike); tokens/s come from the median
+run. MFU = 6 x parameters x tokens/s over the measured 2048^3 float32 matmul peak (torch/MKL, the
+higher of the two here).
 ``ratio_vs_pytorch_min`` is the smaller of the presets' float32 ratios (ours over theirs).
+
+The process runs with next_jax's glibc allocator settings (``next_jax.host_allocator``, as
+``launch/tpu_run.sh`` runs CPU jobs): run as a module it restarts itself with them, and both
+sides are measured in that process. ``NEXT_JAX_HOST_ALLOCATOR=default`` measures with glibc's
+defaults instead.
 
     python -m next_jax.benchmarks.training --presets=S,M --steps=2 --repeats=3
 
@@ -34,6 +40,7 @@ import time
 import numpy as np
 from absl import app, flags
 
+from next_jax import host_allocator
 from next_jax.benchmarks.decoding import PRESETS, VOCAB, build_hf_model
 
 BATCH, SEQ, NUM_BATCHES = 8, 512, 4
@@ -172,6 +179,9 @@ def _define_flags() -> None:
     flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "Precisions to run (float32 decides the ratio).")
     flags.DEFINE_integer("steps", 2, "Training steps per timed run.")
     flags.DEFINE_integer("repeats", 3, "Timed runs per side (median reported).")
+    flags.DEFINE_integer("warmup", 4, "Untimed steps per side before the timed runs (alternating). Both sides' "
+                         "allocators settle in the first steps: the process's heap grows until it holds "
+                         "both sides' largest buffers.")
     flags.DEFINE_integer("seq", SEQ, "Sequence length (512 for the measurement; smaller for a smoke run).")
     flags.DEFINE_integer("host_loop_steps", 0, "Also time train() against the bare step on the CPU demo's model "
                          "for this many steps (0 = skip).")
@@ -196,8 +206,8 @@ def _main(argv) -> None:
         benchmark="training", jax=jax.__version__, torch=torch.__version__, transformers=transformers.__version__,
         torch_threads=torch.get_num_threads(), cpu=platform.processor() or platform.machine(),
         workload=dict(batch=BATCH, seq=SEQ, vocab=VOCAB, optimizer="AdamW", steps_per_run=args.steps,
-                      repeats=args.repeats),
-        matmul_peak_gflop_s=round(peak / 1e9, 1),
+                      repeats=args.repeats, warmup_steps=args.warmup),
+        matmul_peak_gflop_s=round(peak / 1e9, 1), glibc_tunables=os.environ.get("GLIBC_TUNABLES", ""),
     )
     rng = np.random.default_rng(1234)
     ratios = {}
@@ -212,7 +222,10 @@ def _main(argv) -> None:
                 hf_model.save_pretrained(tmp)
                 ours_steps, first_s, compile_s = jax_trainer(tmp, batches, dtype)
             theirs_step = torch_trainer(hf_model, batches, dtype)
-            theirs_step()  # warm-up
+            theirs_step()  # ours took its first step when it compiled: both sides stay on the same batch
+            for _ in range(args.warmup):  # alternating, like the timed runs
+                theirs_step()
+                ours_steps(1)
             ours, theirs, ours_loss, theirs_loss = [], [], None, None
             for repeat in range(args.repeats):
                 start = time.perf_counter()
@@ -255,4 +268,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
+    host_allocator.restart_with_settings("next_jax.benchmarks.training")
     main()

@@ -1,7 +1,8 @@
 """Full-sequence attention with grouped-query heads, in three interchangeable implementations.
 
-- ``'xla'``: scores [B, kv_heads, groups, T, S] in one piece: the simplest and, for short rows,
-  the fastest.
+- ``'xla'``: queries in blocks of 128 (one block below 256 tokens), each block against all the keys
+  up to its own end: the keys after it are invisible by causality, so about half of the [T, S]
+  scores are never computed. The fastest for training rows of hundreds of tokens.
 - ``'chunked'``: queries are processed ``chunk_size`` at a time (a ``lax.map``), so no more than
   [chunk, S] scores (and masks) exist at once, also in the backward pass under remat. NExT prompts
   with traces run to several thousand tokens, where the plain [T, S] scores of every head no
