@@ -4,8 +4,8 @@ Workload: the decoding benchmark's Llama-shaped presets S and M (random weights,
 untied head), batch 8 x sequence 512 of random tokens (4 pre-drawn batches, cycled), next-token
 loss over every position, AdamW (lr 1e-4, betas 0.9/0.999, eps 1e-8, weight decay 0.01, no
 clipping) on both sides. Both sides start from the same weights (the transformers model is
-saved and imported into next_jax). Torch gets ``torch.set_num_threads(cores)``; XLA uses the same
-cores. Two precisions per side:
+saved and imported into next_jax). Each side runs in a process of its own (one at a time), torch
+with ``torch.set_num_threads(cores)`` and XLA on the same cores. Two precisions per side:
 
 - float32: float32 parameters and compute on both sides;
 - bfloat16: float32 master weights with bfloat16 compute (next_jax ``dtype='bfloat16'``: matrix
@@ -19,8 +19,8 @@ higher of the two here).
 
 The process runs with next_jax's glibc allocator settings (``next_jax.host_allocator``, as
 ``launch/tpu_run.sh`` runs CPU jobs): run as a module it restarts itself with them, and both
-sides are measured in that process. ``NEXT_JAX_HOST_ALLOCATOR=default`` measures with glibc's
-defaults instead.
+sides' processes inherit them. ``NEXT_JAX_HOST_ALLOCATOR=default`` measures with glibc's defaults
+instead.
 
     python -m next_jax.benchmarks.training --presets=S,M --steps=2 --repeats=3
 
@@ -124,6 +124,76 @@ def jax_trainer(checkpoint_dir: str, batches, dtype: str):
     return steps, time.perf_counter() - start, trainer.compile_seconds
 
 
+def _side_worker(conn, side: str, checkpoint_dir: str, batches, dtype: str, seq: int, threads: int) -> None:
+    """One side of the comparison in a process of its own: builds its trainer (the first step
+    included), then runs the steps it is asked for and answers (seconds, last loss)."""
+    global SEQ
+    SEQ = seq
+    info = {}
+    if side == "jax":
+        steps, info["first_step_s"], info["compile_s"] = jax_trainer(checkpoint_dir, batches, dtype)
+    else:
+        import torch
+        import transformers
+
+        torch.set_num_threads(threads)
+        model = transformers.LlamaForCausalLM.from_pretrained(checkpoint_dir, dtype=torch.float32,
+                                                              attn_implementation="sdpa")
+        step = torch_trainer(model, batches, dtype)
+        step()  # the jax side took its first step when it compiled: both stay on the same batch
+
+        def steps(n):
+            for _ in range(n):
+                loss = step()
+            return loss
+    conn.send(info)
+    while (n := conn.recv()) is not None:
+        start = time.perf_counter()
+        loss = steps(n)
+        conn.send((time.perf_counter() - start, loss))
+
+
+class _Side:
+    """A side's worker process. Each side has a process, and so a heap and thread pools, of its
+    own: in one process, the other side's allocations between two steps split the free heap and
+    a side's next step may have to grow (and fault in) the heap again."""
+
+    def __init__(self, side: str, checkpoint_dir: str, batches, dtype: str, threads: int):
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: glibc reads its settings
+        self.side = side
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=_side_worker, daemon=True,
+                                        args=(child, side, checkpoint_dir, batches, dtype, SEQ, threads))
+        self._process.start()
+        child.close()
+        self.info = self._receive()
+
+    def _receive(self):
+        try:
+            return self._conn.recv()
+        except EOFError:
+            self._process.join()
+            raise RuntimeError(f"the {self.side} side's process died (exit code {self._process.exitcode})") from None
+
+    def run(self, steps: int):
+        self._conn.send(steps)
+        return self._receive()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self._process.is_alive():
+            self._conn.send(None)
+            self._process.join(60)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+        return False
+
+
 def host_loop(steps: int) -> dict:
     """Seconds per step of ``train.train`` against the bare compiled step, on the CPU demo's model.
 
@@ -179,9 +249,7 @@ def _define_flags() -> None:
     flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "Precisions to run (float32 decides the ratio).")
     flags.DEFINE_integer("steps", 2, "Training steps per timed run.")
     flags.DEFINE_integer("repeats", 3, "Timed runs per side (median reported).")
-    flags.DEFINE_integer("warmup", 4, "Untimed steps per side before the timed runs (alternating). Both sides' "
-                         "allocators settle in the first steps: the process's heap grows until it holds "
-                         "both sides' largest buffers.")
+    flags.DEFINE_integer("warmup", 2, "Untimed steps per side before the timed runs (alternating).")
     flags.DEFINE_integer("seq", SEQ, "Sequence length (512 for the measurement; smaller for a smoke run).")
     flags.DEFINE_integer("host_loop_steps", 0, "Also time train() against the bare step on the CPU demo's model "
                          "for this many steps (0 = skip).")
@@ -220,23 +288,21 @@ def _main(argv) -> None:
             n_params = sum(p.numel() for p in hf_model.parameters())
             with tempfile.TemporaryDirectory() as tmp:
                 hf_model.save_pretrained(tmp)
-                ours_steps, first_s, compile_s = jax_trainer(tmp, batches, dtype)
-            theirs_step = torch_trainer(hf_model, batches, dtype)
-            theirs_step()  # ours took its first step when it compiled: both sides stay on the same batch
-            for _ in range(args.warmup):  # alternating, like the timed runs
-                theirs_step()
-                ours_steps(1)
-            ours, theirs, ours_loss, theirs_loss = [], [], None, None
-            for repeat in range(args.repeats):
-                start = time.perf_counter()
-                ours_loss = ours_steps(args.steps)
-                ours.append(time.perf_counter() - start)
-                start = time.perf_counter()
-                for _ in range(args.steps):
-                    theirs_loss = theirs_step()
-                theirs.append(time.perf_counter() - start)
-                log(f"{name} {dtype} run {repeat + 1}: next_jax {ours[-1]:.2f} s, torch {theirs[-1]:.2f} s "
-                    f"(losses {ours_loss:.3f} / {theirs_loss:.3f}), load {os.getloadavg()[0]:.1f}")
+                del hf_model
+                with _Side("jax", tmp, batches, dtype, cores) as ours_side, \
+                        _Side("torch", tmp, batches, dtype, cores) as theirs_side:
+                    for _ in range(args.warmup):  # alternating, like the timed runs
+                        theirs_side.run(1)
+                        ours_side.run(1)
+                    ours, theirs = [], []
+                    for repeat in range(args.repeats):
+                        seconds, ours_loss = ours_side.run(args.steps)
+                        ours.append(seconds)
+                        seconds, theirs_loss = theirs_side.run(args.steps)
+                        theirs.append(seconds)
+                        log(f"{name} {dtype} run {repeat + 1}: next_jax {ours[-1]:.2f} s, torch {theirs[-1]:.2f} s "
+                            f"(losses {ours_loss:.3f} / {theirs_loss:.3f}), load {os.getloadavg()[0]:.1f}")
+                    first_s, compile_s = ours_side.info["first_step_s"], ours_side.info["compile_s"]
             ours_tok_s = tokens_per_run / float(np.median(ours))
             theirs_tok_s = tokens_per_run / float(np.median(theirs))
             ratio = ours_tok_s / theirs_tok_s
@@ -251,7 +317,6 @@ def _main(argv) -> None:
                 next_jax_compile_s=round(compile_s, 1), next_jax_first_step_s=round(first_s, 1),
                 final_loss=dict(next_jax=round(ours_loss, 4), pytorch=round(theirs_loss, 4)),
             )
-            del hf_model, ours_steps, theirs_step
     if ratios:
         result["ratio_vs_pytorch_min"] = round(min(ratios.values()), 2)
     if args.host_loop_steps:
