@@ -100,13 +100,16 @@ def _causal_blocks(q, k, v, positions, segment_ids, window, softcap):
     block = causal_block_size(length)
     index = jnp.arange(length)
     qh, kh, vh = _to_heads(q, k, v)
-    seg = segment_ids
+
+    def tokens(x, start, stop):  # [B, T] -> [B, stop - start]; None stays None
+        return None if x is None else x[:, start:stop]
+
     outs = []
     for start in range(0, length, block):
         stop = min(start + block, length)
-        visible = visibility(index[start:stop], index[:stop], positions[:, start:stop], positions[:, :stop],
-                             None if seg is None else seg[:, start:stop], None if seg is None else seg[:, :stop],
-                             window)
+        visible = visibility(index[start:stop], index[:stop], tokens(positions, start, stop),
+                             tokens(positions, 0, stop), tokens(segment_ids, start, stop),
+                             tokens(segment_ids, 0, stop), window)
         outs.append(_attend_heads(qh[:, :, start:stop], kh[:, :, :stop], vh[:, :, :stop], visible, softcap))
     out = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=2)
     return jnp.transpose(out, (0, 2, 1, 3, 4))

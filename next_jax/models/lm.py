@@ -86,7 +86,7 @@ def cross_entropy(logits: Array, labels: Array, *, z_loss: float = 0.0,
     else:
         ce = nll
     z_term = z_loss * jnp.square(log_z) if z_loss else jnp.zeros_like(ce)
-    correct = (jax.lax.stop_gradient(label_logit) >= top).astype(jnp.float32)
+    correct = (label_logit >= top).astype(jnp.float32)
     return ce + z_term, ce, z_term, correct
 
 
