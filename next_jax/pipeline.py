@@ -32,7 +32,7 @@ from next_jax.data.records import RepairTask, Sample, TracedTask, Verdict, read_
 from next_jax.evaluation.repair import EvalSettings
 from next_jax.decoding import SamplingSettings
 from next_jax.evaluation.runs import ExecutionSettings
-from next_jax.selftrain import multihost
+from next_jax import multihost
 from next_jax.selftrain.loop import run_next
 from next_jax.selftrain.stages import Stage, StageRunner, input_fingerprint
 

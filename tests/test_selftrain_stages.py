@@ -79,7 +79,7 @@ def test_file_fingerprint_follows_content(tmp_path):
 
 
 def test_broadcast_is_the_identity_on_one_process():
-    from next_jax.selftrain import multihost
+    from next_jax import multihost
 
     assert multihost.broadcast_json({"a": [1, 2]}) == {"a": [1, 2]}
     multihost.barrier("single")
@@ -97,7 +97,7 @@ def test_other_processes_follow_process_0_and_never_write(tmp_path, monkeypatch)
     """A non-chief process takes process 0's decision and result (here: process 0 says 'run' and
     then reports its result); it runs collective stages itself, other stages not at all, and it
     writes no manifest, whatever its own disk holds."""
-    from next_jax.selftrain import multihost
+    from next_jax import multihost
 
     told = [{"action": "run", "attempt": 1}, {"samples": 7}]
     monkeypatch.setattr(multihost, "is_chief", lambda: False)

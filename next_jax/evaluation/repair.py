@@ -28,7 +28,7 @@ from next_jax.decoding import SamplingSettings
 from next_jax.evaluation import formats as formats_lib
 from next_jax.evaluation import metrics
 from next_jax.evaluation.runs import ExecutionSettings, check_file, sample_tasks, tasks_by_id
-from next_jax.selftrain import multihost
+from next_jax import multihost
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,7 +25,7 @@ from next_jax import io
 from next_jax.decoding import SamplingSettings
 from next_jax.data.records import AtomicWriter, RepairTask, Sample, Verdict, read_records, read_tasks
 from next_jax.progress import Progress
-from next_jax.selftrain import multihost
+from next_jax import multihost
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, Mapping, Optional
 from absl import logging
 
 from next_jax import io
-from next_jax.selftrain import multihost
+from next_jax import multihost
 
 MANIFEST = "manifest.json"
 
