@@ -54,7 +54,7 @@ TINY: Dict[str, List[str]] = {
     "next_jax.benchmarks.decoding": ["--presets=XS", "--workload=smoke", "--repeats=1"],
     "next_jax.benchmarks.training": ["--presets=XS", "--dtypes=float32", "--steps=1", "--repeats=1", "--seq=16"],
     "next_jax.benchmarks.execution": ["--repeats=1", "--workers=1"],
-    "next_jax.execution.check": ["--workers=1"],
+    "next_jax.execution": ["--workers=1"],
     "next_jax.data.build": ["--limit=2", "--workers=1"],
 }
 # Gin macro overrides for a run of an experiment file (next_jax.main or launch/tpu_run.sh). Each is

@@ -7,7 +7,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
 
 from next_jax.data.records import RepairTask, Sample
-from next_jax.execution.beam import CheckSamples
+from next_jax.execution.beam_checks import CheckSamples
 from next_jax.execution.checker import CheckOptions
 
 TASKS = [

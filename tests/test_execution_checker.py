@@ -126,7 +126,7 @@ def test_task_whose_tests_do_not_parse_gets_error_verdicts(checker):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "next_jax.execution.check", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "next_jax.execution", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
 
 

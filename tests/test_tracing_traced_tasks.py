@@ -129,7 +129,7 @@ def test_cli_traces_a_task_file_and_reports_bad_input(tmp_path):
 
 
 def test_beam_transform_traces_a_file(tmp_path):
-    from next_jax.tracing.beam import parse_traced, trace_file_with_beam
+    from next_jax.tracing.beam_traces import parse_traced, trace_file_with_beam
 
     src = tmp_path / "tasks.jsonl"
     out = tmp_path / "traced.jsonl"

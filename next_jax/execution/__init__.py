@@ -8,7 +8,8 @@ a smaller worker forks faster):
   * ``checker``: ``Checker`` turns (RepairTask, Sample) into Verdicts: the
     tests run in a judge process, the program alone in a candidate process that only answers
     calls (``judge``, ``candidate``).
-  * ``check``: the CLI; ``beam``: the Beam transform ``CheckSamples``.
+  * ``__main__``: the CLI (``python -m next_jax.execution``); ``beam_checks``: the Beam transform
+    ``CheckSamples``.
 """
 
 import importlib

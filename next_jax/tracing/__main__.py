@@ -86,7 +86,7 @@ def _trace_file(args, config: TraceConfig) -> int:
         print("--tasks needs --out", file=sys.stderr)
         return 2
     if args.beam:
-        from next_jax.tracing.beam import trace_file_with_beam  # Beam is slow to import
+        from next_jax.tracing.beam_traces import trace_file_with_beam  # Beam is slow to import
         count = trace_file_with_beam(args.tasks, args.out, config, budget=args.budget,
                                      pipeline_args=args.pipeline_args.split())
         logging.info("traced %d tasks into %s", count, args.out)
