@@ -42,7 +42,7 @@ RUN_MODES: Dict[str, str] = {
     "next": "next_jax.selftrain.loop:run_next",
     "train": "next_jax.train:train",
     "demo": "next_jax.demo.run:run_demo",
-    "eval": "next_jax.evaluate:evaluate",
+    "eval": "next_jax.checkpoint_eval:evaluate",
 }
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

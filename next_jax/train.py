@@ -147,7 +147,7 @@ def demo_repair_task(*, name: str = "demo_repair", seed: int = 0, num_train: int
     import seqio
     import tensorflow as tf
 
-    from next_jax import evaluate
+    from next_jax import checkpoint_eval
     from next_jax.data import prompts
     from next_jax.demo import answers, domain
 
@@ -172,7 +172,7 @@ def demo_repair_task(*, name: str = "demo_repair", seed: int = 0, num_train: int
         preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos],
         output_features={"inputs": seqio.Feature(vocabulary, add_eos=False),
                          "targets": seqio.Feature(vocabulary, add_eos=True)},
-        metric_fns=[evaluate.pass_at_k_metric(ks=tuple(pass_at_k))] if pass_at_k else [],
+        metric_fns=[checkpoint_eval.pass_at_k_metric(ks=tuple(pass_at_k))] if pass_at_k else [],
     )
     return name
 
@@ -343,9 +343,9 @@ def _run(lm, trainer, checkpointer, *, task_name, task_feature_lengths, batch_si
         writer.write_texts(0, {"config": text})
     eval_fn = None
     if eval_split is not None:
-        from next_jax import evaluate
+        from next_jax import checkpoint_eval
 
-        eval_fn = evaluate.TeacherForced(lm, trainer.partitioner, task_name, task_feature_lengths, split=eval_split,
+        eval_fn = checkpoint_eval.TeacherForced(lm, trainer.partitioner, task_name, task_feature_lengths, split=eval_split,
                                          batch_size=batch_size, max_batches=eval_batches,
                                          writer=metric_writer(model_dir, "eval"))
     length = sum(task_feature_lengths.values())

@@ -1,8 +1,8 @@
-"""evaluate: teacher-forced metrics of a run's checkpoints and sampling metrics through seqio.Evaluator."""
+"""checkpoint_eval: teacher-forced metrics of a run's checkpoints and sampling metrics through seqio.Evaluator."""
 
 import pytest
 
-from next_jax import checkpoints, evaluate, train
+from next_jax import checkpoint_eval, checkpoints, train
 from next_jax.models import ModelConfig
 
 CONFIG = ModelConfig(vocab_size=384, hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, head_dim=8,
@@ -19,24 +19,24 @@ def test_evaluate_latest_and_all_checkpoints_with_inference(tmp_path):
                          model_dir=str(tmp_path), summary_period=1, peak_flops=1e11,
                          checkpoint_cfg=checkpoints.CheckpointConfig(period=1, keep=None))
     assert result.checkpoint.endswith("/checkpoints/2")
-    latest = evaluate.evaluate(model=CONFIG, task_name=task, task_feature_lengths=LENGTHS, model_dir=str(tmp_path),
-                               inference=evaluate.SamplingSettings(num_samples=2, max_new_tokens=8, temperature=1.0))
+    latest = checkpoint_eval.evaluate(model=CONFIG, task_name=task, task_feature_lengths=LENGTHS, model_dir=str(tmp_path),
+                               inference=checkpoint_eval.SamplingSettings(num_samples=2, max_new_tokens=8, temperature=1.0))
     assert list(latest) == [2]
     metrics = latest[2]
     assert metrics["target_tokens"] > 0 and 0 <= metrics["accuracy"] <= 1
     assert metrics[f"{task}/pass@1"] == 0.0  # 2 steps of training cannot write the answers
-    every = evaluate.evaluate(model=CONFIG, task_name=task, task_feature_lengths=LENGTHS, model_dir=str(tmp_path),
+    every = checkpoint_eval.evaluate(model=CONFIG, task_name=task, task_feature_lengths=LENGTHS, model_dir=str(tmp_path),
                               checkpoint_steps="all")
     assert sorted(every) == [1, 2]
     assert every[2]["loss"] == pytest.approx(metrics["loss"], rel=1e-6)
     assert every[1]["loss"] != every[2]["loss"]
     assert set(read_scalars(tmp_path / "eval", "loss")) == {1, 2}
     with pytest.raises(FileNotFoundError, match="no checkpoint for step 7"):
-        evaluate.evaluate(model=CONFIG, task_name=task, task_feature_lengths=LENGTHS, model_dir=str(tmp_path),
+        checkpoint_eval.evaluate(model=CONFIG, task_name=task, task_feature_lengths=LENGTHS, model_dir=str(tmp_path),
                           checkpoint_steps=7)
 
 
 def test_pass_at_k_metric_counts_passing_samples():
-    metric = evaluate.pass_at_k_metric(ks=(1, 2))
+    metric = checkpoint_eval.pass_at_k_metric(ks=(1, 2))
     out = metric(["a", "b"], [None, None], {"samples": [["a", "x"], ["y", "z"]]})
     assert out == {"pass@1": pytest.approx(0.25), "pass@2": pytest.approx(0.5)}

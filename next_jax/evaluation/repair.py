@@ -201,14 +201,14 @@ def flat_metrics(result: Mapping[str, Any], prefix: str = "next/") -> dict:
 
 @dataclasses.dataclass
 class RepairEvaluator:
-    """NExT's evaluation as an evaluator of ``next_jax.evaluate.evaluate`` (``--run_mode=eval``).
+    """NExT's evaluation as an evaluator of ``next_jax.checkpoint_eval.evaluate`` (``--run_mode=eval``).
 
     ``evaluate`` calls ``evaluator(params, step)`` for each checkpoint it scores; this one samples
     from that checkpoint (``MODEL_DIR/checkpoints/STEP``, or ``checkpoint`` when one is given)
     and returns pass@k with and without traces, greedy pass@1 and proxy pass@k as flat scalars,
     also written to TensorBoard under ``MODEL_DIR/eval``. Bind it in gin::
 
-        evaluate.evaluate.evaluators = [@repair.RepairEvaluator()]
+        checkpoint_eval.evaluate.evaluators = [@repair.RepairEvaluator()]
         repair.RepairEvaluator:
           model = %MODEL
           vocabulary = %VOCABULARY
