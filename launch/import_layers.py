@@ -133,8 +133,34 @@ def cycles(graph) -> list:
     return sorted(out)
 
 
+def _says_why(lines, line: int) -> bool:
+    """A comment on the import's line, or in the block of imports and comments right above it."""
+    index = line - 1
+    if "#" in lines[index]:
+        return True
+    index -= 1
+    while index >= 0 and (not lines[index].strip() or lines[index].strip().startswith(("#", "import ", "from "))):
+        if lines[index].strip().startswith("#"):
+            return True
+        index -= 1
+    return False
+
+
+def unexplained_deferrals(root: pathlib.Path, graph, layout: Layout) -> list:
+    """Imports of another room made inside a function without a comment saying why they wait."""
+    out = []
+    for module, targets in sorted(graph.items()):
+        path = modules(root)[module]
+        lines = path.read_text().split("\n")
+        for target, (line, deferred) in sorted(targets.items()):
+            if deferred and layout.room(module) != layout.room(target) and not _says_why(lines, line):
+                out.append(f"{module} imports {target} inside a function at line {line} without saying why "
+                           "(a comment: what importing it at the top would cost)")
+    return out
+
+
 def problems(root: pathlib.Path = REPO, layout: Layout = None) -> dict:
-    """{'unplaced': [...], 'up': [...], 'cycles': [...]}: all empty when the package is on its floors."""
+    """{'unplaced', 'up', 'cycles', 'unexplained'}: all empty when the package is on its floors."""
     layout = layout or Layout(*load_table())
     graph = imports(root)
     unplaced = sorted(m for m in graph if m != PACKAGE and layout.room(m) is None)
@@ -149,7 +175,8 @@ def problems(root: pathlib.Path = REPO, layout: Layout = None) -> dict:
                 where = "inside a function" if deferred else "at the top"
                 up.append(f"{module} (room {source}, floor {layout.floor_of[source]}) imports {target} "
                           f"(room {dest}, floor {layout.floor_of[dest]}) at line {line}, {where}")
-    return {"unplaced": unplaced, "up": up, "cycles": cycles({m: set(t) for m, t in graph.items()})}
+    return {"unplaced": unplaced, "up": up, "cycles": cycles({m: set(t) for m, t in graph.items()}),
+            "unexplained": unexplained_deferrals(root, graph, layout)}
 
 
 def drawing(root: pathlib.Path = REPO, layout: Layout = None) -> str:
@@ -178,6 +205,9 @@ def drawing(root: pathlib.Path = REPO, layout: Layout = None) -> str:
     lines += [f"  {arrow}" for arrow in found["up"]]
     lines.append(f"cycles: {len(found['cycles'])}")
     lines += [f"  {' <-> '.join(component)}" for component in found["cycles"]]
+    if found["unexplained"]:
+        lines.append(f"deferred imports of another room without a reason: {len(found['unexplained'])}")
+        lines += [f"  {item}" for item in found["unexplained"]]
     if found["unplaced"]:
         lines.append(f"modules in no room of layers.toml: {', '.join(found['unplaced'])}")
     return "\n".join(lines)

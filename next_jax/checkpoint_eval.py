@@ -26,8 +26,11 @@ import jax
 import numpy as np
 from absl import logging
 
-from next_jax import checkpoints, io, partitioning
+from next_jax import checkpoints, decoding, infer, inputs, partitioning
+from next_jax import io as nj_io
+from next_jax import trainer as trainer_lib
 from next_jax.decoding import SamplingSettings
+from next_jax.evaluation import metrics
 from next_jax.models import lm as lm_lib
 from next_jax.models import weights
 
@@ -45,18 +48,15 @@ class TeacherForced:
     def __init__(self, model: lm_lib.DecoderLM, partitioner: partitioning.Partitioner, task_name: str,
                  task_feature_lengths: Mapping[str, int], *, split: str = "validation", batch_size: int = 8,
                  max_batches: Optional[int] = None, writer=None, prefix: str = ""):
-        from next_jax import train  # the input pipeline lives with the trainer
-
-        self._train = train
         self.model, self.partitioner = model, partitioner
         self.task_name, self.task_feature_lengths, self.split = task_name, dict(task_feature_lengths), split
-        self.shard_info, self.local_rows = train.host_shard(partitioner, batch_size)
+        self.shard_info, self.local_rows = inputs.host_shard(partitioner, batch_size)
         self.max_batches, self.writer, self.prefix = max_batches, writer, prefix
         self._step = partitioner.jit(lambda params, batch: model.loss_fn(params, batch)[1],
                                      out_shardings=partitioner.replicated)
 
     def __call__(self, params, step: int) -> dict:
-        dataset = self._train.get_dataset(
+        dataset = inputs.get_dataset(
             self.task_name, self.task_feature_lengths, split=self.split, batch_size=self.local_rows,
             shuffle=False, seed=0, pack=False, repeat=False, shard_info=self.shard_info)
         totals = None
@@ -87,8 +87,6 @@ def pass_at_k_metric(judge: Callable[[object, str], bool] = None, ks: Sequence[i
     ``judge(target, sample_text)`` says whether one sample passes (default: the text equals the
     target). A repair task passes a judge that runs the sample's fix against the task's tests.
     """
-    from next_jax.evaluation import metrics
-
     judge = judge or (lambda target, text: str(text).strip() == str(target).strip())
 
     def metric_fn(targets, predictions, aux_values):
@@ -113,7 +111,7 @@ class InferenceEvaluator:
                  task_feature_lengths: Mapping[str, int], *, split: str = "validation",
                  sampler: SamplingSettings = _GREEDY_64, num_examples: Optional[int] = None,
                  log_dir: Optional[str] = None, writer=None):
-        import seqio
+        import seqio  # deferred: TensorFlow comes with it
 
         self.model, self.partitioner, self.sampler = model, partitioner, sampler
         self.writer = writer
@@ -128,14 +126,10 @@ class InferenceEvaluator:
         )
 
     def _generate(self):
-        from next_jax import infer
-
         s = self.sampler
         return infer.compiled_generate(self.model.config, self.partitioner, s.max_new_tokens, s.top_k_cap, 0)
 
     def __call__(self, params, step: int) -> dict:
-        from next_jax import decoding
-
         s = self.sampler
         generate = self._generate()
         sampling = s.params(s.resolve_stop_ids(self.vocabulary))
@@ -190,7 +184,7 @@ class InferenceEvaluator:
 def checkpoints_to_evaluate(model_dir: str, which: Union[str, int]) -> list:
     """Step paths of MODEL_DIR to score: 'latest', 'all', or one step number."""
     directory = checkpoints.checkpoint_dir(model_dir)
-    steps = sorted(int(n) for n in io.listdir(directory) if n.isdigit()) if io.isdir(directory) else []
+    steps = sorted(int(n) for n in nj_io.listdir(directory) if n.isdigit()) if nj_io.isdir(directory) else []
     if not steps:
         raise FileNotFoundError(f"evaluate: {directory} holds no checkpoints; train first or give checkpoint=...")
     if which == "latest":
@@ -199,7 +193,7 @@ def checkpoints_to_evaluate(model_dir: str, which: Union[str, int]) -> list:
         if int(which) not in steps:
             raise FileNotFoundError(f"evaluate: no checkpoint for step {which} in {directory} (has {steps})")
         steps = [int(which)]
-    return [(step, io.join(directory, str(step))) for step in steps]
+    return [(step, nj_io.join(directory, str(step))) for step in steps]
 
 
 def evaluate(
@@ -229,12 +223,10 @@ def evaluate(
       inference: sampler settings for an InferenceEvaluator (None = teacher-forced only).
       evaluators: further callables ``(params, step) -> metrics``.
     """
-    from next_jax import train
-
-    lm = train.as_lm(model)
-    train.check_task(task_name, task_feature_lengths, lm.config)
+    lm = lm_lib.as_lm(model)
+    inputs.check_task(task_name, task_feature_lengths, lm.config)
     partitioner = partitioner or partitioning.Partitioner(partitioning.make_mesh())
-    writer = train.metric_writer(model_dir, "eval")
+    writer = trainer_lib.metric_writer(model_dir, "eval")
     run = [TeacherForced(lm, partitioner, task_name, task_feature_lengths, split=split, batch_size=batch_size,
                          max_batches=eval_batches, writer=writer)]
     if inference is not None:

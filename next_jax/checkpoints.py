@@ -25,7 +25,7 @@ from typing import Any, Optional, Tuple
 
 from absl import logging
 
-from next_jax import io
+from next_jax import io as nj_io
 from next_jax.models import stacking
 
 STATE, INPUT, SUMMARY = "state", "input", "summary"
@@ -57,7 +57,7 @@ class CheckpointConfig:
 
 
 def checkpoint_dir(model_dir: str) -> str:
-    return io.join(model_dir, SUBDIR)
+    return nj_io.join(model_dir, SUBDIR)
 
 
 class _SigtermFlag:
@@ -103,7 +103,7 @@ class Checkpointer:
         self.save_seconds = 0.0
 
     def step_path(self, step: int) -> str:
-        return io.join(self.directory, str(int(step)))
+        return nj_io.join(self.directory, str(int(step)))
 
     def latest_step(self) -> Optional[int]:
         return self._manager.latest_step() if self._manager else None
@@ -157,7 +157,7 @@ class Checkpointer:
 
         # A run may switch ModelConfig.scan_layers between restarts: parameters and the optimizer
         # moments that mirror them are converted to the layout of ``abstract_state``.
-        saved = saved_tree(io.join(self.step_path(step), STATE))
+        saved = saved_tree(nj_io.join(self.step_path(step), STATE))
         state = stacking.restore_in_any_layout(saved, abstract_state, restore)
         return state, dict(out[INPUT]), dict(out[SUMMARY] or {})
 
@@ -190,21 +190,21 @@ def params_item_dir(path: str) -> str:
     ``path`` may be a run's MODEL_DIR (its latest checkpoint), a ``checkpoints/`` root, one step
     directory, or a bare pytree checkpoint (e.g. ``StandardCheckpointer().save(path, params)``).
     """
-    if not io.isdir(path):
+    if not nj_io.isdir(path):
         raise FileNotFoundError(f"checkpoint {path!r} is not a directory")
-    names = io.listdir(path)
+    names = nj_io.listdir(path)
     if SUBDIR in names and not any(_is_step_name(n) for n in names):
-        return params_item_dir(io.join(path, SUBDIR))
-    steps = [n for n in names if _is_step_name(n) and io.isdir(io.join(path, n))]
+        return params_item_dir(nj_io.join(path, SUBDIR))
+    steps = [n for n in names if _is_step_name(n) and nj_io.isdir(nj_io.join(path, n))]
     if steps:
-        path = io.join(path, max(steps, key=int))
-        names = io.listdir(path)
-    if STATE in names and io.isdir(io.join(path, STATE)):
-        path = io.join(path, STATE)
-    if not io.exists(io.join(path, "_METADATA")):
+        path = nj_io.join(path, max(steps, key=int))
+        names = nj_io.listdir(path)
+    if STATE in names and nj_io.isdir(nj_io.join(path, STATE)):
+        path = nj_io.join(path, STATE)
+    if not nj_io.exists(nj_io.join(path, "_METADATA")):
         raise ValueError(
             f"{path}: neither a Hugging Face checkpoint (config.json + *.safetensors) nor an orbax pytree "
-            f"checkpoint (no {io.join(path, '_METADATA')}); give a training MODEL_DIR, one of its step "
+            f"checkpoint (no {nj_io.join(path, '_METADATA')}); give a training MODEL_DIR, one of its step "
             "directories, or a pytree checkpoint"
         )
     return path
@@ -227,7 +227,7 @@ def restore_params(path: str, abstract_params):
     """
     import orbax.checkpoint as ocp
 
-    directory = io.absolute(params_item_dir(path))
+    directory = nj_io.absolute(params_item_dir(path))
     checkpointer = ocp.PyTreeCheckpointer()
     tree = saved_tree(directory)
     wrapped = isinstance(tree, dict) and "params" in tree

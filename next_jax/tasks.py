@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
-from next_jax.data import prompts
+from next_jax.data import layout, prompts
 from next_jax.data.records import RepairTask, read_tasks
 
 
@@ -109,16 +109,8 @@ def register_built_tasks(
     Every split the build wrote (its ``stats.json`` names the dataset and the splits) becomes a
     split of each task, reading that split's shard files in order. Returns the task names.
     """
-    import json
-
-    from next_jax import io as nj_io
-    from next_jax.data.build import split_files as built_split_files
-
-    stats_path = nj_io.join(built_dir, "stats.json")
-    if not nj_io.exists(stats_path):
-        raise FileNotFoundError(f"{stats_path}: not a built dataset (run python -m next_jax.data.build)")
-    stats = json.loads(nj_io.read_text(stats_path))
-    files = {split: built_split_files(built_dir, split) for split in stats["splits"]}
+    stats = layout.read_stats(built_dir)
+    files = {split: layout.split_files(built_dir, split) for split in stats["splits"]}
     empty = sorted(split for split, paths in files.items() if not paths)
     if empty:
         raise FileNotFoundError(f"{built_dir}: no shard files for splits {empty}")

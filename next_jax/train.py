@@ -35,12 +35,14 @@ decoder-only converter; the loss covers the ``targets`` tokens only when the tas
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, Optional
 
+import gin
 import jax
 from absl import logging
 
-from next_jax import checkpoints, io, partitioning, trainer as trainer_lib
+from next_jax import checkpoint_eval, checkpoints, inputs, partitioning, trainer as trainer_lib
+from next_jax import io as nj_io
 from next_jax.models import count_params, weights
 from next_jax.models import lm as lm_lib
 from next_jax.models.config import ModelConfig
@@ -56,147 +58,12 @@ class TrainResult:
     metrics: dict
 
 
-def as_lm(model) -> lm_lib.DecoderLM:
-    if isinstance(model, lm_lib.DecoderLM):
-        return model
-    if isinstance(model, ModelConfig):
-        return lm_lib.DecoderLM(model)
-    raise TypeError(f"model must be a DecoderLM or a ModelConfig, got {type(model).__name__}")
-
-
-# ---------------------------------------------------------------------------------------------
-# Data.
-
-
-def check_task(task_name: str, task_feature_lengths: Mapping[str, int], config: ModelConfig):
-    """Fails before any work when the task, its feature lengths or its vocabulary do not fit."""
-    import seqio
-
-    try:
-        task = seqio.get_mixture_or_task(task_name)
-    except ValueError as e:
-        raise ValueError(f"task_name={task_name!r} is not a registered SeqIO task or mixture ({e})") from None
-    features = task.output_features
-    wanted = {k for k in ("inputs", "targets") if k in features}
-    if "targets" not in wanted:
-        raise ValueError(f"task {task_name!r} has no 'targets' feature (has {sorted(features)}); nothing to learn")
-    given = set(task_feature_lengths)
-    if given != wanted:
-        raise ValueError(
-            f"task_feature_lengths={dict(task_feature_lengths)} must give exactly the lengths of task "
-            f"{task_name!r}'s features {sorted(wanted)}"
-        )
-    for key, length in task_feature_lengths.items():
-        if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-            raise ValueError(f"task_feature_lengths[{key!r}] must be a positive int, got {length!r}")
-    total = sum(task_feature_lengths.values())
-    if total > config.max_seq_len:
-        raise ValueError(
-            f"task_feature_lengths sum to {total} tokens, more than the model's max_seq_len={config.max_seq_len}; "
-            "shorten them or raise ModelConfig.max_seq_len"
-        )
-    for key in wanted:
-        vocab = features[key].vocabulary
-        if vocab.vocab_size > config.vocab_size:
-            raise ValueError(
-                f"task {task_name!r} feature {key!r}: vocabulary {type(vocab).__name__} has {vocab.vocab_size} "
-                f"ids but the model's vocab_size is {config.vocab_size}; use the model's vocabulary (its "
-                "model gin file's VOCABULARY) or a model whose vocab_size covers it"
-            )
-    return task
-
-
-def get_dataset(task_name: str, task_feature_lengths: Mapping[str, int], *, split: str, batch_size: int,
-                shuffle: bool, seed: int, pack: bool, repeat: bool, shard_info=None):
-    """A tf.data pipeline of this host's rows: dicts of [batch_size, length] int arrays."""
-    import seqio
-
-    dataset = seqio.get_dataset(
-        mixture_or_task_name=task_name,
-        task_feature_lengths=dict(task_feature_lengths),
-        feature_converter=seqio.DecoderFeatureConverter(pack=pack),
-        dataset_split=split,
-        use_cached=False,
-        shuffle=shuffle,
-        num_epochs=None if repeat else 1,
-        shard_info=shard_info,
-        seed=seed,
-    )
-    keep = ("decoder_target_tokens", "decoder_loss_weights", "decoder_segment_ids", "decoder_positions")
-    dataset = dataset.map(lambda ex: {k: v for k, v in ex.items() if k in keep})
-    return dataset.batch(batch_size, drop_remainder=repeat)
-
-
-def host_shard(partitioner: partitioning.Partitioner, batch_size: int):
-    import seqio
-
-    index, count = partitioner.data_shard_info()
-    if batch_size % count:
-        raise ValueError(f"batch_size={batch_size} is not divisible by the {count} input shards of the mesh")
-    return seqio.ShardInfo(index=index, num_shards=count), batch_size // count
-
-
-def demo_repair_task(*, name: str = "demo_repair", seed: int = 0, num_train: int = 1024, num_eval: int = 64,
-                     vocabulary=None, pass_at_k: Sequence[int] = (1,)) -> str:
-    """Registers the CPU demo's repair task (compact no-trace prompt -> one-line edit answer) and
-    returns its name; splits 'train' and 'validation' are drawn procedurally, nothing is read.
-    Its inference metric is pass@k of answers equal to the reference answer.
-
-    Gin: ``TASK_NAME = @train.demo_repair_task()``.
-    """
-    import seqio
-    import tensorflow as tf
-
-    from next_jax import checkpoint_eval
-    from next_jax.data import prompts
-    from next_jax.demo import answers, domain
-
-    vocabulary = vocabulary or seqio.ByteVocabulary()
-    counts = {"train": num_train, "validation": num_eval}
-
-    task_seed = seed
-
-    def dataset_fn(split: str, shuffle_files: bool, seed: Optional[int] = None):
-        del shuffle_files, seed  # the tasks are fixed by task_seed; shuffling happens downstream
-        tasks = domain.generate(task_seed, split, counts[split])
-        return tf.data.Dataset.from_tensor_slices({
-            "inputs": [prompts.build_compact_prompt(t, "no_trace") for t in tasks],
-            "targets": [answers.template_answer(t) for t in tasks],
-        })
-
-    if name in seqio.TaskRegistry.names():
-        seqio.TaskRegistry.remove(name)
-    seqio.TaskRegistry.add(
-        name,
-        source=seqio.FunctionDataSource(dataset_fn, splits=list(counts)),
-        preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos],
-        output_features={"inputs": seqio.Feature(vocabulary, add_eos=False),
-                         "targets": seqio.Feature(vocabulary, add_eos=True)},
-        metric_fns=[checkpoint_eval.pass_at_k_metric(ks=tuple(pass_at_k))] if pass_at_k else [],
-    )
-    return name
-
 
 # ---------------------------------------------------------------------------------------------
 # Summaries.
 
 
-def metric_writer(model_dir: str, name: str):
-    """clu writer for TensorBoard event files under MODEL_DIR/name (host 0 writes, others log)."""
-    from clu import metric_writers
-
-    writers = [metric_writers.LoggingWriter()]
-    if jax.process_index() == 0:
-        # Built directly rather than by create_default_writer, whose epath paths know no ram://.
-        writers.append(metric_writers.SummaryWriter(io.join(model_dir, name)))
-    return metric_writers.AsyncMultiWriter(writers)
-
-
 def _gin_config_text() -> Optional[str]:
-    try:
-        import gin
-    except ImportError:  # pragma: no cover - gin is a core dependency
-        return None
     text = gin.config_str()
     return text or None
 
@@ -256,18 +123,18 @@ def train(
       pack, shuffle, seed: input pipeline (seed also seeds the initialisation).
       peak_flops: FLOP/s for the MFU estimate (default: a measured matmul on this backend).
     """
-    lm = as_lm(model)
+    lm = lm_lib.as_lm(model)
     config = lm.config
     for name, value in (("batch_size", batch_size), ("train_steps", train_steps)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"train: {name} must be a positive int, got {value!r}")
-    check_task(task_name, task_feature_lengths, config)
-    if initial_checkpoint is not None and not io.isdir(initial_checkpoint):
+    inputs.check_task(task_name, task_feature_lengths, config)
+    if initial_checkpoint is not None and not nj_io.isdir(initial_checkpoint):
         raise FileNotFoundError(
             f"train: initial_checkpoint={initial_checkpoint!r} does not exist; give a Hugging Face directory, an "
             "orbax checkpoint, or None to start from random weights"
         )
-    if checkpoint_cfg.enabled and io.is_remote(model_dir) and model_dir.startswith("ram://"):
+    if checkpoint_cfg.enabled and nj_io.is_remote(model_dir) and model_dir.startswith("ram://"):
         raise ValueError(
             f"train: model_dir={model_dir!r}: orbax writes checkpoints through TensorStore, which has no ram:// "
             "filesystem; pass checkpoint_cfg=CheckpointConfig(enabled=False) (metrics still go there) or use a "
@@ -276,7 +143,7 @@ def train(
     partitioner = partitioner or partitioning.Partitioner(partitioning.make_mesh())
     optimizer = (optimizer or AdamW()).make(train_steps)
     trainer = trainer_lib.Trainer(lm, optimizer, partitioner, num_microbatches=num_microbatches, seed=seed)
-    shard_info, local_rows = host_shard(partitioner, batch_size)
+    shard_info, local_rows = inputs.host_shard(partitioner, batch_size)
     if batch_size % (num_microbatches * partitioner.num_batch_shards):
         raise ValueError(
             f"train: batch_size={batch_size} must be a multiple of num_microbatches={num_microbatches} x "
@@ -323,9 +190,9 @@ def _run(lm, trainer, checkpointer, *, task_name, task_feature_lengths, batch_si
         state = trainer.init_state(seed)
         start = 0
     trainer.partitioner.log_param_table(state.params, trainer.params_logical,
-                                        io.join(model_dir, "param_table.txt") if jax.process_index() == 0 else None)
+                                        nj_io.join(model_dir, "param_table.txt") if jax.process_index() == 0 else None)
 
-    dataset = get_dataset(task_name, task_feature_lengths, split=split, batch_size=local_rows, shuffle=shuffle,
+    dataset = inputs.get_dataset(task_name, task_feature_lengths, split=split, batch_size=local_rows, shuffle=shuffle,
                           seed=seed, pack=pack, repeat=True, shard_info=shard_info)
     consumed = int(position.get("batches", 0))
     iterator = dataset.skip(consumed).prefetch(2).as_numpy_iterator()
@@ -337,17 +204,15 @@ def _run(lm, trainer, checkpointer, *, task_name, task_feature_lengths, batch_si
             counter["batches"] += 1
             yield batch
 
-    writer = metric_writer(model_dir, "train")
+    writer = trainer_lib.metric_writer(model_dir, "train")
     text = _gin_config_text()
     if text and start == 0:
         writer.write_texts(0, {"config": text})
     eval_fn = None
     if eval_split is not None:
-        from next_jax import checkpoint_eval
-
         eval_fn = checkpoint_eval.TeacherForced(lm, trainer.partitioner, task_name, task_feature_lengths, split=eval_split,
                                          batch_size=batch_size, max_batches=eval_batches,
-                                         writer=metric_writer(model_dir, "eval"))
+                                         writer=trainer_lib.metric_writer(model_dir, "eval"))
     length = sum(task_feature_lengths.values())
     if peak_flops is None:
         peak_flops = trainer_lib.matmul_peak_flops(config.dtype)

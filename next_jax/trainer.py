@@ -29,6 +29,7 @@ import numpy as np
 import optax
 from absl import logging
 
+from next_jax import io as nj_io
 from next_jax import partitioning, train_state
 from next_jax.models import lm as lm_lib
 from next_jax.optimizers import Optimizer
@@ -261,3 +262,14 @@ def train_loop(
         checkpointer.wait()
     checkpoint = checkpointer.step_path(checkpointer.last_saved) if checkpointer and checkpointer.last_saved else None
     return LoopResult(step=step, metrics=last, checkpoint=checkpoint)
+
+
+def metric_writer(model_dir: str, name: str):
+    """clu writer for TensorBoard event files under MODEL_DIR/name (host 0 writes, others log)."""
+    from clu import metric_writers  # deferred: its summary writer imports TensorFlow
+
+    writers = [metric_writers.LoggingWriter()]
+    if jax.process_index() == 0:
+        # Built directly rather than by create_default_writer, whose epath paths know no ram://.
+        writers.append(metric_writers.SummaryWriter(nj_io.join(model_dir, name)))
+    return metric_writers.AsyncMultiWriter(writers)

@@ -69,9 +69,9 @@ def save_base_checkpoint(path: str, config: ModelConfig, seed: int = 0) -> str:
     import orbax.checkpoint as ocp
 
     from next_jax import partitioning
-    from next_jax.models import weights
+    from next_jax.models import transformer
 
     path = os.path.abspath(path)
-    params = weights.random_params(config, partitioning.Partitioner(), seed)
+    params = transformer.random_params(config, partitioning.Partitioner(), seed)
     ocp.PyTreeCheckpointer().save(path, params)
     return path

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from next_jax.data import build, mbpp_r
+from next_jax.data import build, layout, mbpp_r
 from next_jax.data.records import PROMPT_VARIANTS, Sample, TracedTask, read_all, write_records
 
 SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data")
@@ -76,7 +76,7 @@ def test_hefix_plus_build_checks_reports_resumes_and_loads(tmp_path):
     stats = build.build_dataset(dataset="hefix_plus", out_dir=out, inputs=inputs, options=OPTIONS)
     assert stats["splits"] == {"test": {"problems": 4, "shards": 2, "tasks": 4}}
     assert stats["malformed_rows"] == 1 and f"{inputs['humanevalfix']}:2" in stats["malformed_examples"][0]
-    tasks = {t.task_id: t for f in build.split_files(out, "test") for t in read_all(f, TracedTask)}
+    tasks = {t.task_id: t for f in layout.split_files(out, "test") for t in read_all(f, TracedTask)}
     add = tasks["hefix_plus/0"]
     assert add.tests == ["assert add(1, 2) == 3", "assert add(2, 0) == 2"]
     assert add.eval_tests == ["assert add(1, 2) == 3", "assert add(0, 0) == 0", "assert add(5, -7) == -2"]
@@ -99,12 +99,12 @@ def test_hefix_plus_build_checks_reports_resumes_and_loads(tmp_path):
     again = build.build_dataset(dataset="hefix_plus", out_dir=out, inputs=inputs, options=OPTIONS)
     assert again["throughput"]["shards_built"] == 0 and again["throughput"]["shards_skipped"] == 2
     assert again["counts"] == stats["counts"]
-    first = build.split_files(out, "test")[0]
-    before = open(build.split_files(out, "test")[1]).read()
+    first = layout.split_files(out, "test")[0]
+    before = open(layout.split_files(out, "test")[1]).read()
     os.remove(first)
     resumed = build.build_dataset(dataset="hefix_plus", out_dir=out, inputs=inputs, options=OPTIONS)
     assert resumed["throughput"]["shards_built"] == 1 and resumed["splits"] == stats["splits"]
-    assert open(build.split_files(out, "test")[1]).read() == before
+    assert open(layout.split_files(out, "test")[1]).read() == before
     _load_everywhere(out, resumed)
 
 
@@ -137,7 +137,7 @@ def test_mbpp_r_from_mutants_splits_by_problem_and_counts(tmp_path):
     assert stats["splits"]["train"]["problems"] == 2 and stats["splits"]["dev"]["problems"] == 1
     problems = {}
     for split in ("train", "dev"):
-        for f in build.split_files(out, split):
+        for f in layout.split_files(out, split):
             for task in read_all(f, TracedTask):
                 problems.setdefault(task.meta["problem_id"], set()).add(split)
                 assert task.meta["split"] == split and task.meta["check_status"] in ("fail", "error")
@@ -168,7 +168,7 @@ def test_mbpp_r_from_samples_dedups_by_ast_and_keeps_failing_programs(tmp_path):
     out = str(tmp_path / "built")
     stats = build.build_dataset(dataset="mbpp_r", out_dir=out, options=OPTIONS,
                                 inputs={"mbpp": _write_mbpp(tmp_path), "samples": samples_path})
-    tasks = [t for f in build.split_files(out, "train") for t in read_all(f, TracedTask)]
+    tasks = [t for f in layout.split_files(out, "train") for t in read_all(f, TracedTask)]
     kept = sorted((t.meta["problem_id"], t.meta["sample_id"]) for t in tasks)
     assert kept == [(13, "s1"), (13, "s2")]
     assert stats["counts"]["candidates"] == {"duplicate": 2, "fail": 2, "no_code": 1, "pass": 1, "syntax_error": 1}

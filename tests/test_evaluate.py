@@ -3,6 +3,7 @@
 import pytest
 
 from next_jax import checkpoint_eval, checkpoints, train
+from next_jax.demo import task as demo_task
 from next_jax.models import ModelConfig
 
 CONFIG = ModelConfig(vocab_size=384, hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, head_dim=8,
@@ -14,7 +15,7 @@ LENGTHS = {"inputs": 128, "targets": 48}
 def test_evaluate_latest_and_all_checkpoints_with_inference(tmp_path):
     from test_train import read_scalars
 
-    task = train.demo_repair_task(name="test_evaluate_demo", num_train=32, num_eval=8)
+    task = demo_task.demo_repair_task(name="test_evaluate_demo", num_train=32, num_eval=8)
     result = train.train(model=CONFIG, task_name=task, task_feature_lengths=LENGTHS, batch_size=8, train_steps=2,
                          model_dir=str(tmp_path), summary_period=1, peak_flops=1e11,
                          checkpoint_cfg=checkpoints.CheckpointConfig(period=1, keep=None))

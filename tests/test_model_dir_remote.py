@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from next_jax import io, main
+from next_jax import io as nj_io
+from next_jax import main
 from next_jax.data.records import RepairTask, Sample, Verdict, read_all, write_records
 
 ADD = "def f(x):\n    y = x + 1\n    return y\n"
@@ -30,7 +31,7 @@ def _remote_files(root: str) -> list:
 
     out = []
     for directory, _, names in tf.io.gfile.walk(root):
-        out += [io.join(directory, n)[len(root) + 1:] for n in names]
+        out += [nj_io.join(directory, n)[len(root) + 1:] for n in names]
     return sorted(out)
 
 
@@ -70,11 +71,11 @@ def test_train_writes_only_to_a_ram_model_dir(local_disk):
     files = _remote_files(model_dir)
     assert any(f.startswith("train/events.out.tfevents.") for f in files), files
     assert any(f.startswith("eval/events.out.tfevents.") for f in files), files
-    operative = io.read_text(io.join(model_dir, "config.gin"))
+    operative = nj_io.read_text(nj_io.join(model_dir, "config.gin"))
     assert "checkpoints.CheckpointConfig" in operative and "enabled = False" in operative
     assert not [f for f in files if f.endswith(".tmp")]
     assert _files(*local_disk) == []
-    io.rmtree(model_dir)
+    nj_io.rmtree(model_dir)
 
 
 def test_pipeline_writes_only_to_a_ram_model_dir(local_disk, tmp_path):
@@ -99,11 +100,11 @@ def test_pipeline_writes_only_to_a_ram_model_dir(local_disk, tmp_path):
         assert name in files, (name, files)
     assert any(f.startswith("next/events.out.tfevents.") for f in files), files
     assert not [f for f in files if f.endswith(".tmp") or ".chunks/" in f], files
-    samples = read_all(io.join(model_dir, "iteration_0/eval/trace.samples.jsonl"), Sample)
-    verdicts = read_all(io.join(model_dir, "iteration_0/eval/trace.verdicts.jsonl"), Verdict)
+    samples = read_all(nj_io.join(model_dir, "iteration_0/eval/trace.samples.jsonl"), Sample)
+    verdicts = read_all(nj_io.join(model_dir, "iteration_0/eval/trace.verdicts.jsonl"), Verdict)
     assert len(samples) == 4 and [v.sample_id for v in verdicts] == [s.sample_id for s in samples]
-    assert json.loads(io.read_text(io.join(model_dir, "metrics.json")))["samples"] == metrics["samples"] == 4
+    assert json.loads(nj_io.read_text(nj_io.join(model_dir, "metrics.json")))["samples"] == metrics["samples"] == 4
     assert metrics["reference_fixes_passing"] == 2
-    assert "decoding.SamplingSettings" in io.read_text(io.join(model_dir, "config.gin"))
+    assert "decoding.SamplingSettings" in nj_io.read_text(nj_io.join(model_dir, "config.gin"))
     assert _files(*local_disk) == []
-    io.rmtree(model_dir)
+    nj_io.rmtree(model_dir)

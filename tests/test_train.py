@@ -4,7 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from next_jax import checkpoints, optimizers, partitioning, train
+from next_jax import checkpoints, inputs, optimizers, partitioning, train
+from next_jax.demo import task as demo_task
 from next_jax.models import ModelConfig
 from next_jax.models import lm as lm_lib
 
@@ -15,7 +16,7 @@ LENGTHS = {"inputs": 128, "targets": 48}
 
 @pytest.fixture(scope="module")
 def task():
-    return train.demo_repair_task(name="test_train_demo", num_train=64, num_eval=16)
+    return demo_task.demo_repair_task(name="test_train_demo", num_train=64, num_eval=16)
 
 
 def _train(task, model_dir, steps, **kw):
@@ -93,8 +94,8 @@ def test_microbatches_give_the_same_update(task):
 
     part = partitioning.Partitioner(partitioning.make_mesh())
     opt = optimizers.AdamW(learning_rate=optimizers.Schedule(peak=1e-2, decay="constant")).make(10)
-    dataset = train.get_dataset(task, LENGTHS, split="train", batch_size=16, shuffle=False, seed=0, pack=True,
-                                repeat=True)
+    dataset = inputs.get_dataset(task, LENGTHS, split="train", batch_size=16, shuffle=False, seed=0, pack=True,
+                                 repeat=True)
     batch = next(dataset.as_numpy_iterator())
     results = []
     for m in (1, 2):

@@ -45,16 +45,16 @@ def test_special_ids_come_from_the_checkpoint_configs(checkpoint_dir):
 
 
 def test_reads_a_checkpoint_directory_on_another_filesystem(checkpoint_dir):
-    from next_jax import io
+    from next_jax import io as nj_io
 
     remote = "ram://vocab_test/ckpt"
     for name in ("tokenizer.json", "config.json", "generation_config.json"):
-        io.write_bytes(io.join(remote, name), (checkpoint_dir / name).read_bytes())
+        nj_io.write_bytes(nj_io.join(remote, name), (checkpoint_dir / name).read_bytes())
     vocab, local = HuggingFaceVocabulary(remote), HuggingFaceVocabulary(str(checkpoint_dir))
     assert vocab.tokenizer_path == remote + "/tokenizer.json"
     assert (vocab.eos_id, vocab.stop_ids, vocab.vocab_size) == (local.eos_id, local.stop_ids, local.vocab_size)
     assert vocab.encode("def f(x): return x") == local.encode("def f(x): return x")
-    io.rmtree(remote)
+    nj_io.rmtree(remote)
 
 
 def test_tokenizer_config_strings_and_explicit_ids(tmp_path, checkpoint_dir):

@@ -1,4 +1,4 @@
-"""weights.load_params: random init, orbax (bare params, train state, manager root), Hugging Face."""
+"""weights.load_params (and transformer.random_params): random init, orbax (bare params, train state, manager root), Hugging Face."""
 
 import jax
 import numpy as np
@@ -6,7 +6,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from next_jax import partitioning
-from next_jax.models import hf_checkpoint, weights
+from next_jax.models import hf_checkpoint, transformer, weights
 from next_jax.models.config import ModelConfig
 
 CONFIG = ModelConfig(vocab_size=64, hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, head_dim=8, mlp_dim=48)
@@ -16,7 +16,7 @@ CONFIG = ModelConfig(vocab_size=64, hidden_size=32, num_layers=2, num_heads=4, n
 def source():
     """Parameters on one device, perturbed so every tensor is distinctive."""
     part = partitioning.Partitioner(partitioning.make_mesh({"data": 1}, devices=jax.devices()[:1]))
-    params = weights.random_params(CONFIG, part, seed=3)
+    params = transformer.random_params(CONFIG, part, seed=3)
     leaves, tree = jax.tree.flatten(params)
     keys = jax.random.split(jax.random.key(4), len(leaves))
     return jax.tree.unflatten(tree, [x + 0.1 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)])
@@ -28,14 +28,14 @@ def _sharded():
 
 def _assert_same(loaded, expected, part):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6), loaded, expected)
-    abstract, _ = weights.abstract_params(CONFIG, part)
+    abstract, _ = transformer.abstract_params(CONFIG, part)
     jax.tree.map(lambda a, s: a.sharding.is_equivalent_to(s.sharding, a.ndim) or pytest.fail(str(a.sharding)), loaded, abstract)
 
 
 def test_random_init_depends_only_on_the_seed(source):
     part = _sharded()
     a, model_id = weights.load_params(None, CONFIG, part, init_seed=3)
-    b = weights.random_params(CONFIG, partitioning.Partitioner(partitioning.make_mesh({"data": 8})), seed=3)
+    b = transformer.random_params(CONFIG, partitioning.Partitioner(partitioning.make_mesh({"data": 8})), seed=3)
     assert model_id == "random-init:3"
     jax.tree.map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), a, b)
 

@@ -156,6 +156,7 @@ def transformers_sampler(model, prompts):
 
 def next_jax_sampler(checkpoint_dir: str, prompts) -> tuple:
     """(a compiled callable running next_jax on the workload, seconds of its first call)."""
+    # Deferred with jax: --help and the torch side never start XLA.
     import jax
     import jax.numpy as jnp
 

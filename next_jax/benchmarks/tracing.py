@@ -42,8 +42,11 @@ from typing import Callable, Dict, Tuple
 
 from absl import app, flags
 
-from next_jax.tracing.settrace_hooks import PROGRAM_FILE, SETUP_FILE, TEST_FILE
+from next_jax.execution.sandbox import SandboxPool
+from next_jax.tracing.config import TraceConfig
 from next_jax.tracing.record_run import record
+from next_jax.tracing.sandboxed import TARGET, TraceJob, sandbox_limits
+from next_jax.tracing.settrace_hooks import PROGRAM_FILE, SETUP_FILE, TEST_FILE
 from next_jax.tracing.values import ValueRenderer
 
 Program = Tuple[str, str, str, str]  # (program, test expression, setup, entry function)
@@ -209,10 +212,6 @@ def _median_time(fn, arg, min_runs: int, min_total: float = 0.3, max_runs: int =
 
 
 def _sandboxed(progs: Dict[str, Program]) -> dict:
-    from next_jax.execution.sandbox import SandboxPool
-    from next_jax.tracing.sandboxed import TARGET, TraceJob, sandbox_limits
-    from next_jax.tracing.config import TraceConfig
-
     config = TraceConfig()
     out = {}
     rerun = False
@@ -266,8 +265,6 @@ def _define_flags() -> None:
 
 def _endless() -> dict:
     """Cost of tracing a program that never ends: about its test timeout, by design."""
-    from next_jax.tracing.config import TraceConfig
-
     config = TraceConfig()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     data = record(ENDLESS[0], ENDLESS[1], "", config)

@@ -89,6 +89,7 @@ def torch_trainer(model, batches, dtype: str):
 
 
 def jax_trainer(checkpoint_dir: str, batches, dtype: str):
+    # Deferred: jax starts in the spawned side worker, under the allocator settings.
     import jax
 
     from next_jax import optimizers, partitioning, trainer as trainer_lib
@@ -204,22 +205,24 @@ def host_loop(steps: int) -> dict:
     5 + ``steps`` steps (fresh MODEL_DIRs) so compilation and start-up cancel out of the per-step
     figure; they are reported as ``train_startup_s``.
     """
+    # Deferred: jax starts only after main() has put the allocator settings in place.
     import jax
 
-    from next_jax import checkpoints, optimizers, partitioning, train as train_lib, trainer as trainer_lib
+    from next_jax import checkpoints, inputs, optimizers, partitioning, train as train_lib, trainer as trainer_lib
+    from next_jax.demo import task as demo_task
     from next_jax.models import ModelConfig
     from next_jax.models import lm as lm_lib
 
     config = ModelConfig(vocab_size=384, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=4, head_dim=16,
                          mlp_dim=256, tie_embeddings=True, max_seq_len=512)
     lengths, rows = {"inputs": 256, "targets": 48}, 16
-    task = train_lib.demo_repair_task(num_train=256, num_eval=8)
+    task = demo_task.demo_repair_task(num_train=256, num_eval=8)
     part = partitioning.Partitioner(partitioning.make_mesh())
 
     trainer = trainer_lib.Trainer(lm_lib.DecoderLM(config), optimizers.AdamW().make(1000), part)
     state = trainer.init_state(0)
-    dataset = train_lib.get_dataset(task, lengths, split="train", batch_size=rows, shuffle=True, seed=0, pack=True,
-                                    repeat=True).as_numpy_iterator()
+    dataset = inputs.get_dataset(task, lengths, split="train", batch_size=rows, shuffle=True, seed=0, pack=True,
+                                 repeat=True).as_numpy_iterator()
     batches = [trainer.global_batch(next(dataset)) for _ in range(4)]
     state, metrics = trainer.train_step(state, batches[0])
     jax.block_until_ready(metrics)

@@ -28,8 +28,15 @@ from typing import Dict, List, Mapping, Optional, Sequence
 from absl import app, flags, logging
 
 from next_jax import io as nj_io
-from next_jax.data import build_stats, hefix_plus, mbpp_r, prompts
+from next_jax.data import build_stats, evalplus, hefix_plus, mbpp_r, prompts
+from next_jax.data.layout import shard_name, split_files
 from next_jax.data.records import PROMPT_VARIANTS, TracedTask, read_records
+from next_jax.execution.checker import CheckOptions, Checker
+from next_jax.execution.sandbox import SandboxPool
+from next_jax.progress import Progress
+from next_jax.tracing.config import TraceConfig
+from next_jax.tracing.sandboxed import TARGET as TRACE_TARGET
+from next_jax.tracing.traced_tasks import trace_tasks
 
 DATASETS = {"hefix_plus": hefix_plus, "mbpp_r": mbpp_r}
 STATS_DIR = ".shard_stats"
@@ -65,24 +72,11 @@ class BuildOptions:
     sentencepiece_model: Optional[str] = None
 
 
-def shard_name(split: str, index: int, count: int) -> str:
-    return f"{split}-{index:05d}-of-{count:05d}"
-
-
-def split_files(out_dir: str, split: str) -> List[str]:
-    """The shard files of one split of a built dataset, in order."""
-    return nj_io.glob(nj_io.join(out_dir, f"{split}-?????-of-?????.jsonl"))
-
 
 class _Context:
     """What a shard build needs on a worker: the sandbox pools and the settings."""
 
     def __init__(self, options: BuildOptions):
-        from next_jax.data import evalplus
-        from next_jax.execution.checker import CheckOptions, Checker
-        from next_jax.execution.sandbox import SandboxPool
-        from next_jax.tracing.sandboxed import TARGET as TRACE_TARGET
-
         self.options = options
         self.test_timeout_s = options.test_timeout_s
         self.seed = options.seed
@@ -100,8 +94,6 @@ class _Context:
 
 
 def _trace_config(options: BuildOptions):
-    from next_jax.tracing.config import TraceConfig
-
     # The tracer first runs each test untraced under the test timeout, so a program that never
     # ends costs about that timeout.
     return TraceConfig(timeout_s=options.test_timeout_s)
@@ -109,8 +101,6 @@ def _trace_config(options: BuildOptions):
 
 def build_shard(dataset: str, name: str, units: List[dict], out_dir: str, ctx: _Context) -> dict:
     """Builds one shard file and its stats (the stats first: a shard file implies its stats)."""
-    from next_jax.tracing.traced_tasks import trace_tasks
-
     module = DATASETS[dataset]
     stats = build_stats.Stats()
     start = time.monotonic()
@@ -145,9 +135,7 @@ def build_shard(dataset: str, name: str, units: List[dict], out_dir: str, ctx: _
 
 
 def _beam_do_fn(dataset: str, out_dir: str, options: BuildOptions, total_shards: int):
-    import apache_beam as beam
-
-    from next_jax.progress import Progress
+    import apache_beam as beam  # deferred: Beam is slow to import and only the build pipeline needs it
 
     class BuildShard(beam.DoFn):
         def setup(self):
@@ -209,7 +197,7 @@ def plan_shards(units: Dict[str, List[dict]], units_per_shard: int) -> Dict[str,
 
 def _run_beam(dataset: str, shards: Mapping[str, List[dict]], out_dir: str, options: BuildOptions,
               pipeline_options: Sequence[str]) -> None:
-    import apache_beam as beam
+    import apache_beam as beam  # deferred: Beam is slow to import and only the build pipeline needs it
     from apache_beam.options.pipeline_options import PipelineOptions
 
     beam_options = PipelineOptions(list(pipeline_options))

@@ -13,6 +13,8 @@ import math
 import re
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
+from next_jax import io as nj_io
+
 PERCENTILES = (50, 90, 95, 99, 100)
 _CODE_TOKEN = re.compile(r"\w+|[^\w\s]")
 
@@ -104,9 +106,7 @@ def token_counter(sentencepiece_model: Optional[str] = None) -> Callable[[str], 
     """Token counts from a SentencePiece model file if given, else :func:`regex_token_count`."""
     if not sentencepiece_model:
         return regex_token_count
-    import sentencepiece as spm
-
-    from next_jax import io as nj_io
+    import sentencepiece as spm  # deferred: only token counts against a vocabulary file need it
 
     processor = spm.SentencePieceProcessor(model_proto=nj_io.read_bytes(sentencepiece_model))
     return lambda text: len(processor.encode(text))

@@ -178,7 +178,7 @@ def canonical_outputs(payload: dict):
     """
     import time
 
-    from next_jax.execution.channel import emit
+    from next_jax.execution.channel import emit  # here: runs in the sandbox child, which stays small
 
     namespace: Dict[str, Any] = {"__name__": "__main__"}
     exec(compile(payload["program"], "<canonical>", "exec"), namespace)  # noqa: S102
@@ -215,7 +215,7 @@ def expected_outputs(problem: PlusProblem, pool, *, timeout_per_input_s: float =
     'error') and the rest are run again from the next input, so one slow input costs its own
     timeout and no others.
     """
-    from next_jax.execution.sandbox import Limits
+    from next_jax.execution.sandbox import Limits  # deferred: sandbox workers import this module
 
     results: Dict[int, tuple] = {}
     todo = list(range(len(problem.inputs)))

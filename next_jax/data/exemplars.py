@@ -169,12 +169,6 @@ EXEMPLARS: Tuple[Tuple[TracedTask, str, str], ...] = (
 )
 
 
-def exemplars() -> List[Tuple[TracedTask, str]]:
-    """The (task, answer text) pairs for ``prompts.build_prompt(..., exemplars=...)``."""
-    from next_jax.data.prompts import format_answer
-
-    return [(task, format_answer(rationale, fix)) for task, rationale, fix in EXEMPLARS]
-
 
 def repair_tasks() -> List[RepairTask]:
     """The exemplars as RepairTasks with their fixes as ``reference_fix`` (for checking)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from typing import Optional, Sequence, Tuple
 
+from next_jax.data import exemplars as exemplar_data
 from next_jax.data.records import PROMPT_VARIANTS, RepairTask, TracedTask
 
 FIX_INTRO = "Here is a fixed version of the program:"
@@ -157,6 +158,4 @@ def few_shot_exemplars():
     live in :mod:`next_jax.data.exemplars`, each checked by the tests: its fix passes its tests
     and its answer parses back to the same fix.
     """
-    from next_jax.data import exemplars
-
-    return exemplars.exemplars()
+    return [(task, format_answer(rationale, fix)) for task, rationale, fix in exemplar_data.EXEMPLARS]

@@ -23,18 +23,13 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from next_jax import io as nj_io
+from next_jax.data.layout import read_stats, split_files
 from next_jax.data.records import TracedTask, read_records
 
 NAME = "next_repair"
 TEXT_FIELDS = ("task_id", "source", "description", "buggy_code", "entry_point", "setup_code",
                "reference_fix")
 
-
-def _stats(built_dir: str) -> dict:
-    path = nj_io.join(built_dir, "stats.json")
-    if not nj_io.exists(path):
-        raise FileNotFoundError(f"{path}: not a built dataset (run python -m next_jax.data.build)")
-    return json.loads(nj_io.read_text(path))
 
 
 class NextRepair(tfds.core.GeneratorBasedBuilder):
@@ -63,10 +58,8 @@ class NextRepair(tfds.core.GeneratorBasedBuilder):
                                      features=tfds.features.FeaturesDict(features))
 
     def _split_generators(self, dl_manager):
-        from next_jax.data.build import split_files
-
         built_dir = str(dl_manager.manual_dir)
-        stats = _stats(built_dir)
+        stats = read_stats(built_dir)
         if stats["dataset"] != self.builder_config.name:
             raise ValueError(f"{built_dir} holds {stats['dataset']!r}, not {self.builder_config.name!r}")
         return {split: self._generate_examples(split_files(built_dir, split)) for split in stats["splits"]}
@@ -85,7 +78,7 @@ class NextRepair(tfds.core.GeneratorBasedBuilder):
 
 def load(built_dir: str, split: str, *, data_dir: Optional[str] = None, **kwargs):
     """``tfds.load`` of a built dataset's split (prepared into ``<built_dir>/tfds`` by default)."""
-    dataset = _stats(built_dir)["dataset"]
+    dataset = read_stats(built_dir)["dataset"]
     config = tfds.download.DownloadConfig(manual_dir=built_dir)
     return tfds.load(f"{NAME}/{dataset}", split=split, data_dir=data_dir or nj_io.join(built_dir, "tfds"),
                      download_and_prepare_kwargs={"download_config": config}, **kwargs)

@@ -21,6 +21,7 @@ and its converters work unchanged).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from typing import Iterator, Optional, Sequence
@@ -30,6 +31,7 @@ import seqio
 import tensorflow as tf
 
 from next_jax import io as nj_io
+from next_jax.data.records import read_tasks
 
 
 def _read_json(path: str) -> dict:
@@ -249,11 +251,9 @@ def train_sentencepiece(
     fallback so any character the corpus lacks still round-trips. The model is written through
     ``next_jax.io`` (local or gs://).
     """
-    import io as _io
+    import sentencepiece as spm  # deferred: only training a vocabulary needs it
 
-    import sentencepiece as spm
-
-    buffer = _io.BytesIO()
+    buffer = io.BytesIO()
     documents = (t[:max_text_chars] for t in texts if t)
     spm.SentencePieceTrainer.train(
         sentence_iterator=documents, model_writer=buffer, vocab_size=vocab_size, model_type=model_type,
@@ -267,8 +267,6 @@ def train_sentencepiece(
 
 def task_texts(paths) -> Iterator[str]:
     """The text of every task in RepairTask/TracedTask files: spec, code, tests, traces, fix."""
-    from next_jax.data.records import read_tasks
-
     for path in paths:
         for task in read_tasks(path):
             yield task.description

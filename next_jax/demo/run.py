@@ -28,16 +28,23 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from absl import logging
 
-from next_jax import io
+from next_jax import io as nj_io
+from next_jax import checkpoints, partitioning
+from next_jax import tasks as tasks_lib
 from next_jax.data import records
 from next_jax.demo import answers, domain
 from next_jax.evaluation import formats as formats_lib
 from next_jax.evaluation.repair import EvalSettings, evaluate_model, headline
 from next_jax.evaluation.runs import ExecutionSettings, SamplingSettings
+from next_jax.execution.sandbox import SandboxPool
 from next_jax.progress import Progress
+from next_jax.selftrain.loop import run_next
 from next_jax.selftrain.settings import BuildSettings, FinetuneSettings, SelectionSettings
 from next_jax.selftrain.stages import Stage, StageRunner, input_fingerprint, jsonable
 from next_jax.tracing.config import TraceConfig
+from next_jax.tracing.sandboxed import TARGET
+from next_jax.tracing.traced_tasks import trace_tasks
+from next_jax.train import train
 
 ANSWER_FORMAT = "line_edit"
 # Traces as the tracer writes them, with the shortest separators: every character costs here.
@@ -74,12 +81,8 @@ class BootstrapSettings:
 
 def make_data(model_dir: str, settings: DataSettings, runner: StageRunner) -> Dict[str, str]:
     """seed/train/dev TracedTask files under ``model_dir/data``; the seed tasks carry answers."""
-    from next_jax.execution.sandbox import SandboxPool
-    from next_jax.tracing.sandboxed import TARGET
-    from next_jax.tracing.traced_tasks import trace_tasks
-
-    directory = io.join(model_dir, "data")
-    paths = {split: io.join(directory, f"{split}.jsonl") for split in ("seed", "train", "dev")}
+    directory = nj_io.join(model_dir, "data")
+    paths = {split: nj_io.join(directory, f"{split}.jsonl") for split in ("seed", "train", "dev")}
     stage = Stage(name="data", directory=directory, settings={"data": settings})
 
     def run():
@@ -92,7 +95,7 @@ def make_data(model_dir: str, settings: DataSettings, runner: StageRunner) -> Di
                 if split == "seed":
                     tasks = [dataclasses.replace(t, meta=dict(t.meta, answer=answers.template_answer(t)))
                              for t in tasks]
-                with io.atomic_write(paths[split]) as f:
+                with nj_io.atomic_write(paths[split]) as f:
                     for traced in trace_tasks(tasks, settings.trace, pool=pool):
                         f.write(traced.to_json() + "\n")
                         progress.update(1)
@@ -105,8 +108,6 @@ def make_data(model_dir: str, settings: DataSettings, runner: StageRunner) -> Di
 
 
 def _seed_task(name: str, seed_file: str, vocabulary, variant: str) -> str:
-    from next_jax import tasks as tasks_lib
-
     pairs = [(t.task_id, t.meta["answer"]) for t in records.read_tasks(seed_file)]
     fmt = formats_lib.get_format(ANSWER_FORMAT)
     tasks_lib.register_repair_task(name, split_files={"train": seed_file}, vocabulary=vocabulary, variant=variant,
@@ -116,9 +117,6 @@ def _seed_task(name: str, seed_file: str, vocabulary, variant: str) -> str:
 
 def _train(*, model, task_name, task_feature_lengths, batch_size, steps, model_dir, init, optimizer, seed,
            checkpoint_period, partitioner) -> dict:
-    from next_jax import checkpoints
-    from next_jax.train import train
-
     kwargs = dict(model=model, task_name=task_name, task_feature_lengths=dict(task_feature_lengths),
                   batch_size=batch_size, train_steps=steps, model_dir=model_dir, initial_checkpoint=init,
                   checkpoint_cfg=checkpoints.CheckpointConfig(period=checkpoint_period, keep=1),
@@ -179,9 +177,6 @@ def run_demo(
       control: also train and evaluate the same-budget control of the trace run.
       seeds: model seeds (initialisation, data order, sampling); figures are averaged over them.
     """
-    from next_jax import partitioning
-    from next_jax.selftrain.loop import run_next
-
     started = time.monotonic()
     if not variants:
         raise ValueError("run_demo: variants is empty (choose from 'trace', 'no_trace')")
@@ -198,9 +193,9 @@ def run_demo(
     for seed in seeds:
         row: Dict[str, Any] = {"seed": seed}
         for variant in variants:
-            base_dir = io.join(model_dir, f"seed_{seed}", variant)
+            base_dir = nj_io.join(model_dir, f"seed_{seed}", variant)
             task_name = _seed_task(f"next_demo_seed_{variant}", paths["seed"], vocabulary, variant)
-            boot_stage = Stage(name=f"seed_{seed}/{variant}/bootstrap", directory=io.join(base_dir, "bootstrap"),
+            boot_stage = Stage(name=f"seed_{seed}/{variant}/bootstrap", directory=nj_io.join(base_dir, "bootstrap"),
                                settings={"bootstrap": bootstrap, "model": model, "variant": variant, "seed": seed,
                                          "task_feature_lengths": dict(task_feature_lengths)},
                                inputs={"seed": seed_fingerprint})
@@ -210,7 +205,7 @@ def run_demo(
                 init=None, optimizer=bootstrap.optimizer, seed=seed, checkpoint_period=bootstrap.checkpoint_period,
                 partitioner=partitioner), collective=True)
             result = run_next(
-                model_dir=io.join(base_dir, "next"), model=model, vocabulary=vocabulary,
+                model_dir=nj_io.join(base_dir, "next"), model=model, vocabulary=vocabulary,
                 base_checkpoint=boot["checkpoint"], train_file=paths["train"], dev_file=paths["dev"],
                 seed_file=paths["seed"], few_shot=False, task_feature_lengths=task_feature_lengths,
                 num_iterations=num_iterations, prompt_variant=variant, answer_format=ANSWER_FORMAT,
@@ -234,7 +229,7 @@ def run_demo(
     summary = summarize(per_seed, variants, control, num_dev=data.num_dev)
     summary["wall_s"] = round(time.monotonic() - started, 1)
     summary["stage_wall_s"] = {name: round(s, 1) for name, s in runner.timings.items()}
-    io.write_text(io.join(model_dir, "demo.json"), json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    nj_io.write_text(nj_io.join(model_dir, "demo.json"), json.dumps(summary, indent=2, sort_keys=True) + "\n")
     logging.info("demo: %s", json.dumps(summary, sort_keys=True))
     print(json.dumps(_headline(summary), sort_keys=False), flush=True)
     return summary
@@ -243,9 +238,9 @@ def run_demo(
 def _control(runner, *, base_dir, boot, steps, seed, model, vocabulary, task_name, dev_file, task_feature_lengths,
              bootstrap, finetune, evaluation, execution, partitioner, seed_fingerprint) -> dict:
     """The bootstrap model trained ``steps`` more on the seed set alone, evaluated on dev."""
-    directory = io.join(base_dir, "control")
+    directory = nj_io.join(base_dir, "control")
     optimizer = bootstrap.control_optimizer or finetune.optimizer
-    train_stage = Stage(name=f"seed_{seed}/control/train", directory=io.join(directory, "train"),
+    train_stage = Stage(name=f"seed_{seed}/control/train", directory=nj_io.join(directory, "train"),
                         settings={"steps": steps, "optimizer": optimizer, "batch_size": finetune.batch_size,
                                   "seed": seed},
                         inputs={"seed": seed_fingerprint, "init": boot["checkpoint"]})
@@ -257,7 +252,7 @@ def _control(runner, *, base_dir, boot, steps, seed, model, vocabulary, task_nam
             batch_size=finetune.batch_size, steps=steps, model_dir=train_stage.directory, init=boot["checkpoint"],
             optimizer=optimizer, seed=seed + 1000, checkpoint_period=bootstrap.checkpoint_period,
             partitioner=partitioner), collective=True)
-    eval_stage = Stage(name=f"seed_{seed}/control/eval", directory=io.join(directory, "eval"),
+    eval_stage = Stage(name=f"seed_{seed}/control/eval", directory=nj_io.join(directory, "eval"),
                        settings={"evaluation": evaluation, "execution": execution},
                        inputs={"dev": input_fingerprint(dev_file), "checkpoint": trained["checkpoint"]})
     dev = runner.run(eval_stage, lambda: evaluate_model(

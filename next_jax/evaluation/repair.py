@@ -22,13 +22,14 @@ import dataclasses
 import json
 from typing import Any, Mapping, Optional, Sequence, Tuple, Union
 
-from next_jax import io
+from next_jax import checkpoints, multihost
+from next_jax import io as nj_io
+from next_jax import trainer as trainer_lib
 from next_jax.data.records import RepairTask, Sample, Verdict, read_records, write_records
 from next_jax.decoding import SamplingSettings
 from next_jax.evaluation import formats as formats_lib
 from next_jax.evaluation import metrics
 from next_jax.evaluation.runs import ExecutionSettings, check_file, sample_tasks, tasks_by_id
-from next_jax import multihost
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,7 +144,7 @@ def evaluate_model(
         result["proxy"] = _proxy_eval(settings, fmt, tasks, samples_of, model_dir, iteration, subdir,
                                       task_feature_lengths, execution, partitioner)
     if multihost.is_chief():
-        io.write_text(io.join(model_dir, f"iteration_{iteration}", subdir, "metrics.json"),
+        nj_io.write_text(nj_io.join(model_dir, f"iteration_{iteration}", subdir, "metrics.json"),
                       json.dumps(result, indent=2, sort_keys=True) + "\n")
     return result
 
@@ -155,8 +156,8 @@ def _proxy_eval(settings, fmt, tasks, samples_of, model_dir, iteration, subdir, 
     if source not in samples_of:
         raise ValueError(f"ProxySettings.rationales_of={proxy.rationales_of!r} is not among the evaluated "
                          f"variants {settings.variants}")
-    records_path = io.join(model_dir, f"iteration_{iteration}", subdir, "proxy.tasks.jsonl")
-    if multihost.is_chief() and not io.exists(records_path):
+    records_path = nj_io.join(model_dir, f"iteration_{iteration}", subdir, "proxy.tasks.jsonl")
+    if multihost.is_chief() and not nj_io.exists(records_path):
         write_records(records_path, _proxy_records(tasks, samples_of[source]))
     multihost.barrier(f"proxy-tasks:{records_path}")
     samples = sample_tasks(
@@ -169,7 +170,7 @@ def _proxy_eval(settings, fmt, tasks, samples_of, model_dir, iteration, subdir, 
     summary = None
     if multihost.is_chief():
         proxy_tasks = tasks_by_id(records_path)
-        verdicts = io.join(model_dir, f"iteration_{iteration}", subdir, "proxy.verdicts.jsonl")
+        verdicts = nj_io.join(model_dir, f"iteration_{iteration}", subdir, "proxy.verdicts.jsonl")
         check_file(proxy_tasks, samples, verdicts, execution=execution, tests_field=settings.tests_field,
                    name=f"check {subdir}/proxy")
         proxy_of = {task_id: task.meta["proxy_of"] for task_id, task in proxy_tasks.items()}
@@ -233,9 +234,7 @@ class RepairEvaluator:
 
     def __call__(self, params, step: int) -> dict:
         del params  # the sampler loads the checkpoint itself (sharded for sampling)
-        from next_jax import checkpoints
-
-        checkpoint = self.checkpoint or io.join(checkpoints.checkpoint_dir(self.model_dir), str(step))
+        checkpoint = self.checkpoint or nj_io.join(checkpoints.checkpoint_dir(self.model_dir), str(step))
         result = evaluate_model(
             model=self.model, vocabulary=self.vocabulary, checkpoint=checkpoint, tasks_file=self.tasks_file,
             settings=self.settings, task_feature_lengths=self.task_feature_lengths, model_dir=self.model_dir,
@@ -243,9 +242,7 @@ class RepairEvaluator:
             execution=self.execution, partitioner=self.partitioner)
         values = flat_metrics(result)
         if self.write_summaries and multihost.is_chief():
-            from next_jax.train import metric_writer
-
-            writer = metric_writer(self.model_dir, "eval")
+            writer = trainer_lib.metric_writer(self.model_dir, "eval")
             writer.write_scalars(int(step), values)
             writer.close()
         return values

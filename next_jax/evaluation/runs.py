@@ -17,12 +17,15 @@ from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, 
 
 from absl import logging
 
-from next_jax import io
+from next_jax import io as nj_io
+from next_jax import infer as infer_lib
+from next_jax import tasks as tasks_lib
 # SamplingSettings lives with the sampler (next_jax.decoding); the name is kept here for Python
 # imports. Gin files bind it as ``decoding.SamplingSettings`` only: gin registers a class under the
 # first name a file uses, so a file that said ``runs.SamplingSettings`` would make every later
 # ``decoding.SamplingSettings`` binding in the process unknown.
 from next_jax.decoding import SamplingSettings
+from next_jax.execution.checker import CheckOptions, Checker
 from next_jax.data.records import AtomicWriter, RepairTask, Sample, Verdict, read_records, read_tasks
 from next_jax.progress import Progress
 from next_jax import multihost
@@ -83,13 +86,10 @@ def sample_tasks(
     each answer into (rationale, fix); ``partitioner`` is the device layout (default: every device,
     data parallel). Collective: call it on every process.
     """
-    from next_jax import infer as infer_lib
-    from next_jax import tasks as tasks_lib
-
-    directory = io.join(model_dir, f"iteration_{iteration}")
-    final = io.join(directory, f"{name}.jsonl")
+    directory = nj_io.join(model_dir, f"iteration_{iteration}")
+    final = nj_io.join(directory, f"{name}.jsonl")
     if multihost.is_chief():
-        io.makedirs(io.dirname(final))
+        nj_io.makedirs(nj_io.dirname(final))
     multihost.barrier(f"sample-dirs:{final}")
     task_name = _task_name(tasks_file, variant, name, model_dir)
     tasks_lib.register_repair_task(task_name, split_files={"test": tasks_file}, vocabulary=vocabulary,
@@ -127,17 +127,15 @@ def check_file(
 
     Resumes at the first unwritten chunk. Process 0 only. Returns the number of verdicts.
     """
-    from next_jax.execution.checker import CheckOptions, Checker
-
-    if io.exists(verdicts_path):
+    if nj_io.exists(verdicts_path):
         return sum(1 for _ in read_records(verdicts_path, Verdict))
     samples = list(read_records(samples_path, Sample))
     size = execution.chunk_size
     chunks_dir = verdicts_path + ".chunks"
-    io.makedirs(chunks_dir)
-    chunk_path = lambda c: io.join(chunks_dir, f"chunk-{c:05d}.jsonl")  # noqa: E731
+    nj_io.makedirs(chunks_dir)
+    chunk_path = lambda c: nj_io.join(chunks_dir, f"chunk-{c:05d}.jsonl")  # noqa: E731
     num_chunks = (len(samples) + size - 1) // size
-    done = [c for c in range(num_chunks) if io.exists(chunk_path(c))]
+    done = [c for c in range(num_chunks) if nj_io.exists(chunk_path(c))]
     todo = [c for c in range(num_chunks) if c not in set(done)]
     progress = Progress(name, total=len(samples), unit="samples", start=sum(
         len(samples[c * size:(c + 1) * size]) for c in done))
@@ -162,7 +160,7 @@ def check_file(
                                    f"remove {chunks_dir} to check again")
             for verdict in verdicts:
                 out.write(verdict)
-    io.rmtree(chunks_dir)
+    nj_io.rmtree(chunks_dir)
     logging.info("%s: wrote %d verdicts to %s", name, len(samples), verdicts_path)
     return len(samples)
 

@@ -18,7 +18,7 @@ from typing import Dict, Iterator
 
 from absl import app, flags, logging
 
-from next_jax import io
+from next_jax import io as nj_io
 from next_jax.data import records
 from next_jax.data.records import AtomicWriter, RecordError, RepairTask, Sample
 from next_jax.progress import Progress
@@ -65,7 +65,7 @@ def read_samples(path: str, tasks: Dict[str, RepairTask]) -> Iterator[Sample]:
 
 
 def _count_lines(path: str) -> int:
-    with io.open_file(path, "rb") as f:
+    with nj_io.open_file(path, "rb") as f:
         return sum(1 for line in f if line.strip())
 
 

@@ -30,7 +30,7 @@ from absl import logging
 
 from next_jax import io as nj_io
 from next_jax import partitioning
-from next_jax.models import safetensors_io, stacking
+from next_jax.models import safetensors_io, stacking, transformer
 from next_jax.models.config import RUNTIME_FIELDS, ModelConfig
 
 MODEL_TYPES = ("llama", "qwen2", "gemma", "gemma2")
@@ -448,10 +448,8 @@ def check_config_matches(config: ModelConfig, from_checkpoint: ModelConfig, wher
 
 def abstract_model_params(config: ModelConfig, partitioner=None):
     """ShapeDtypeStructs (with shardings) of the model's ``params`` collection; no FLOPs."""
-    from next_jax.models import weights  # weights imports this module
-
     partitioner = partitioner or partitioning.Partitioner(partitioning.make_mesh())
-    return weights.abstract_params(config, partitioner)[0]
+    return transformer.abstract_params(config, partitioner)[0]
 
 
 # ---------------------------------------------------------------------------------------------

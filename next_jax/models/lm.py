@@ -166,3 +166,12 @@ class DecoderLM:
         logits = self.module.apply({"params": params}, tokens, positions, segment_ids).astype(jnp.float32)
         logp = jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1), labels[..., None].astype(jnp.int32), -1)
         return jnp.sum(logp[..., 0] * weights, axis=-1)
+
+
+def as_lm(model) -> DecoderLM:
+    """The language model of an entry function's ``model`` argument: a DecoderLM, or a bare ModelConfig."""
+    if isinstance(model, DecoderLM):
+        return model
+    if isinstance(model, ModelConfig):
+        return DecoderLM(model)
+    raise TypeError(f"model must be a DecoderLM or a ModelConfig, got {type(model).__name__}")

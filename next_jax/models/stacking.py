@@ -23,6 +23,8 @@ import jax.numpy as jnp
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from next_jax.partitioning import path_name
+
 STACKED = "layers"
 _LAYER = re.compile(r"^layers_(\d+)$")
 
@@ -106,8 +108,6 @@ def per_layer_items(params) -> dict:
     """{'layers_0/attn/q_proj/kernel': thunk, ...}: every parameter by its per-layer name, whatever
     the layout; a thunk returns the array (a stacked parameter's slice only when asked for, so an
     exporter never holds a second copy of the model)."""
-    from next_jax.partitioning import path_name  # partitioning imports nothing from models
-
     out = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
         name = path_name(path)

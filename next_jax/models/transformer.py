@@ -420,8 +420,19 @@ def init_variables(config: ModelConfig, rng: jax.Array) -> dict:
 
 def init_params(config: ModelConfig, rng: jax.Array) -> dict:
     """Unboxed random parameters on the default device (tests and small demos; sharded runs use
-    ``weights.random_params``)."""
+    ``random_params``)."""
     return jax.jit(lambda rng: nn.unbox(init_variables(config, rng))["params"])(rng)
+
+
+def abstract_params(config: ModelConfig, partitioner):
+    """(ShapeDtypeStructs with shardings, logical axes) of the ``params`` collection."""
+    abstract, logical = partitioner.init_abstract(functools.partial(init_variables, config), jax.random.key(0))
+    return abstract["params"], logical["params"]
+
+
+def random_params(config: ModelConfig, partitioner, seed: int = 0):
+    """Freshly initialised parameters, born sharded (tests, demos, benchmarks)."""
+    return partitioner.init(functools.partial(init_variables, config), jax.random.key(seed))["params"]
 
 
 def count_params(config: ModelConfig) -> int:

@@ -7,32 +7,21 @@ that does not fit it fails with the tensor's name.
 
 from __future__ import annotations
 
-import functools
 from typing import Optional
 
-import jax
 from absl import logging
 
-from next_jax import checkpoints, io, partitioning
+from next_jax import checkpoints, partitioning
+from next_jax import io as nj_io
 from next_jax.models import hf_checkpoint
 from next_jax.models.config import ModelConfig
-from next_jax.models.transformer import init_variables
+from next_jax.models.transformer import abstract_params, random_params
 
-
-def abstract_params(config: ModelConfig, partitioner: partitioning.Partitioner):
-    """(ShapeDtypeStructs with shardings, logical axes) of the ``params`` collection."""
-    abstract, logical = partitioner.init_abstract(functools.partial(init_variables, config), jax.random.key(0))
-    return abstract["params"], logical["params"]
-
-
-def random_params(config: ModelConfig, partitioner: partitioning.Partitioner, seed: int = 0):
-    """Freshly initialised parameters, born sharded (tests, demos, benchmarks)."""
-    return partitioner.init(functools.partial(init_variables, config), jax.random.key(seed))["params"]
 
 
 def is_hf_checkpoint(path: str) -> bool:
-    return io.exists(io.join(path, "config.json")) and any(
-        name.endswith(".safetensors") or name == "model.safetensors.index.json" for name in io.listdir(path)
+    return nj_io.exists(nj_io.join(path, "config.json")) and any(
+        name.endswith(".safetensors") or name == "model.safetensors.index.json" for name in nj_io.listdir(path)
     )
 
 
@@ -40,7 +29,7 @@ def model_id(checkpoint: Optional[str], init_seed: int = 0) -> str:
     """What Sample.model records for these weights."""
     if checkpoint is None:
         return f"random-init:{init_seed}"
-    return io.absolute(checkpoint)
+    return nj_io.absolute(checkpoint)
 
 
 def load_params(
@@ -56,7 +45,7 @@ def load_params(
     if checkpoint is None:
         logging.info("No checkpoint: random parameters from seed %d", init_seed)
         return random_params(config, partitioner, init_seed), model_id(None, init_seed)
-    if not io.isdir(checkpoint):
+    if not nj_io.isdir(checkpoint):
         raise FileNotFoundError(f"checkpoint {checkpoint!r} is not a directory")
     abstract, _ = abstract_params(config, partitioner)
     if is_hf_checkpoint(checkpoint):

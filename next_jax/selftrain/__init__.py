@@ -49,17 +49,8 @@ skips finished stages and resumes unfinished ones, and a changed setting is an e
 """
 
 
-import importlib
+from next_jax.selftrain.loop import run_next
+from next_jax.selftrain.settings import BuildSettings, FinetuneSettings, SelectionSettings
+from next_jax.selftrain.stages import SettingsChangedError
 
-# Resolved on first use (PEP 562): evaluation imports selftrain.multihost, and the loop imports
-# evaluation, so importing the loop here eagerly would make the two packages import each other.
-_EXPORTS = {"run_next": "loop", "BuildSettings": "settings", "FinetuneSettings": "settings",
-            "SelectionSettings": "settings", "SettingsChangedError": "stages"}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+__all__ = ["BuildSettings", "FinetuneSettings", "SelectionSettings", "SettingsChangedError", "run_next"]

@@ -26,15 +26,19 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 from absl import logging
 
-from next_jax import io
+from next_jax import io as nj_io
+from next_jax import checkpoints, partitioning
+from next_jax import train as train_lib
+from next_jax import tasks as tasks_lib
 from next_jax.data.records import Sample, Verdict, read_all, read_records, read_tasks, write_records
 from next_jax.evaluation import formats as formats_lib
 from next_jax.evaluation.repair import EvalSettings, evaluate_model, headline
 from next_jax.evaluation.runs import (ExecutionSettings, SamplingSettings, check_file, read_answered_tasks,
                                       sample_tasks, tasks_by_id)
-from next_jax.selftrain import building, multihost, report as report_lib
+from next_jax import multihost
+from next_jax.selftrain import building, report as report_lib
 from next_jax.selftrain.settings import BuildSettings, FinetuneSettings, SelectionSettings
-from next_jax.selftrain.stages import Stage, StageRunner, input_fingerprint, jsonable
+from next_jax.selftrain.stages import Stage, StageRunner, input_fingerprint, jsonable, read_manifest
 
 
 # How the model runs, not what it computes (memory and speed knobs): a resumed run may change them,
@@ -58,7 +62,7 @@ def _vocabulary_id(vocabulary) -> dict:
 def _checkpoint_id(checkpoint: Optional[str], init_seed: int) -> str:
     if checkpoint is None:
         return f"random-init:{init_seed}"
-    return "path:" + io.absolute(checkpoint)
+    return "path:" + nj_io.absolute(checkpoint)
 
 
 @dataclasses.dataclass
@@ -79,7 +83,7 @@ class _Context:
     common: dict  # settings every manifest records
 
     def stage(self, name: str, settings: dict, inputs: dict) -> Stage:
-        return Stage(name=name, directory=io.join(self.model_dir, name),
+        return Stage(name=name, directory=nj_io.join(self.model_dir, name),
                      settings=dict(self.common, **settings), inputs=inputs)
 
     def sampler_args(self, checkpoint: Optional[str], use_exemplars: bool) -> dict:
@@ -131,8 +135,6 @@ def run_next(
         raise ValueError(f"run_next: select_by={select_by!r} is not among evaluation.variants {evaluation.variants}")
     fmt = formats_lib.get_format(answer_format)
     if partitioner is None:
-        from next_jax import partitioning
-
         partitioner = partitioning.Partitioner()
     sampling_partitioner = sampling_partitioner or partitioner
     exemplars = _exemplars(fmt, exemplars_file, few_shot)
@@ -188,7 +190,7 @@ def run_next(
         result = _result(iterations, hard, select_by, started)
         if multihost.is_chief():  # the report grows iteration by iteration
             report_lib.write_iteration_scalars(model_dir, row)
-            io.write_text(io.join(model_dir, "summary.json"), json.dumps(result, indent=2, sort_keys=True) + "\n")
+            nj_io.write_text(nj_io.join(model_dir, "summary.json"), json.dumps(result, indent=2, sort_keys=True) + "\n")
             report_lib.write_report(model_dir, result, evaluation.ks)
     logging.info("next: dev pass@1 per iteration %s; best iteration %d", result["dev_pass_at_1"],
                  result["best_iteration"])
@@ -213,14 +215,14 @@ def _materialize(model_dir: str, name: str, path: Optional[str]) -> Optional[str
     ``DIR/train-*-of-*.jsonl``) is concatenated in name order into ``MODEL_DIR/data/{name}.jsonl``."""
     if path is None or not any(c in path for c in "*?["):
         return path
-    out = io.join(model_dir, "data", f"{name}.jsonl")
+    out = nj_io.join(model_dir, "data", f"{name}.jsonl")
     if multihost.is_chief():
-        shards = io.glob(path)
+        shards = nj_io.glob(path)
         if not shards:
             raise FileNotFoundError(f"run_next: {name} files {path!r} match nothing")
-        text = "".join(io.read_text(shard).rstrip("\n") + "\n" for shard in shards)
-        if not io.exists(out) or io.read_text(out) != text:
-            io.write_text(out, text)
+        text = "".join(nj_io.read_text(shard).rstrip("\n") + "\n" for shard in shards)
+        if not nj_io.exists(out) or nj_io.read_text(out) != text:
+            nj_io.write_text(out, text)
     multihost.barrier(f"materialize:{out}")
     return out
 
@@ -245,7 +247,7 @@ def _select(ctx: _Context, runner: StageRunner, train_file, checkpoint, checkpoi
     """D_H, chosen once from the base model (line 1 of Algorithm 1)."""
     stage = ctx.stage("iteration_0/select", {"selection": selection, "execution": ctx.execution},
                       {"train": inputs["train"], "checkpoint": checkpoint_id, "exemplars": inputs["exemplars"]})
-    hard_path = io.join(stage.directory, "hard.jsonl")
+    hard_path = nj_io.join(stage.directory, "hard.jsonl")
 
     def run():
         tasks = list(read_tasks(train_file)) if multihost.is_chief() else []
@@ -254,7 +256,7 @@ def _select(ctx: _Context, runner: StageRunner, train_file, checkpoint, checkpoi
             samples = sample_tasks(tasks_file=train_file, variant=ctx.variant, sampling=selection.sampling,
                                    iteration=0, name="select/samples", **ctx.sampler_args(checkpoint, True))
             if multihost.is_chief():
-                verdicts = io.join(stage.directory, "verdicts.jsonl")
+                verdicts = nj_io.join(stage.directory, "verdicts.jsonl")
                 check_file({t.task_id: t for t in tasks}, samples, verdicts, execution=ctx.execution,
                            name="select: check")
                 rates = building.pass_rates(read_records(verdicts, Verdict))
@@ -263,7 +265,7 @@ def _select(ctx: _Context, runner: StageRunner, train_file, checkpoint, checkpoi
         ids = [t.task_id for t in tasks]
         chosen = set(ids if selection.threshold is None else building.hard_problems(ids, rates, selection.threshold))
         write_records(hard_path, (t for t in tasks if t.task_id in chosen))
-        io.write_text(io.join(stage.directory, "pass_rates.json"), json.dumps(rates, sort_keys=True) + "\n")
+        nj_io.write_text(nj_io.join(stage.directory, "pass_rates.json"), json.dumps(rates, sort_keys=True) + "\n")
         solved = [c / n for n, c in rates.values() if n]
         return {"train_tasks": len(ids), "hard": len(chosen), "threshold": selection.threshold,
                 "base_train_pass_at_1": sum(solved) / len(solved) if solved else None}
@@ -275,18 +277,18 @@ def _select(ctx: _Context, runner: StageRunner, train_file, checkpoint, checkpoi
 def _iteration(ctx, runner, i, checkpoint, checkpoint_id, base_checkpoint, base_id, hard, sampling, build,
                finetune, seeds, inputs, seed, report_examples, train_fn) -> dict:
     """Sample, check, build B(i), fine-tune: returns the report row and the model of iteration i+1."""
-    directory = lambda name: io.join(ctx.model_dir, f"iteration_{i}", name)  # noqa: E731
+    directory = lambda name: nj_io.join(ctx.model_dir, f"iteration_{i}", name)  # noqa: E731
     sample_stage = ctx.stage(f"iteration_{i}/sample", {"sampling": sampling},
                              {"hard": hard["key"], "checkpoint": checkpoint_id,
                               "exemplars": inputs["exemplars"] if i == 0 else None})
-    samples_path = io.join(directory("sample"), "samples.jsonl")
+    samples_path = nj_io.join(directory("sample"), "samples.jsonl")
     runner.run(sample_stage, lambda: {"samples": sample_tasks(
         tasks_file=hard["path"], variant=ctx.variant, sampling=sampling, iteration=i, name="sample/samples",
         **ctx.sampler_args(checkpoint, i == 0))}, collective=True)
 
     check_stage = ctx.stage(f"iteration_{i}/check", {"execution": ctx.execution, "tests_field": build.tests_field},
                             {"samples": sample_stage.key})
-    verdicts_path = io.join(directory("check"), "verdicts.jsonl")
+    verdicts_path = nj_io.join(directory("check"), "verdicts.jsonl")
 
     def check():
         check_file(tasks_by_id(hard["path"]), samples_path, verdicts_path, execution=ctx.execution,
@@ -300,11 +302,11 @@ def _iteration(ctx, runner, i, checkpoint, checkpoint_id, base_checkpoint, base_
     checked = runner.run(check_stage, check)
 
     train_variant = finetune.train_variant or ctx.variant
-    previous_build = io.join(ctx.model_dir, f"iteration_{i - 1}", "build", "b.jsonl") if i else None
+    previous_build = nj_io.join(ctx.model_dir, f"iteration_{i - 1}", "build", "b.jsonl") if i else None
     build_stage = ctx.stage(f"iteration_{i}/build", {"build": build, "train_variant": train_variant},
                             {"verdicts": check_stage.key, "seed": inputs["seed"] if build.include_seed else None,
                              "earlier": runner_key(ctx, i - 1, "build") if build.accumulate and i else None})
-    b_path = io.join(build_stage.directory, "b.jsonl")
+    b_path = nj_io.join(build_stage.directory, "b.jsonl")
 
     def make_b():
         samples = read_all(samples_path, Sample)
@@ -317,7 +319,7 @@ def _iteration(ctx, runner, i, checkpoint, checkpoint_id, base_checkpoint, base_
         task_of = dict(hard_tasks, **{t.task_id: t for t, _ in seeds})
         write_records(b_path, training.pairs)
         needed = dict.fromkeys(s.task_id for s in training.pairs)
-        write_records(io.join(build_stage.directory, "tasks.jsonl"), (task_of[t] for t in needed))
+        write_records(nj_io.join(build_stage.directory, "tasks.jsonl"), (task_of[t] for t in needed))
         stats = training.stats(hard["hard"])
         stats["examples"] = report_lib.examples(samples, read_all(verdicts_path, Verdict), hard_tasks,
                                                 report_examples)
@@ -334,11 +336,10 @@ def _iteration(ctx, runner, i, checkpoint, checkpoint_id, base_checkpoint, base_
         if built["size"] == 0:
             logging.warning("iteration %d: B(%d) is empty; the next model is the starting model", i, i)
             return {"checkpoint": init, "num_steps": 0, "skipped": "empty B(i)"}
-        from next_jax import tasks as tasks_lib
 
         pairs = [(s.task_id, s.text) for s in read_all(b_path, Sample)]
         task_name = f"next_selftrain_b_{build_stage.key.split(':')[1][:16]}"
-        tasks_lib.register_repair_task(task_name, split_files={"train": io.join(build_stage.directory, "tasks.jsonl")},
+        tasks_lib.register_repair_task(task_name, split_files={"train": nj_io.join(build_stage.directory, "tasks.jsonl")},
                                        vocabulary=ctx.vocabulary, variant=train_variant,
                                        answers=lambda split: pairs, prompt_fn=ctx.fmt.prompt)
         out = _train(ctx, finetune, train_fn, task_name=task_name, init=init, num_steps=num_steps,
@@ -354,19 +355,14 @@ def _iteration(ctx, runner, i, checkpoint, checkpoint_id, base_checkpoint, base_
 
 def runner_key(ctx: _Context, i: int, name: str) -> Optional[str]:
     """The recorded key of an earlier stage (its manifest), as an input of a later one."""
-    from next_jax.selftrain.stages import read_manifest
-
     manifest = multihost.broadcast_json(
-        read_manifest(io.join(ctx.model_dir, f"iteration_{i}", name)) if multihost.is_chief() else None)
+        read_manifest(nj_io.join(ctx.model_dir, f"iteration_{i}", name)) if multihost.is_chief() else None)
     return manifest.get("key") if manifest else None
 
 
 def _train(ctx: _Context, finetune: FinetuneSettings, train_fn, *, task_name, init, num_steps, model_dir, seed) -> dict:
     """One fine-tune through the trainer (``next_jax.train.train`` unless ``train_fn`` is given)."""
-    from next_jax import checkpoints
-
-    if train_fn is None:
-        from next_jax.train import train as train_fn
+    train_fn = train_fn or train_lib.train
     kwargs = dict(
         model=ctx.model, task_name=task_name, task_feature_lengths=dict(ctx.task_feature_lengths),
         batch_size=finetune.batch_size, train_steps=num_steps, model_dir=model_dir,

@@ -9,12 +9,14 @@ and rejected, so a reader sees what the model actually wrote.
 
 from __future__ import annotations
 
-import io as _stdio
+import io
 from typing import Mapping, Sequence
 
 from absl import logging
 
-from next_jax import io
+from next_jax import io as nj_io
+from next_jax import trainer as trainer_lib
+from next_jax.evaluation.repair import flat_metrics
 
 TRACE_CHARS = 1200
 
@@ -36,8 +38,6 @@ def examples(samples, verdicts, tasks: Mapping, count: int) -> list:
 
 
 def iteration_scalars(row: Mapping) -> dict:
-    from next_jax.evaluation.repair import flat_metrics
-
     scalars = flat_metrics(row.get("dev") or {}, prefix="dev/")
     scalars.update(flat_metrics(row.get("test") or {}, prefix="test/"))
     if "build" in row:
@@ -52,9 +52,7 @@ def iteration_scalars(row: Mapping) -> dict:
 
 def write_iteration_scalars(model_dir: str, row: Mapping) -> None:
     """TensorBoard scalars (and the examples as text) of one iteration, step = iteration."""
-    from next_jax.train import metric_writer
-
-    writer = metric_writer(model_dir, "next")
+    writer = trainer_lib.metric_writer(model_dir, "next")
     step = int(row["iteration"])
     writer.write_scalars(step, iteration_scalars(row))
     if row.get("build", {}).get("examples"):
@@ -130,7 +128,7 @@ def render_markdown(result: Mapping, ks: Sequence[int]) -> str:
 
 def plot_png(result: Mapping, ks: Sequence[int]) -> bytes:
     """Dev pass@k per iteration (solid: with traces, dashed: without, dotted: proxy) as PNG bytes."""
-    import matplotlib
+    import matplotlib  # deferred: only the report's plot needs it, and it is slow to import
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
@@ -151,7 +149,7 @@ def plot_png(result: Mapping, ks: Sequence[int]) -> bytes:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     ax.set_title("NExT: dev pass@k per iteration")
-    buffer = _stdio.BytesIO()
+    buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png")
     plt.close(fig)
@@ -159,10 +157,10 @@ def plot_png(result: Mapping, ks: Sequence[int]) -> bytes:
 
 
 def write_report(model_dir: str, result: Mapping, ks: Sequence[int]) -> str:
-    path = io.join(model_dir, "report.md")
-    io.write_text(path, render_markdown(result, ks))
+    path = nj_io.join(model_dir, "report.md")
+    nj_io.write_text(path, render_markdown(result, ks))
     try:
-        io.write_bytes(io.join(model_dir, "report.png"), plot_png(result, ks))
+        nj_io.write_bytes(nj_io.join(model_dir, "report.png"), plot_png(result, ks))
     except ImportError:
         logging.warning("matplotlib is not installed: report.png not written (pip install matplotlib)")
     logging.info("next: report written to %s", path)

@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, Mapping, Optional
 
 from absl import logging
 
-from next_jax import io
+from next_jax import io as nj_io
 from next_jax import multihost
 
 MANIFEST = "manifest.json"
@@ -65,7 +65,7 @@ def jsonable(value: Any) -> Any:
 def file_fingerprint(path: str) -> str:
     """sha256 of a file's bytes (the identity of an input such as a task file)."""
     digest = hashlib.sha256()
-    with io.open_file(path, "rb") as f:
+    with nj_io.open_file(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return "sha256:" + digest.hexdigest()
@@ -120,20 +120,20 @@ class Stage:
 
     @property
     def manifest_path(self) -> str:
-        return io.join(self.directory, MANIFEST)
+        return nj_io.join(self.directory, MANIFEST)
 
 
 def read_manifest(directory: str) -> Optional[dict]:
-    path = io.join(directory, MANIFEST)
-    if not io.exists(path):
+    path = nj_io.join(directory, MANIFEST)
+    if not nj_io.exists(path):
         return None
-    return json.loads(io.read_text(path))
+    return json.loads(nj_io.read_text(path))
 
 
 def _write_manifest(stage: Stage, status: str, **extra) -> None:
     manifest = dict(stage=stage.name, status=status, key=stage.key, settings=stage.settings,
                     inputs=stage.inputs, **extra)
-    io.write_text(stage.manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    nj_io.write_text(stage.manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
 def _decide(stage: Stage) -> dict:
@@ -173,7 +173,7 @@ class StageRunner:
             logging.info("stage %s: running -> %s", stage.name, stage.directory)
         started = time.monotonic()
         if multihost.is_chief():
-            io.makedirs(stage.directory)
+            nj_io.makedirs(stage.directory)
             _write_manifest(stage, "running", attempts=decision["attempt"])
         multihost.barrier(f"stage-start:{stage.name}")
         result = None

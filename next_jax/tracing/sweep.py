@@ -143,6 +143,7 @@ def check_job(payload: dict) -> dict:
 
 def run_sweep(jobs: List[Job], *, workers: int = 2, config: TraceConfig = TraceConfig(),
               log_every: float = 10.0) -> dict:
+    # Deferred: sandbox workers import this module (check_job) and stay small without these.
     from next_jax.execution.sandbox import SandboxPool
     from next_jax.progress import Progress
     from next_jax.tracing.sandboxed import sandbox_limits

@@ -1,0 +1,83 @@
+"""The input pipeline every trainer and evaluator reads: SeqIO tasks checked against the model,
+batched per host, sharded over the mesh's data axes.
+
+``check_task`` fails before any work when a task does not fit the model; ``get_dataset`` is the
+tf.data pipeline of one host's rows; ``host_shard`` splits a global batch over the input shards.
+SeqIO (and TensorFlow under it) is imported inside each function: a process that only samples or
+checks never pays for it.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from next_jax import partitioning
+from next_jax.models.config import ModelConfig
+
+
+def check_task(task_name: str, task_feature_lengths: Mapping[str, int], config: ModelConfig):
+    """Fails before any work when the task, its feature lengths or its vocabulary do not fit."""
+    import seqio
+
+    try:
+        task = seqio.get_mixture_or_task(task_name)
+    except ValueError as e:
+        raise ValueError(f"task_name={task_name!r} is not a registered SeqIO task or mixture ({e})") from None
+    features = task.output_features
+    wanted = {k for k in ("inputs", "targets") if k in features}
+    if "targets" not in wanted:
+        raise ValueError(f"task {task_name!r} has no 'targets' feature (has {sorted(features)}); nothing to learn")
+    given = set(task_feature_lengths)
+    if given != wanted:
+        raise ValueError(
+            f"task_feature_lengths={dict(task_feature_lengths)} must give exactly the lengths of task "
+            f"{task_name!r}'s features {sorted(wanted)}"
+        )
+    for key, length in task_feature_lengths.items():
+        if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+            raise ValueError(f"task_feature_lengths[{key!r}] must be a positive int, got {length!r}")
+    total = sum(task_feature_lengths.values())
+    if total > config.max_seq_len:
+        raise ValueError(
+            f"task_feature_lengths sum to {total} tokens, more than the model's max_seq_len={config.max_seq_len}; "
+            "shorten them or raise ModelConfig.max_seq_len"
+        )
+    for key in wanted:
+        vocab = features[key].vocabulary
+        if vocab.vocab_size > config.vocab_size:
+            raise ValueError(
+                f"task {task_name!r} feature {key!r}: vocabulary {type(vocab).__name__} has {vocab.vocab_size} "
+                f"ids but the model's vocab_size is {config.vocab_size}; use the model's vocabulary (its "
+                "model gin file's VOCABULARY) or a model whose vocab_size covers it"
+            )
+    return task
+
+
+def get_dataset(task_name: str, task_feature_lengths: Mapping[str, int], *, split: str, batch_size: int,
+                shuffle: bool, seed: int, pack: bool, repeat: bool, shard_info=None):
+    """A tf.data pipeline of this host's rows: dicts of [batch_size, length] int arrays."""
+    import seqio
+
+    dataset = seqio.get_dataset(
+        mixture_or_task_name=task_name,
+        task_feature_lengths=dict(task_feature_lengths),
+        feature_converter=seqio.DecoderFeatureConverter(pack=pack),
+        dataset_split=split,
+        use_cached=False,
+        shuffle=shuffle,
+        num_epochs=None if repeat else 1,
+        shard_info=shard_info,
+        seed=seed,
+    )
+    keep = ("decoder_target_tokens", "decoder_loss_weights", "decoder_segment_ids", "decoder_positions")
+    dataset = dataset.map(lambda ex: {k: v for k, v in ex.items() if k in keep})
+    return dataset.batch(batch_size, drop_remainder=repeat)
+
+
+def host_shard(partitioner: partitioning.Partitioner, batch_size: int):
+    import seqio
+
+    index, count = partitioner.data_shard_info()
+    if batch_size % count:
+        raise ValueError(f"batch_size={batch_size} is not divisible by the {count} input shards of the mesh")
+    return seqio.ShardInfo(index=index, num_shards=count), batch_size // count
