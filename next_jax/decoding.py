@@ -3,6 +3,7 @@
 Public API (``next_jax.infer`` calls ``generate``)::
 
     derive_seed(run_seed: int, task_id: str, sample_index: int) -> int        # stable 63-bit seed
+    stage_seed(run_seed: int, stage: str) -> int                               # a stage's run seed
     seed_key_data(seeds) -> np.ndarray uint32 [..., 2]                         # threefry key data
     SamplingParams.make(temperature=1.0, top_k=0, top_p=1.0, stop_ids=(), max_stop_ids=8)
     SamplingSettings(num_samples=32, temperature=0.8, ...)  # how a run samples; .params(stop_ids)
@@ -76,6 +77,19 @@ def derive_seed(run_seed: int, task_id: str, sample_index: int) -> int:
     message = json.dumps([int(run_seed), task_id, int(sample_index)]).encode("utf-8")
     digest = hashlib.blake2b(message, digest_size=8, person=b"next_jax.seed").digest()
     return int.from_bytes(digest, "big") >> 1
+
+
+def stage_seed(run_seed: int, stage: str) -> int:
+    """The run seed of one sampling stage of a run (``stage`` = ``"{iteration}:{name}"``), from
+    which ``derive_seed`` then makes each sample's seed.
+
+    Its hash (63 bits of sha256 of ``"{run_seed}:{stage}"``) is not derive_seed's on purpose: the
+    stage seeds of existing runs were made with it and are recorded in their manifests and behind
+    every sample seed, so another hash would stop every existing MODEL_DIR from resuming and change
+    the published demo figures.
+    """
+    digest = hashlib.sha256(f"{run_seed}:{stage}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
 
 
 def seed_key_data(seeds) -> np.ndarray:

@@ -1,9 +1,11 @@
 """One path layer for every file next_jax reads or writes, and the one atomic writer.
 
-Local paths go straight to the operating system (fast, no TensorFlow import); any path with a
-scheme (``gs://``, ``s3://``, ``ram://`` for TensorFlow's in-memory filesystem in tests, ...) goes
-through ``tf.io.gfile``, so ``MODEL_DIR=gs://bucket/run`` works wherever TensorFlow can reach the
-bucket. Every module uses these functions instead of ``open``/``os.path`` on paths a user gives.
+Paths are ``etils.epath`` paths (the library orbax reads and writes through): a local path goes
+to the operating system, ``gs://``, ``s3://`` and the other schemes epath knows to their
+backends, so ``MODEL_DIR=gs://bucket/run`` works wherever TensorFlow (or fsspec) reaches the
+bucket. TensorFlow's in-memory ``ram://``, which the tests use and epath does not know, goes to
+``tf.io.gfile`` behind the same few methods. Every module uses these functions instead of
+``open``/``os.path`` on paths a user gives.
 
 Atomic writes: ``atomic_write(path)`` writes to a temporary name beside ``path`` and renames it
 into place on success, so a reader (or a resumed stage) only ever sees complete files, and a
@@ -17,11 +19,11 @@ import contextlib
 import fnmatch
 import os
 import posixpath
-import shutil
 import uuid
 from typing import IO, Iterator, List
 
 _SCHEME_SEP = "://"
+_GLOB_MAGIC = ("*", "?", "[")
 
 
 def is_remote(path: str) -> bool:
@@ -29,10 +31,53 @@ def is_remote(path: str) -> bool:
     return _SCHEME_SEP in str(path)
 
 
-def _gfile():
-    import tensorflow as tf  # deferred: local-only runs never pay for the import
+class _GfilePath:
+    """The few path methods this module uses, over ``tf.io.gfile``, for ``ram://`` paths."""
 
-    return tf.io.gfile
+    def __init__(self, path: str):
+        import tensorflow as tf  # deferred: only ram:// paths (tests) need TensorFlow here
+
+        self._gfile, self._path = tf.io.gfile, path
+
+    def exists(self):
+        return self._gfile.exists(self._path)
+
+    def is_dir(self):
+        return self._gfile.isdir(self._path)
+
+    def mkdir(self, parents=True, exist_ok=True):
+        self._gfile.makedirs(self._path)
+
+    def iterdir(self):
+        return [posixpath.join(self._path, name.rstrip("/")) for name in self._gfile.listdir(self._path)]
+
+    def glob(self, pattern):
+        return self._gfile.glob(posixpath.join(self._path, pattern))
+
+    def unlink(self):
+        self._gfile.remove(self._path)
+
+    def rmtree(self, missing_ok=False):
+        if self._gfile.exists(self._path):
+            self._gfile.rmtree(self._path)
+
+    def replace(self, target):
+        self._gfile.rename(self._path, os.fspath(target), overwrite=True)
+
+    def open(self, mode="r", encoding=None):
+        return self._gfile.GFile(self._path, mode)
+
+
+def _path(path):
+    """The path object behind one of this module's functions."""
+    path = os.fspath(path)
+    if path.startswith("ram://"):
+        return _GfilePath(path)
+    # Deferred: 0.2 s and asyncio; sandbox workers import this module (through the records) and
+    # never touch a path.
+    from etils import epath
+
+    return epath.Path(path)
 
 
 def absolute(path: str) -> str:
@@ -76,72 +121,55 @@ def basename(path: str) -> str:
 
 
 def exists(path: str) -> bool:
-    path = os.fspath(path)
-    return _gfile().exists(path) if is_remote(path) else os.path.exists(path)
+    return _path(path).exists()
 
 
 def isdir(path: str) -> bool:
-    path = os.fspath(path)
-    return _gfile().isdir(path) if is_remote(path) else os.path.isdir(path)
+    return _path(path).is_dir()
 
 
 def makedirs(path: str) -> None:
-    path = os.fspath(path)
-    if is_remote(path):
-        _gfile().makedirs(path)
-    else:
-        os.makedirs(path, exist_ok=True)
+    _path(path).mkdir(parents=True, exist_ok=True)
 
 
 def listdir(path: str) -> List[str]:
-    path = os.fspath(path)
-    names = _gfile().listdir(path) if is_remote(path) else os.listdir(path)
-    return sorted(n.rstrip("/") for n in names)
+    return sorted(posixpath.basename(os.fspath(p).rstrip("/")) for p in _path(path).iterdir())
 
 
 def glob(pattern: str) -> List[str]:
+    """The paths matching ``pattern``, sorted; wildcards may stand in any component after the first."""
     pattern = os.fspath(pattern)
-    if is_remote(pattern):
-        return sorted(_gfile().glob(pattern))
-    import glob as _glob
-
-    return sorted(_glob.glob(pattern))
+    sep = "/" if is_remote(pattern) else os.sep
+    parts = pattern.split(sep)
+    first = next((i for i, part in enumerate(parts) if any(c in part for c in _GLOB_MAGIC)), len(parts))
+    if first == len(parts):
+        return [pattern] if exists(pattern) else []
+    base = sep.join(parts[:first]) or sep
+    if not isdir(base):
+        return []
+    found = (os.fspath(p) for p in _path(base).glob(sep.join(parts[first:])))
+    if not is_remote(pattern):  # as the OS's glob: names starting with a dot only when asked for
+        found = (p for p in found if not any(name.startswith(".") and not pat.startswith(".")
+                                             for name, pat in zip(p.split(sep)[first:], parts[first:])))
+    return sorted(found)
 
 
 def remove(path: str) -> None:
-    path = os.fspath(path)
-    if is_remote(path):
-        _gfile().remove(path)
-    else:
-        os.remove(path)
+    _path(path).unlink()
 
 
 def rmtree(path: str) -> None:
-    path = os.fspath(path)
-    if is_remote(path):
-        if _gfile().exists(path):
-            _gfile().rmtree(path)
-    else:
-        shutil.rmtree(path, ignore_errors=True)
+    _path(path).rmtree(missing_ok=True)
 
 
 def rename(src: str, dst: str) -> None:
     """Moves ``src`` onto ``dst``, replacing it (atomic on a local filesystem)."""
-    src, dst = os.fspath(src), os.fspath(dst)
-    if is_remote(src) or is_remote(dst):
-        _gfile().rename(src, dst, overwrite=True)
-    else:
-        os.replace(src, dst)
+    _path(src).replace(os.fspath(dst))
 
 
 def open_file(path: str, mode: str = "r") -> IO:
     """Opens ``path`` for reading or (non-atomic) writing; text unless ``mode`` has ``b``."""
-    path = os.fspath(path)
-    if is_remote(path):
-        return _gfile().GFile(path, mode)
-    if "b" in mode:
-        return open(path, mode)
-    return open(path, mode, encoding="utf-8")
+    return _path(path).open(mode) if "b" in mode else _path(path).open(mode, encoding="utf-8")
 
 
 def read_text(path: str) -> str:

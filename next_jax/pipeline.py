@@ -29,11 +29,12 @@ from absl import logging
 from next_jax import io as nj_io
 from next_jax import partitioning
 from next_jax.data import bug_injection, humaneval, humanevalfix
-from next_jax.data.records import RepairTask, Sample, TracedTask, Verdict, read_all, read_records, write_records
+from next_jax.data.records import (RepairTask, Sample, TracedTask, Verdict, read_all, read_records, tasks_by_id,
+                                   write_records)
 from next_jax.evaluation.repair import EvalSettings
 from next_jax.decoding import SamplingSettings
 from next_jax.evaluation.runs import ExecutionSettings
-from next_jax.execution.checker import CheckOptions, Checker, tasks_by_id
+from next_jax.execution.checker import CheckOptions, Checker
 from next_jax import multihost
 from next_jax.selftrain.loop import run_next
 from next_jax.selftrain.stages import Stage, StageRunner, input_fingerprint

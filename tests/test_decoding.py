@@ -207,6 +207,14 @@ def test_derive_seed_is_stable_distinct_and_in_range():
         decoding.derive_seed(7, "t", -1)
 
 
+def test_seeds_of_existing_runs_do_not_move():
+    """Runs on disk record these seeds (manifests, every Sample): a changed hash would stop them
+    from resuming, so both functions are pinned to values written by earlier versions."""
+    assert decoding.derive_seed(7, "HumanEval/3", 0) == 2457492137728620634
+    assert decoding.stage_seed(0, "0:select") == 8342075942751060009
+    assert decoding.stage_seed(0, "0:sample") != decoding.stage_seed(0, "1:sample")
+
+
 def test_seed_key_data_is_the_prng_key():
     for seed in (0, 12345, 2 ** 32 - 1):
         np.testing.assert_array_equal(decoding.seed_key_data([seed])[0], jax.random.key_data(jax.random.PRNGKey(seed)))

@@ -135,3 +135,16 @@ def test_collected_errors_skip_bad_rows_and_keep_good_ones(tmp_path):
     assert [(e.where, e.field) for e in errors] == [(f"{path}:2", ""), (f"{path}:3", "source")]
     with pytest.raises(RecordError, match=rf"{path}:2: invalid JSON"):
         list(records.read_json_lines(str(path)))
+
+
+def test_tasks_by_id_from_a_file_or_records_names_a_repeated_id(tmp_path):
+    task = RepairTask(task_id="t/1", source="unit", description="d", buggy_code="def f():\n    return 1\n",
+                      entry_point="f", tests=["assert f() == 2"])
+    other = RepairTask(**dict(task.__dict__, task_id="t/2"))
+    path = str(tmp_path / "tasks.jsonl")
+    records.write_records(path, [task, other, task])
+    assert list(records.tasks_by_id([task, other])) == ["t/1", "t/2"]
+    with pytest.raises(RecordError, match=r"tasks.jsonl, task #3: field 'task_id': duplicate task_id 't/1'"):
+        records.tasks_by_id(path)
+    with pytest.raises(RecordError, match=r"^task #2: field 'task_id'"):
+        records.tasks_by_id([task, task])

@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
-from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping, Optional, Sequence, Tuple, Type, TypeVar
+from typing import (Any, Callable, ClassVar, Dict, Iterable, Iterator, Mapping, Optional, Sequence, Tuple, Type,
+                    TypeVar, Union)
 
 from next_jax import io as nj_io
 
@@ -385,6 +386,18 @@ def read_tasks(path: str) -> Iterator[RepairTask]:
     """
     for where, obj in read_json_lines(path):
         yield task_from_dict(obj, where=where)
+
+
+def tasks_by_id(tasks: Union[str, Iterable[RepairTask]]) -> Dict[str, RepairTask]:
+    """Tasks by task_id, from a task file (a path) or task records; a repeated task_id is an error
+    naming the file and the task's position."""
+    source = f"{tasks}, " if isinstance(tasks, str) else ""
+    out: Dict[str, RepairTask] = {}
+    for i, task in enumerate(read_tasks(tasks) if isinstance(tasks, str) else tasks, start=1):
+        if task.task_id in out:
+            raise RecordError(f"duplicate task_id {task.task_id!r}", where=f"{source}task #{i}", field="task_id")
+        out[task.task_id] = task
+    return out
 
 
 def task_from_dict(obj: Any, *, where: str = "") -> RepairTask:

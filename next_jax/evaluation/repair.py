@@ -25,11 +25,11 @@ from typing import Any, Mapping, Optional, Sequence, Tuple, Union
 from next_jax import checkpoints, multihost
 from next_jax import io as nj_io
 from next_jax import trainer as trainer_lib
-from next_jax.data.records import RepairTask, Sample, Verdict, read_records, write_records
+from next_jax.data.records import RepairTask, Sample, Verdict, read_records, tasks_by_id, write_records
 from next_jax.decoding import SamplingSettings
 from next_jax.evaluation import formats as formats_lib
 from next_jax.evaluation import metrics
-from next_jax.evaluation.runs import ExecutionSettings, check_file, sample_tasks, tasks_by_id
+from next_jax.evaluation.runs import ExecutionSettings, check_file, sample_tasks
 
 
 @dataclasses.dataclass(frozen=True)

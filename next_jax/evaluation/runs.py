@@ -17,18 +17,18 @@ from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, 
 
 from absl import logging
 
-from next_jax import io as nj_io
 from next_jax import infer as infer_lib
+from next_jax import io as nj_io
+from next_jax import multihost
 from next_jax import tasks as tasks_lib
+from next_jax.data.records import AtomicWriter, RepairTask, Sample, Verdict, read_records, read_tasks
 # SamplingSettings lives with the sampler (next_jax.decoding); the name is kept here for Python
 # imports. Gin files bind it as ``decoding.SamplingSettings`` only: gin registers a class under the
 # first name a file uses, so a file that said ``runs.SamplingSettings`` would make every later
 # ``decoding.SamplingSettings`` binding in the process unknown.
-from next_jax.decoding import SamplingSettings
+from next_jax.decoding import SamplingSettings, stage_seed
 from next_jax.execution.checker import CheckOptions, Checker
-from next_jax.data.records import AtomicWriter, RepairTask, Sample, Verdict, read_records, read_tasks
 from next_jax.progress import Progress
-from next_jax import multihost
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,11 +39,6 @@ class ExecutionSettings:
     test_timeout_s: float = 3.0
     chunk_size: int = 1024  # samples per verdict chunk, the unit of resumption
 
-
-def derive_seed(seed: int, name: str) -> int:
-    """A 63-bit run seed for the stage ``name`` (stable across runs and machines)."""
-    digest = hashlib.sha256(f"{seed}:{name}".encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
 
 
 def read_answered_tasks(path: str) -> list:
@@ -101,7 +96,7 @@ def sample_tasks(
         model=model, vocabulary=vocabulary, task_name=task_name, model_dir=model_dir, split="test",
         task_feature_lengths={"inputs": int(task_feature_lengths["inputs"])}, checkpoint=checkpoint,
         partitioner=partitioner,
-        sampling=dataclasses.replace(sampling, seed=derive_seed(sampling.seed, f"{iteration}:{name}")),
+        sampling=dataclasses.replace(sampling, seed=stage_seed(sampling.seed, f"{iteration}:{name}")),
         iteration=iteration, prompt_variant=variant, output_name=f"{name}.raw", init_seed=init_seed,
     )
     if multihost.is_chief():
@@ -185,12 +180,3 @@ def _check_distinct(checker, tasks: Mapping[str, RepairTask], samples: Sequence[
         verdict = verdicts[first[(sample.task_id, sample.fix)]]
         yield verdict if verdict.sample_id == sample.sample_id else dataclasses.replace(
             verdict, sample_id=sample.sample_id, wall_s=0.0)
-
-
-def tasks_by_id(path: str) -> Dict[str, RepairTask]:
-    out: Dict[str, RepairTask] = {}
-    for task in read_tasks(path):
-        if task.task_id in out:
-            raise ValueError(f"{path}: duplicate task_id {task.task_id!r}")
-        out[task.task_id] = task
-    return out

@@ -20,7 +20,7 @@ from absl import app, flags, logging
 
 from next_jax import io as nj_io
 from next_jax.data import records
-from next_jax.data.records import AtomicWriter, RecordError, RepairTask, Sample
+from next_jax.data.records import AtomicWriter, RecordError, RepairTask, Sample, tasks_by_id
 from next_jax.progress import Progress
 from next_jax.execution.checker import Checker, CheckOptions
 from next_jax.execution.sandbox import DEFAULT_PRELOAD, SandboxPool
@@ -43,16 +43,6 @@ def define_flags() -> None:
     flags.DEFINE_list("hide", [], "Files or directories checked programs must not read (datasets with "
                       "expected outputs); the tasks file is always hidden.")
 
-
-def tasks_by_id(path: str) -> Dict[str, RepairTask]:
-    """The tasks file by task_id; a repeated task_id is an error naming its line."""
-    tasks: Dict[str, RepairTask] = {}
-    for i, task in enumerate(records.read_tasks(path), start=1):
-        if task.task_id in tasks:
-            raise RecordError(f"duplicate task_id {task.task_id!r}", where=f"{path}, task #{i}",
-                              field="task_id")
-        tasks[task.task_id] = task
-    return tasks
 
 
 def read_samples(path: str, tasks: Dict[str, RepairTask]) -> Iterator[Sample]:

@@ -28,7 +28,7 @@ import ast
 import collections
 import dataclasses
 import marshal
-from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
+from typing import Iterable, Iterator, List, Mapping, Optional, Tuple
 
 from next_jax.data.records import RepairTask, Sample, Verdict
 from next_jax.execution import judge
@@ -278,12 +278,3 @@ def judge_verdict(sample: Sample, plan: _Plan, result: SandboxResult, wall: floa
         status, why = _sandbox_outcome(result)
         return _verdict(sample, status, passed, n, f"test {passed}: {why}", wall)
     return _verdict(sample, "pass", passed, n, "", wall)
-
-
-def tasks_by_id(tasks: Iterable[RepairTask]) -> Dict[str, RepairTask]:
-    out: Dict[str, RepairTask] = {}
-    for t in tasks:
-        if t.task_id in out:
-            raise ValueError(f"duplicate task_id {t.task_id!r}")
-        out[t.task_id] = t
-    return out

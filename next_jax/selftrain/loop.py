@@ -26,16 +26,14 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 from absl import logging
 
+from next_jax import checkpoints, multihost, partitioning
 from next_jax import io as nj_io
-from next_jax import checkpoints, partitioning
-from next_jax import train as train_lib
 from next_jax import tasks as tasks_lib
-from next_jax.data.records import Sample, Verdict, read_all, read_records, read_tasks, write_records
+from next_jax import train as train_lib
+from next_jax.data.records import Sample, Verdict, read_all, read_records, read_tasks, tasks_by_id, write_records
 from next_jax.evaluation import formats as formats_lib
 from next_jax.evaluation.repair import EvalSettings, evaluate_model, headline
-from next_jax.evaluation.runs import (ExecutionSettings, SamplingSettings, check_file, read_answered_tasks,
-                                      sample_tasks, tasks_by_id)
-from next_jax import multihost
+from next_jax.evaluation.runs import ExecutionSettings, SamplingSettings, check_file, read_answered_tasks, sample_tasks
 from next_jax.selftrain import building, report as report_lib
 from next_jax.selftrain.settings import BuildSettings, FinetuneSettings, SelectionSettings
 from next_jax.selftrain.stages import Stage, StageRunner, input_fingerprint, jsonable, read_manifest
