@@ -36,11 +36,10 @@ if [[ -z "$tpu" ]]; then
   fi
   "$here/launch/setup_env.sh"
   cd "$here"
-  if [[ "${NEXT_JAX_ACCELERATOR:-cpu}" == cpu && "${NEXT_JAX_HOST_ALLOCATOR:-}" != default ]]; then
+  if [[ "${NEXT_JAX_ACCELERATOR:-cpu}" == cpu ]]; then
     # Jobs on the CPU: glibc keeps and reuses the heap that XLA's per-step temporaries take
-    # instead of faulting them in afresh every step (see next_jax/host_allocator.py).
-    GLIBC_TUNABLES="$("$here/.venv/bin/python" -m next_jax.host_allocator)"
-    export GLIBC_TUNABLES
+    # instead of faulting them in afresh every step (see launch/host_allocator.sh).
+    source "$here/launch/host_allocator.sh"
   fi
   exec "$here/.venv/bin/python" -m next_jax.main "${passthrough[@]}"
 fi

@@ -33,7 +33,6 @@ from next_jax import io as nj_io
 from next_jax import partitioning, train_state
 from next_jax.models import lm as lm_lib
 from next_jax.optimizers import Optimizer
-from next_jax.progress import Progress
 
 BATCH_AXES = ("batch", "length")
 
@@ -196,11 +195,15 @@ def train_loop(
     tokens_per_batch: int = 0,
 ) -> LoopResult:
     """Runs steps ``start_step + 1 .. total_steps``; returns the final step, metrics and checkpoint."""
+    from clu import periodic_actions  # deferred: it imports TensorFlow (through clu's metric writers)
+
     summary_period = max(int(summary_period), 1)
     pending, last = [], {}
     period_start = time.monotonic()
     period_first = start_step
-    progress = Progress("train", total=total_steps, unit="steps", start=start_step)
+    # clu's progress report: steps/s, % done and ETA in the log every 30 s and at the end,
+    # steps_per_sec and uptime to TensorBoard, and the share of time in checkpoints and evals.
+    progress = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer, every_secs=30.0)
     step = start_step
     first_summary = True
 
@@ -242,20 +245,21 @@ def train_loop(
         state, metrics = trainer.train_step(state, batch)
         step += 1
         pending.append(metrics)
-        progress.update(1)
+        progress(step)
         if step % summary_period == 0 or step == total_steps:
             last = flush(step)
         preempted = checkpointer is not None and checkpointer.preempted(step)
         if checkpointer is not None and (checkpointer.due(step) or step == total_steps or preempted):
             if pending:  # never save parameters that a NaN step produced
                 check_finite(_to_host(pending[-1:]), step)
-            checkpointer.save(step, state, input_position(), last)
+            with progress.timed("checkpoint", wait_jax_async_dispatch=False):
+                checkpointer.save(step, state, input_position(), last)
         if eval_fn is not None and eval_period and (step % eval_period == 0 or step == total_steps):
-            eval_fn(state.params, step)
+            with progress.timed("eval", wait_jax_async_dispatch=False):
+                eval_fn(state.params, step)
         if preempted:
             logging.warning("train: preempted at step %d; checkpoint %s", step, last_good())
             break
-    progress.finish()
     if writer is not None:
         writer.flush()
     if checkpointer is not None:

@@ -220,6 +220,8 @@ def _substitute(arg: str, placeholders: Dict[str, str], tmp_root: Path) -> str:
 
 
 def _binary(argv: List[str]) -> str:
+    if argv[0] == "launch/host_allocator.sh" and len(argv) > 1:  # runs the command after it
+        return _binary(argv[1:])
     if argv[0].endswith(".sh"):
         return argv[0]
     return argv[2] if argv[1] == "-m" else argv[1]
@@ -230,8 +232,8 @@ def prepare(text: str, placeholders: Dict[str, str], tmp_root: Path) -> List[str
     argv = shlex.split(text, comments=True)
     binary = _binary(argv)
     argv = [argv[0]] + [_substitute(a, placeholders, tmp_root) for a in argv[1:]]
-    if argv[0] in ("python", "python3", ".venv/bin/python"):
-        argv[0] = sys.executable
+    argv = [sys.executable if i < 2 and a in ("python", "python3", ".venv/bin/python") else a
+            for i, a in enumerate(argv)]
     argv += TINY.get(binary, [])
     if binary in ("next_jax.main", "launch/tpu_run.sh"):
         if any(a.startswith("--tpu=") for a in argv):

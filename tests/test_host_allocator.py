@@ -1,4 +1,4 @@
-"""The glibc settings under which CPU training runs: a freed large block is reused without faults."""
+"""launch/host_allocator.sh: the glibc settings CPU jobs run under; a freed large block is reused without faults."""
 
 import os
 import subprocess
@@ -7,7 +7,8 @@ import textwrap
 
 import pytest
 
-from next_jax import host_allocator
+SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "launch", "host_allocator.sh")
+OPT_OUT = "NEXT_JAX_HOST_ALLOCATOR"
 
 # Allocates a 256 MiB block, touches it, frees it, and does the same again: prints the minor page
 # faults of the second touch. XLA:CPU does exactly this with each step's temporaries buffer.
@@ -33,34 +34,36 @@ def _faults_of_second_touch(env) -> int:
 
 
 def _env(**extra):
-    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", host_allocator.OPT_OUT)}
+    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", OPT_OUT)}
     env.update(extra)
     return env
+
+
+def _script(*args, **env) -> str:
+    return subprocess.run([SCRIPT, *args], env=_env(**env), capture_output=True, text=True, check=True).stdout.strip()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc tunables are Linux-only")
 def test_settings_make_a_freed_large_block_reusable_without_faults():
     pages = (256 << 20) // os.sysconf("SC_PAGE_SIZE")
     assert _faults_of_second_touch(_env()) > pages // 2  # glibc's default: a fresh mmap each time
-    assert _faults_of_second_touch(_env(GLIBC_TUNABLES=host_allocator.tunables())) < pages // 100
+    assert _faults_of_second_touch(_env(GLIBC_TUNABLES=_script())) < pages // 100
 
 
-def test_tunables_keep_settings_the_environment_names():
-    assert host_allocator.tunables() == ":".join(f"{k}={v}" for k, v in host_allocator.SETTINGS)
-    merged = host_allocator.tunables("glibc.malloc.arena_max=4:glibc.cpu.x86_shstk=off")
-    assert merged.split(":")[:2] == ["glibc.malloc.arena_max=4", "glibc.cpu.x86_shstk=off"]
-    assert "glibc.malloc.arena_max=1" not in merged and "glibc.malloc.mmap_max=0" in merged
-    assert host_allocator.applied({"GLIBC_TUNABLES": merged})
-    assert not host_allocator.applied({"GLIBC_TUNABLES": "glibc.malloc.arena_max=1"})
+def test_settings_keep_what_the_environment_names_and_can_be_refused():
+    ours = _script().split(":")
+    assert [s.split("=")[0] for s in ours] == ["glibc.malloc.arena_max", "glibc.malloc.mmap_max",
+                                               "glibc.malloc.trim_threshold"]
+    merged = _script(GLIBC_TUNABLES="glibc.malloc.arena_max=4:glibc.cpu.x86_shstk=off").split(":")
+    assert merged[:2] == ["glibc.malloc.arena_max=4", "glibc.cpu.x86_shstk=off"] and ours[1] in merged
+    assert "glibc.malloc.arena_max=1" not in merged
+    assert _script(**{OPT_OUT: "default"}) == ""
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc tunables are Linux-only")
-@pytest.mark.parametrize("opt_out", [False, True])
-def test_restart_runs_the_module_again_with_the_settings(opt_out):
-    # The restarted process is `python -m next_jax.host_allocator`, which prints GLIBC_TUNABLES
-    # as it sees them plus the settings; the process that restarts it would print "not restarted".
-    program = ("from next_jax import host_allocator; host_allocator.restart_with_settings('next_jax.host_allocator'); "
-               "print('not restarted')")
-    env = _env(**({host_allocator.OPT_OUT: "default"} if opt_out else {}))
-    out = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ("not restarted" if opt_out else host_allocator.tunables())
+def test_the_script_runs_a_command_with_them_and_the_launcher_sources_it():
+    assert _script(sys.executable, "-c", "import os; print(os.environ['GLIBC_TUNABLES'])") == _script()
+    sourced = subprocess.run(["bash", "-c", f"source {SCRIPT}; echo \"$GLIBC_TUNABLES\""], env=_env(),
+                             capture_output=True, text=True, check=True).stdout.strip()
+    assert sourced == _script()
+    with open(os.path.join(os.path.dirname(SCRIPT), "tpu_run.sh")) as f:
+        assert 'source "$here/launch/host_allocator.sh"' in f.read()

@@ -17,12 +17,12 @@ run. MFU = 6 x parameters x tokens/s over the measured 2048^3 float32 matmul pea
 higher of the two here).
 ``ratio_vs_pytorch_min`` is the smaller of the presets' float32 ratios (ours over theirs).
 
-The process runs with next_jax's glibc allocator settings (``next_jax.host_allocator``, as
-``launch/tpu_run.sh`` runs CPU jobs): run as a module it restarts itself with them, and both
-sides' processes inherit them. ``NEXT_JAX_HOST_ALLOCATOR=default`` measures with glibc's defaults
-instead.
+Both sides' processes inherit this one's environment, so the figures compare as CPU jobs run
+when it is started the way ``launch/tpu_run.sh`` starts them, under its glibc allocator settings
+(the JSON line records ``glibc_tunables``; without them XLA's per-step temporaries are faulted in
+afresh every step)::
 
-    python -m next_jax.benchmarks.training --presets=S,M --steps=2 --repeats=3
+    launch/host_allocator.sh python -m next_jax.benchmarks.training --presets=S,M --steps=2 --repeats=3
 
 With ``--host_loop_steps=N`` it also reports ``host_loop``: seconds per step of ``train.train()``
 against the bare compiled step on the CPU demo's model (see ``host_loop``).
@@ -40,7 +40,6 @@ import time
 import numpy as np
 from absl import app, flags
 
-from next_jax import host_allocator
 from next_jax.benchmarks.decoding import PRESETS, VOCAB, build_hf_model
 
 BATCH, SEQ, NUM_BATCHES = 8, 512, 4
@@ -89,7 +88,7 @@ def torch_trainer(model, batches, dtype: str):
 
 
 def jax_trainer(checkpoint_dir: str, batches, dtype: str):
-    # Deferred: jax starts in the spawned side worker, under the allocator settings.
+    # Deferred: jax starts in the spawned side worker (a process of its own, with its own heap).
     import jax
 
     from next_jax import optimizers, partitioning, trainer as trainer_lib
@@ -205,7 +204,7 @@ def host_loop(steps: int) -> dict:
     5 + ``steps`` steps (fresh MODEL_DIRs) so compilation and start-up cancel out of the per-step
     figure; they are reported as ``train_startup_s``.
     """
-    # Deferred: jax starts only after main() has put the allocator settings in place.
+    # Deferred: --help and the torch-only runs never start XLA.
     import jax
 
     from next_jax import checkpoints, inputs, optimizers, partitioning, train as train_lib, trainer as trainer_lib
@@ -336,5 +335,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    host_allocator.restart_with_settings("next_jax.benchmarks.training")
     main()
