@@ -29,7 +29,7 @@ from absl import logging
 from next_jax import checkpoints, decoding, infer, inputs, partitioning
 from next_jax import io as nj_io
 from next_jax import trainer as trainer_lib
-from next_jax.decoding import SamplingSettings
+from next_jax.decoding import SamplingConfig
 from next_jax.evaluation import metrics
 from next_jax.models import lm as lm_lib
 from next_jax.models import weights
@@ -99,9 +99,9 @@ def pass_at_k_metric(judge: Callable[[object, str], bool] = None, ks: Sequence[i
     return metric_fn
 
 
-# decoding.SamplingSettings is the one sampler configuration of every place that samples; an
+# decoding.SamplingConfig is the one sampler configuration of every place that samples; an
 # inference eval defaults to one greedy answer of up to 64 tokens.
-_GREEDY_64 = SamplingSettings(num_samples=1, temperature=0.0, top_p=1.0, max_new_tokens=64)
+_GREEDY_64 = SamplingConfig(num_samples=1, temperature=0.0, top_p=1.0, max_new_tokens=64)
 
 
 class InferenceEvaluator:
@@ -109,7 +109,7 @@ class InferenceEvaluator:
 
     def __init__(self, model: lm_lib.DecoderLM, partitioner: partitioning.Partitioner, task_name: str,
                  task_feature_lengths: Mapping[str, int], *, split: str = "validation",
-                 sampler: SamplingSettings = _GREEDY_64, num_examples: Optional[int] = None,
+                 sampler: SamplingConfig = _GREEDY_64, num_examples: Optional[int] = None,
                  log_dir: Optional[str] = None, writer=None):
         import seqio  # deferred: TensorFlow comes with it
 
@@ -208,7 +208,7 @@ def evaluate(
     batch_size: int = 8,
     eval_batches: Optional[int] = None,
     partitioner: Optional[partitioning.Partitioner] = None,
-    inference: Optional[SamplingSettings] = None,
+    inference: Optional[SamplingConfig] = None,
     evaluators: Iterable[Callable] = (),
 ) -> dict:
     """Scores checkpoints of ``model_dir``; returns {step: metrics}.

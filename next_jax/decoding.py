@@ -6,7 +6,7 @@ Public API (``next_jax.infer`` calls ``generate``)::
     stage_seed(run_seed: int, stage: str) -> int                               # a stage's run seed
     seed_key_data(seeds) -> np.ndarray uint32 [..., 2]                         # threefry key data
     SamplingParams.make(temperature=1.0, top_k=0, top_p=1.0, stop_ids=(), max_stop_ids=8)
-    SamplingSettings(num_samples=32, temperature=0.8, ...)  # how a run samples; .params(stop_ids)
+    SamplingConfig(num_samples=32, temperature=0.8, ...)  # how a run samples; .params(stop_ids)
     generate(model, params, prompts, prompt_lengths, seeds, sampling, *,
              max_new_tokens: int, top_k_cap: int = 64, pad_id: int = 0) -> SampleOutput
     sample(tokens_to_logits, first_logits, cache, seeds, sampling, *,
@@ -138,10 +138,10 @@ class SamplingParams:
 
 
 @dataclasses.dataclass(frozen=True)
-class SamplingSettings:
+class SamplingConfig:
     """How a run samples: the one settings object of every place that samples (``infer``, the
     pipeline, checkpoint evaluation, every stage of the self-training loop, the demo), bound once
-    in gin with ``@decoding.SamplingSettings()``.
+    in gin with ``@decoding.SamplingConfig()``.
 
     Attributes:
       num_samples: answers per prompt (N).
@@ -172,20 +172,20 @@ class SamplingSettings:
         for name in ("num_samples", "max_new_tokens", "top_k_cap", "batch_size", "chunk_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"SamplingSettings.{name} must be a positive int, got {value!r}")
+                raise ValueError(f"SamplingConfig.{name} must be a positive int, got {value!r}")
         if isinstance(self.top_k, bool) or not isinstance(self.top_k, (int, np.integer)) or self.top_k < 0:
-            raise ValueError(f"SamplingSettings.top_k must be an int >= 0 (0 = off), got {self.top_k!r}")
+            raise ValueError(f"SamplingConfig.top_k must be an int >= 0 (0 = off), got {self.top_k!r}")
         if not self.temperature >= 0:
-            raise ValueError(f"SamplingSettings.temperature must be >= 0 (0 = greedy), got {self.temperature!r}")
+            raise ValueError(f"SamplingConfig.temperature must be >= 0 (0 = greedy), got {self.temperature!r}")
         if not self.top_p > 0:
-            raise ValueError(f"SamplingSettings.top_p must be > 0 (1 = off), got {self.top_p!r}")
+            raise ValueError(f"SamplingConfig.top_p must be > 0 (1 = off), got {self.top_p!r}")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer))
                                       or not 0 <= self.seed < 2 ** 63):
-            raise ValueError(f"SamplingSettings.seed must be None or an int in [0, 2**63), got {self.seed!r}")
+            raise ValueError(f"SamplingConfig.seed must be None or an int in [0, 2**63), got {self.seed!r}")
         if self.stop_ids is not None:  # a list from gin or JSON becomes a tuple: the settings stay hashable
             object.__setattr__(self, "stop_ids", tuple(int(s) for s in self.stop_ids))
 
-    def greedy(self) -> "SamplingSettings":
+    def greedy(self) -> "SamplingConfig":
         """One answer per prompt, the most likely token at every step."""
         return dataclasses.replace(self, num_samples=1, temperature=0.0, top_k=0, top_p=1.0)
 

@@ -7,7 +7,7 @@ so a run killed at any point restarts at the first unfinished chunk and loses or
 nothing; the manifest makes a restart with different settings an error instead of a silently mixed
 file.
 
-The sampler is one ``decoding.SamplingSettings`` (bound in gin as ``@decoding.SamplingSettings()``,
+The sampler is one ``decoding.SamplingConfig`` (bound in gin as ``@decoding.SamplingConfig()``,
 the object every place that samples takes). Every sample's seed is
 ``decoding.derive_seed(run_seed, task_id, sample_index)``, with the run seed ``sampling.seed``, and
 is written into its record: sampling that task again with that seed (any batch size, any device
@@ -39,7 +39,7 @@ from next_jax.progress import Progress
 
 
 # infer's default sampler: one answer per prompt, from a fresh run seed.
-ONE_SAMPLE = decoding.SamplingSettings(num_samples=1, seed=None)
+ONE_SAMPLE = decoding.SamplingConfig(num_samples=1, seed=None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,7 +195,7 @@ def infer(
     checkpoint: Optional[str] = None,
     partitioner: Optional[partitioning.Partitioner] = None,
     mesh_axis_sizes: Optional[Mapping[str, int]] = None,
-    sampling: decoding.SamplingSettings = ONE_SAMPLE,
+    sampling: decoding.SamplingConfig = ONE_SAMPLE,
     iteration: int = 0,
     prompt_variant: str = "trace",
     output_name: Optional[str] = None,
@@ -213,7 +213,7 @@ def infer(
       checkpoint: a Hugging Face directory, an orbax checkpoint, or None (random init from
         ``init_seed``, for tests and demos).
       partitioner / mesh_axis_sizes: the device layout (default: all devices, data parallel).
-      sampling: the sampler (``decoding.SamplingSettings``): N, temperature, top-k, top-p,
+      sampling: the sampler (``decoding.SamplingConfig``): N, temperature, top-k, top-p,
         max_new_tokens, stop ids, the prompts per device step (``batch_size``, a multiple of the
         data-parallel device count), the prompts per output chunk (``chunk_size``, the unit of
         resumption) and the run seed (``seed``; None draws a fresh one, kept on resume).
@@ -223,8 +223,8 @@ def infer(
     config = _model_config(model)
     if prompt_variant not in prompts.PROMPT_VARIANTS:
         raise ValueError(f"infer: prompt_variant {prompt_variant!r} is not one of {prompts.PROMPT_VARIANTS}")
-    if not isinstance(sampling, decoding.SamplingSettings):
-        raise TypeError(f"infer: sampling must be a decoding.SamplingSettings, got {type(sampling).__name__}")
+    if not isinstance(sampling, decoding.SamplingConfig):
+        raise TypeError(f"infer: sampling must be a decoding.SamplingConfig, got {type(sampling).__name__}")
     num_samples, max_new_tokens = sampling.num_samples, sampling.max_new_tokens
     batch_size, chunk_size, run_seed = sampling.batch_size, sampling.chunk_size, sampling.seed
     if "inputs" not in task_feature_lengths:

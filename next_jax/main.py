@@ -130,6 +130,26 @@ def parse_gin(gin_files: Sequence[str], gin_bindings: Sequence[str], search_path
     return entry
 
 
+# Names gin files and commands of earlier versions used, and what they are now: a binding that
+# names an old one fails (gin knows only the new) with a message that names the new binding.
+RENAMED: Dict[str, str] = {
+    "evaluate.evaluate": "checkpoint_eval.evaluate (from next_jax import checkpoint_eval)",
+    "train.demo_repair_task": "demo_task.demo_repair_task (from next_jax.demo import task as demo_task)",
+    **{old: new for old, new in (
+        ("SamplingSettings", "SamplingConfig"), ("ExecutionSettings", "ExecutionConfig"),
+        ("ProxySettings", "ProxyConfig"), ("EvalSettings", "EvalConfig"), ("BuildOptions", "DatasetBuildConfig"),
+        ("SelectionSettings", "SelectionConfig"), ("BuildSettings", "BuildConfig"),
+        ("FinetuneSettings", "FinetuneConfig"), ("CheckOptions", "CheckConfig"), ("DataSettings", "DataConfig"),
+        ("BootstrapSettings", "BootstrapConfig"))},
+}
+
+
+def renamed_hint(message: str) -> str:
+    """'; X is now Y' for every old name in ``message`` (a gin error), else ''."""
+    found = [f"{old} is now {new}" for old, new in RENAMED.items() if re.search(rf"(?<![\w]){re.escape(old)}\b", message)]
+    return f" (renamed: {'; '.join(found)})" if found else ""
+
+
 @contextlib.contextmanager
 def _as_config_error():
     try:
@@ -137,7 +157,7 @@ def _as_config_error():
     except ConfigError:
         raise
     except Exception as e:  # gin raises ValueError, SyntaxError, tokenize.TokenError, IOError, ...
-        raise ConfigError(f"gin configuration error: {e}") from None
+        raise ConfigError(f"gin configuration error: {e}{renamed_hint(str(e))}") from None
 
 
 # Macros this binary reads itself (``gin.query_parameter``), so overriding them is never a typo.

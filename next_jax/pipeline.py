@@ -31,10 +31,10 @@ from next_jax import partitioning
 from next_jax.data import bug_injection, humaneval, humanevalfix
 from next_jax.data.records import (RepairTask, Sample, TracedTask, Verdict, read_all, read_records, tasks_by_id,
                                    write_records)
-from next_jax.evaluation.repair import EvalSettings
-from next_jax.decoding import SamplingSettings
-from next_jax.evaluation.runs import ExecutionSettings
-from next_jax.execution.checker import CheckOptions, Checker
+from next_jax.evaluation.repair import EvalConfig
+from next_jax.decoding import SamplingConfig
+from next_jax.evaluation.runs import ExecutionConfig
+from next_jax.execution.checker import CheckConfig, Checker
 from next_jax import multihost
 from next_jax.selftrain.loop import run_next
 from next_jax.selftrain.stages import Stage, StageRunner, input_fingerprint
@@ -72,7 +72,7 @@ def _prepare(directory: str, *, tasks_file, tasks_format, num_tasks, workers, te
              count_tokens) -> dict:
     """Repair tasks, traces and reference verdicts; each file is skipped once written."""
     reader, needs_bugs = TASK_FORMATS[tasks_format]
-    options = CheckOptions(test_timeout_s=test_timeout_s, tests_field="eval_tests")
+    options = CheckConfig(test_timeout_s=test_timeout_s, tests_field="eval_tests")
     tasks_path, traced_path = nj_io.join(directory, "tasks.jsonl"), nj_io.join(directory, "traced.jsonl")
     reference_path = nj_io.join(directory, "reference_verdicts.jsonl")
     if not nj_io.exists(tasks_path):
@@ -115,13 +115,13 @@ def run_pipeline(
     prompt_variant: str = "trace",
     checkpoint: Optional[str] = None,
     partitioner=None,
-    sampling: SamplingSettings = SamplingSettings(num_samples=4, top_p=0.95),
-    execution: ExecutionSettings = ExecutionSettings(),
+    sampling: SamplingConfig = SamplingConfig(num_samples=4, top_p=0.95),
+    execution: ExecutionConfig = ExecutionConfig(),
     trace_budget_tokens: Optional[int] = None,
     pass_at_ks: Sequence[int] = (1, 5, 10, 25),
     answer_format: str = "fenced",
     few_shot: bool = False,
-    evaluation: Optional[EvalSettings] = None,
+    evaluation: Optional[EvalConfig] = None,
 ) -> dict:
     """Runs every stage and returns the metrics (also written to ``model_dir/metrics.json``).
 
@@ -135,7 +135,7 @@ def run_pipeline(
       num_tasks: keep only the first N tasks (None: all).
       model, vocabulary, checkpoint: the model, as in ``infer.infer``.
       partitioner: the device layout of sampling (default: every device, data parallel).
-      sampling: the sampler (``decoding.SamplingSettings``); its seed seeds every sample (the same
+      sampling: the sampler (``decoding.SamplingConfig``); its seed seeds every sample (the same
         seed gives the same samples).
       task_feature_lengths: {'inputs': P}; the trace budget defaults to 3/4 of P tokens.
       execution: the sandbox pool for tracing and checking (workers, per-test timeout).
@@ -144,7 +144,7 @@ def run_pipeline(
       few_shot: prompt with the format's exemplars (a pretrained base model, as in NExT's
         iteration 0); False = zero-shot (a model fine-tuned on the format).
       evaluation: the full evaluation (both prompt variants, greedy, proxy; see
-        ``evaluation.repair.EvalSettings``, with its own samplers) instead of the one built from
+        ``evaluation.repair.EvalConfig``, with its own samplers) instead of the one built from
         ``sampling``, ``prompt_variant`` and ``pass_at_ks``.
     """
     if tasks_format not in TASK_FORMATS:
@@ -165,7 +165,7 @@ def run_pipeline(
         model_dir=model_dir, model=model, vocabulary=vocabulary, dev_file=nj_io.join(stage.directory, "traced.jsonl"),
         task_feature_lengths=task_feature_lengths, base_checkpoint=checkpoint, num_iterations=0,
         prompt_variant=prompt_variant, answer_format=answer_format, few_shot=few_shot,
-        evaluation=evaluation or EvalSettings(sampling=sampling, variants=(prompt_variant,), greedy=False,
+        evaluation=evaluation or EvalConfig(sampling=sampling, variants=(prompt_variant,), greedy=False,
                                               ks=tuple(k for k in pass_at_ks if k <= sampling.num_samples) or (1,)),
         execution=execution, partitioner=partitioner or partitioning.Partitioner(),
         select_by=prompt_variant if evaluation is None else evaluation.variants[0])

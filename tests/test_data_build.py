@@ -10,7 +10,7 @@ from next_jax.data import build, layout, mbpp_r
 from next_jax.data.records import PROMPT_VARIANTS, Sample, TracedTask, read_all, write_records
 
 SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data")
-OPTIONS = build.BuildOptions(workers=1, test_timeout_s=2.0, units_per_shard=2, inputs_length=300)
+OPTIONS = build.DatasetBuildConfig(workers=1, test_timeout_s=2.0, units_per_shard=2, inputs_length=300)
 
 
 def _hefix_row(n, entry, args, declaration, buggy, canonical, checks):
@@ -129,7 +129,7 @@ def _write_mbpp(tmp_path):
 
 def test_mbpp_r_from_mutants_splits_by_problem_and_counts(tmp_path):
     out = str(tmp_path / "built")
-    options = build.BuildOptions(workers=1, test_timeout_s=2.0, units_per_shard=4, max_per_problem=3,
+    options = build.DatasetBuildConfig(workers=1, test_timeout_s=2.0, units_per_shard=4, max_per_problem=3,
                                  max_candidates=12)
     stats = build.build_dataset(dataset="mbpp_r", out_dir=out, inputs={"mbpp": _write_mbpp(tmp_path)},
                                 options=options)
@@ -187,7 +187,7 @@ def test_full_hefix_plus_build(tmp_path):
     inputs = {"humanevalfix": os.path.join(SHARED, "humanevalpack", "humanevalpack_python.jsonl"),
               "humanevalplus": os.path.join(SHARED, "evalplus", "HumanEvalPlus-v0.1.10.jsonl.gz")}
     stats = build.build_dataset(dataset="hefix_plus", out_dir=str(tmp_path / "hefix_plus"), inputs=inputs,
-                                options=build.BuildOptions(units_per_shard=16))
+                                options=build.DatasetBuildConfig(units_per_shard=16))
     assert stats["splits"]["test"]["tasks"] == 164 and stats["malformed_rows"] == 0
     assert stats["counts"]["check"]["reference_tests"] == {"pass": 164}
     violations = stats["notes"].get("violations", [])

@@ -8,7 +8,7 @@ import pytest
 from next_jax.data import prompts
 from next_jax.data.records import Sample
 from next_jax.demo import domain
-from next_jax.execution.checker import CheckOptions, Checker
+from next_jax.execution.checker import CheckConfig, Checker
 from next_jax.tracing.config import TraceConfig
 from next_jax.tracing.traced_tasks import trace_tasks
 
@@ -54,7 +54,7 @@ def test_sandbox_agrees_buggy_fails_reference_passes_and_trace_shows_the_answer(
         for kind, code in (("ref", t.reference_fix), ("bug", t.buggy_code)):
             samples.append(Sample(task_id=t.task_id, iteration=0, sample_id=f"{t.task_id}/{kind}",
                                   prompt_variant="trace", text="", rationale="", fix=code))
-    with Checker(workers=2, options=CheckOptions(tests_field="eval_tests")) as checker:
+    with Checker(workers=2, options=CheckConfig(tests_field="eval_tests")) as checker:
         verdicts = list(checker.check(by_id, samples))
     for sample, verdict in zip(samples, verdicts):
         assert verdict.status == ("pass" if sample.sample_id.endswith("/ref") else "fail"), sample

@@ -70,10 +70,10 @@ TINY_GIN: Dict[str, str] = {
 # The same for fields of settings objects, appended when the run's gin files bind the object. The
 # NExT loop scopes its samplers (select/, sample/, eval/), and a scoped binding beats an unscoped one.
 TINY_GIN_FIELDS: Dict[str, str] = {
-    **{f"{scope}decoding.SamplingSettings.{field}": value
+    **{f"{scope}decoding.SamplingConfig.{field}": value
        for scope in ("", "select/", "sample/", "eval/")
        for field, value in (("num_samples", "1"), ("max_new_tokens", "4"), ("batch_size", "4"))},
-    "runs.ExecutionSettings.workers": "1",
+    "runs.ExecutionConfig.workers": "1",
 }
 
 
@@ -380,9 +380,9 @@ def _infer_args(root: Path, placeholders) -> List[str]:
         doc_infer_task.register.vocabulary = %VOCABULARY
         doc_infer_task.register.path = '{placeholders["TASKS.jsonl"]}'
         TASK_FEATURE_LENGTHS = {{'inputs': 128}}
-        decoding.SamplingSettings.max_new_tokens = 4
-        decoding.SamplingSettings.num_samples = 1
-        decoding.SamplingSettings.seed = 1
+        decoding.SamplingConfig.max_new_tokens = 4
+        decoding.SamplingConfig.num_samples = 1
+        decoding.SamplingConfig.seed = 1
     """))
     return ["--run_mode=infer", f"--gin_file={root / 'infer_tiny.gin'}", f"--gin.MODEL_DIR='{root / 'infer_run'}'"]
 
@@ -394,9 +394,9 @@ def _pipeline_args(root: Path, placeholders) -> List[str]:
         TASKS_FORMAT = 'repair_tasks'
         TASKS_FILE = '{placeholders["TASKS.jsonl"]}'
         TASK_FEATURE_LENGTHS = {{'inputs': 256}}
-        decoding.SamplingSettings.num_samples = 1
-        decoding.SamplingSettings.max_new_tokens = 4
-        runs.ExecutionSettings.workers = 1
+        decoding.SamplingConfig.num_samples = 1
+        decoding.SamplingConfig.max_new_tokens = 4
+        runs.ExecutionConfig.workers = 1
     """))
     return ["--run_mode=pipeline", f"--gin_file={root / 'pipeline_tiny.gin'}",
             f"--gin.MODEL_DIR='{root / 'pipeline_run'}'"]
@@ -413,11 +413,11 @@ def _next_args(root: Path, placeholders) -> List[str]:
         NUM_ITERATIONS = 1
         HARD_THRESHOLD = None
         FEW_SHOT = False
-        decoding.SamplingSettings.max_new_tokens = 4
-        decoding.SamplingSettings.batch_size = 2
-        select/decoding.SamplingSettings.num_samples = 1
-        sample/decoding.SamplingSettings.num_samples = 1
-        eval/decoding.SamplingSettings.num_samples = 1
+        decoding.SamplingConfig.max_new_tokens = 4
+        decoding.SamplingConfig.batch_size = 2
+        select/decoding.SamplingConfig.num_samples = 1
+        sample/decoding.SamplingConfig.num_samples = 1
+        eval/decoding.SamplingConfig.num_samples = 1
         FINETUNE_STEPS = 1
         MIN_STEPS = 1
         BATCH_SIZE = 2
@@ -485,8 +485,8 @@ def test_extraction_reads_usage_notation(tmp_path):
     argv = prepare('launch/tpu_run.sh --gin_file=gin_configs/runs/infer.gin --gin.MODEL_DIR=\\"/tmp/a\\"',
                    ph, Path("/r"))
     assert argv[2] == '--gin.MODEL_DIR="/r/a"' and argv[-1] == "--gin.MODEL_DIR='/r/infer'"
-    assert "--gin.decoding.SamplingSettings.num_samples=1" in argv and "--gin.TRAIN_STEPS=2" not in argv
-    assert "--gin.runs.ExecutionSettings.workers=1" not in argv  # infer.gin binds no sandbox
+    assert "--gin.decoding.SamplingConfig.num_samples=1" in argv and "--gin.TRAIN_STEPS=2" not in argv
+    assert "--gin.runs.ExecutionConfig.workers=1" not in argv  # infer.gin binds no sandbox
     assert "--dry_run" in prepare("launch/tpu_run.sh --tpu=p --zone=z --gin_file=...", ph, Path("/r"))
     readme = tmp_path / "README.md"
     readme.write_text("Run `launch/tpu_run.sh --tpu=...` or `python -m next_jax.tracing`, or\n"

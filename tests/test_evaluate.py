@@ -21,7 +21,7 @@ def test_evaluate_latest_and_all_checkpoints_with_inference(tmp_path):
                          checkpoint_cfg=checkpoints.CheckpointConfig(period=1, keep=None))
     assert result.checkpoint.endswith("/checkpoints/2")
     latest = checkpoint_eval.evaluate(model=CONFIG, task_name=task, task_feature_lengths=LENGTHS, model_dir=str(tmp_path),
-                               inference=checkpoint_eval.SamplingSettings(num_samples=2, max_new_tokens=8, temperature=1.0))
+                               inference=checkpoint_eval.SamplingConfig(num_samples=2, max_new_tokens=8, temperature=1.0))
     assert list(latest) == [2]
     metrics = latest[2]
     assert metrics["target_tokens"] > 0 and 0 <= metrics["accuracy"] <= 1

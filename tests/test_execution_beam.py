@@ -8,7 +8,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from next_jax.data.records import RepairTask, Sample
 from next_jax.execution.beam_checks import CheckSamples
-from next_jax.execution.checker import CheckOptions
+from next_jax.execution.checker import CheckConfig
 
 TASKS = [
     RepairTask(task_id="add", source="unit", description="", buggy_code="", entry_point="add",
@@ -57,7 +57,7 @@ def test_check_samples_with_tasks_mapping():
     with beam.Pipeline(options=_options()) as p:
         verdicts = (p | beam.Create(samples())
                     | CheckSamples({t.task_id: t for t in TASKS}, workers=1,
-                                   options=CheckOptions(test_timeout_s=2.0))
+                                   options=CheckConfig(test_timeout_s=2.0))
                     | beam.Map(lambda v: (v.sample_id, v.status)))
         assert_that(verdicts, equal_to(EXPECTED))
     assert set(sandbox_workers_of_this_process()) <= before  # DoFn.teardown closed its pool

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from next_jax.data.records import RepairTask, Sample, Verdict, read_all, write_records
-from next_jax.execution.checker import Checker, CheckOptions, UnknownTaskError
+from next_jax.execution.checker import Checker, CheckConfig, UnknownTaskError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -26,7 +26,7 @@ def sample(fix, sample_id="s", task_id="add"):
 
 @pytest.fixture(scope="module")
 def checker():
-    with Checker(workers=2, options=CheckOptions(test_timeout_s=1.0)) as c:
+    with Checker(workers=2, options=CheckConfig(test_timeout_s=1.0)) as c:
         yield c
 
 
@@ -72,7 +72,7 @@ def test_setup_code_runs_around_the_fix(checker):
 
 def test_eval_tests_option():
     t = task(eval_tests=["assert add(1, 2) == 3", "assert add(2, 2) == 4", "assert add(5, 5) == 11"])
-    with Checker(workers=1, options=CheckOptions(tests_field="eval_tests")) as c:
+    with Checker(workers=1, options=CheckConfig(tests_field="eval_tests")) as c:
         v = check_one(c, t, sample(GOOD))
     assert (v.status, v.tests_passed, v.tests_total) == ("fail", 2, 3)
 
@@ -80,7 +80,7 @@ def test_eval_tests_option():
 def test_strict_types_option():
     t = task(tests=["assert add(1, 2) == 3"])
     fix = "def add(a, b):\n    return float(a + b)\n"
-    with Checker(workers=1, options=CheckOptions(strict_types=True)) as c:
+    with Checker(workers=1, options=CheckConfig(strict_types=True)) as c:
         assert check_one(c, t, sample(fix)).status == "fail"
     with Checker(workers=1) as c:
         assert check_one(c, t, sample(fix)).status == "pass"
@@ -157,7 +157,7 @@ def test_cli_bad_sample_names_file_line_and_field(tmp_path):
 def test_a_judge_stuck_past_its_alarm_is_replaced():
     # sum() over a range runs in C without checking signals: only the wall deadline stops it.
     stuck = task(tests=["assert add(sum(range(10 ** 12)), 0) == 0"])
-    with Checker(workers=1, options=CheckOptions(test_timeout_s=0.5)) as c:
+    with Checker(workers=1, options=CheckConfig(test_timeout_s=0.5)) as c:
         assert check_one(c, stuck, sample(GOOD)).status == "timeout"
         v = check_one(c, task(), sample(GOOD))
         assert v.status == "pass", v.detail

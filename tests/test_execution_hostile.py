@@ -13,7 +13,7 @@ import time
 import pytest
 
 from next_jax.data.records import RepairTask, Sample
-from next_jax.execution.checker import Checker, CheckOptions
+from next_jax.execution.checker import Checker, CheckConfig
 from sandbox_targets import sandbox_processes
 
 HERE = os.path.join(os.path.dirname(__file__), "hostile")
@@ -44,7 +44,7 @@ def corpus_verdicts():
     tasks, programs = load_corpus()
     samples = [Sample(task_id=h["task"], iteration=0, sample_id=name, prompt_variant="no_trace",
                       text="", rationale="", fix=src) for name, h, src in programs]
-    with Checker(workers=2, options=CheckOptions(test_timeout_s=5.0, memory_bytes=256 << 20),
+    with Checker(workers=2, options=CheckConfig(test_timeout_s=5.0, memory_bytes=256 << 20),
                  preload=["numpy"]) as checker:
         verdicts = list(checker.check(tasks, samples))
         scratch = checker.pool.scratch_dirs

@@ -58,14 +58,14 @@ def write_task_records(path: str, n: int = NUM_EXAMPLES):
 def run_infer(model_dir, partitioner=None, **overrides):
     import seqio
 
-    sampler_fields = {f.name for f in dataclasses.fields(decoding.SamplingSettings)}
+    sampler_fields = {f.name for f in dataclasses.fields(decoding.SamplingConfig)}
     sampling = dict(num_samples=3, temperature=1.0, top_k=20, top_p=0.95, max_new_tokens=12, batch_size=4,
                     chunk_size=4, seed=1234)
     sampling.update({k: v for k, v in overrides.items() if k in sampler_fields})
     kwargs = dict(
         model=tiny_config(), vocabulary=seqio.ByteVocabulary(), task_name=TASK, split="test", model_dir=str(model_dir),
         task_feature_lengths={"inputs": 48}, iteration=2, prompt_variant="no_trace",
-        sampling=decoding.SamplingSettings(**sampling),
+        sampling=decoding.SamplingConfig(**sampling),
     )
     kwargs.update({k: v for k, v in overrides.items() if k not in sampler_fields})
     if partitioner is None:
@@ -224,8 +224,8 @@ def test_gin_run_file_binds_infer(tmp_path, task):
         gin.parse_config_files_and_bindings(
             [os.path.join(HERE, "..", "gin_configs", "runs", "infer.gin"), str(model_gin)],
             [f"MODEL_DIR = '{tmp_path / 'gin'}'", f"TASK_NAME = '{TASK}'", "TASK_FEATURE_LENGTHS = {'inputs': 48}",
-             "decoding.SamplingSettings.max_new_tokens = 12", "decoding.SamplingSettings.batch_size = 4",
-             "decoding.SamplingSettings.seed = 5", "decoding.SamplingSettings.num_samples = 3",
+             "decoding.SamplingConfig.max_new_tokens = 12", "decoding.SamplingConfig.batch_size = 4",
+             "decoding.SamplingConfig.seed = 5", "decoding.SamplingConfig.num_samples = 3",
              "MESH_AXIS_SIZES = {'data': 2, 'fsdp': 2, 'model': 2}"],
         )
         final = gin.get_configurable(infer_lib.infer)()

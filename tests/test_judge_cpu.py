@@ -13,7 +13,7 @@ import time
 import pytest
 
 from next_jax.data.records import RepairTask, Sample
-from next_jax.execution.checker import Checker, CheckOptions
+from next_jax.execution.checker import Checker, CheckConfig
 from sandbox_targets import sandbox_processes
 
 HERE = os.path.join(os.path.dirname(__file__), "hostile")
@@ -44,7 +44,7 @@ def test_spinning_run_does_not_starve_a_concurrent_correct_run():
     samples = [_sample("setsid_spinners.py"), _sample("ok_cpu_bound.py")]
     try:
         # The normal per-test timeout; two workers, so the two runs are dispatched at once.
-        with Checker(workers=2, options=CheckOptions()) as checker:
+        with Checker(workers=2, options=CheckConfig()) as checker:
             if not checker.pool.mechanisms.get("cgroup"):
                 pytest.skip("no cgroup on this machine: runs share the CPU unfairly (documented)")
             spinner, correct = checker.check({"add": task}, samples)
@@ -52,7 +52,7 @@ def test_spinning_run_does_not_starve_a_concurrent_correct_run():
         assert spinner.status == "timeout", (spinner.status, spinner.detail)
         # The spinner run lasted its whole per-test timeout, so it ran beside the correct
         # run, which both workers started at once.
-        assert spinner.wall_s >= CheckOptions().test_timeout_s
+        assert spinner.wall_s >= CheckConfig().test_timeout_s
     finally:
         deadline = time.monotonic() + 10
         while sandbox_processes() and time.monotonic() < deadline:

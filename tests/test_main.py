@@ -88,6 +88,17 @@ def test_bad_binding_exits_with_message_naming_it(entry_module, flag, expected):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("binding, new", [
+    ("--gin.decoding.SamplingSettings.num_samples=8", "SamplingSettings is now SamplingConfig"),
+    ("--gin_bindings=TASK_NAME = @train.demo_repair_task()", "train.demo_repair_task is now demo_task.demo_repair_task"),
+])
+def test_a_binding_of_an_old_name_names_the_new_one(entry_module, binding, new):
+    proc = _run_main(["--gin_file=runs/pipeline.gin", "--gin.MODEL_DIR='/tmp/unused'", binding], entry_module,
+                     entry_module)
+    assert proc.returncode == 2 and new in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_missing_required_macro_and_missing_file(entry_module):
     proc = _run_main(["--gin_file=exp.gin"], entry_module, entry_module)
     assert proc.returncode == 2 and "MODEL_DIR" in proc.stderr

@@ -90,9 +90,9 @@ def test_pipeline_writes_only_to_a_ram_model_dir(local_disk, tmp_path):
     model_dir = "ram://next_jax_model_dir/pipeline"
     metrics = _run("pipeline", ["runs/pipeline.gin", "models/tiny.gin"], [
         f"MODEL_DIR = '{model_dir}'", "TASKS_FORMAT = 'repair_tasks'", f"TASKS_FILE = '{tasks_file}'",
-        "TASK_FEATURE_LENGTHS = {'inputs': 256}", "decoding.SamplingSettings.num_samples = 2",
-        "decoding.SamplingSettings.max_new_tokens = 4", "decoding.SamplingSettings.batch_size = 8",
-        "runs.ExecutionSettings.workers = 1"])
+        "TASK_FEATURE_LENGTHS = {'inputs': 256}", "decoding.SamplingConfig.num_samples = 2",
+        "decoding.SamplingConfig.max_new_tokens = 4", "decoding.SamplingConfig.batch_size = 8",
+        "runs.ExecutionConfig.workers = 1"])
     files = _remote_files(model_dir)
     for name in ("config.gin", "metrics.json", "report.md", "data/manifest.json", "data/tasks.jsonl",
                  "data/traced.jsonl", "data/reference_verdicts.jsonl", "iteration_0/eval/manifest.json",
@@ -105,6 +105,6 @@ def test_pipeline_writes_only_to_a_ram_model_dir(local_disk, tmp_path):
     assert len(samples) == 4 and [v.sample_id for v in verdicts] == [s.sample_id for s in samples]
     assert json.loads(nj_io.read_text(nj_io.join(model_dir, "metrics.json")))["samples"] == metrics["samples"] == 4
     assert metrics["reference_fixes_passing"] == 2
-    assert "decoding.SamplingSettings" in nj_io.read_text(nj_io.join(model_dir, "config.gin"))
+    assert "decoding.SamplingConfig" in nj_io.read_text(nj_io.join(model_dir, "config.gin"))
     assert _files(*local_disk) == []
     nj_io.rmtree(model_dir)

@@ -17,10 +17,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _run(model_dir, *extra):
     cmd = [sys.executable, "-m", "next_jax.main", "--gin_file=runs/pipeline.gin", "--gin_file=models/tiny.gin",
            f"--gin.MODEL_DIR='{model_dir}'", "--gin.TASKS_FORMAT='humaneval'", "--gin.TASKS_FILE=None",
-           "--gin.NUM_TASKS=3", "--gin.decoding.SamplingSettings.num_samples=2",
-           "--gin.decoding.SamplingSettings.max_new_tokens=16", "--gin.TASK_FEATURE_LENGTHS={'inputs': 768}",
-           "--gin.decoding.SamplingSettings.seed=11", "--gin.MESH_AXIS_SIZES={'data': 2, 'fsdp': 1, 'model': 1}",
-           "--gin.decoding.SamplingSettings.batch_size=2", *extra]
+           "--gin.NUM_TASKS=3", "--gin.decoding.SamplingConfig.num_samples=2",
+           "--gin.decoding.SamplingConfig.max_new_tokens=16", "--gin.TASK_FEATURE_LENGTHS={'inputs': 768}",
+           "--gin.decoding.SamplingConfig.seed=11", "--gin.MESH_AXIS_SIZES={'data': 2, 'fsdp': 1, 'model': 1}",
+           "--gin.decoding.SamplingConfig.batch_size=2", *extra]
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
 
@@ -61,7 +61,7 @@ def test_pipeline_runs_every_stage_resumes_and_refuses_a_changed_setting(tmp_pat
     assert json.loads((model_dir / "metrics.json").read_text())["pass@1"] == metrics["pass@1"]
 
     # Another temperature under the same MODEL_DIR is refused, naming the setting.
-    proc = _run(model_dir, "--gin.decoding.SamplingSettings.temperature=0.5")
+    proc = _run(model_dir, "--gin.decoding.SamplingConfig.temperature=0.5")
     assert proc.returncode != 0
     assert "evaluation.sampling.temperature: 0.8 -> 0.5" in proc.stderr
 

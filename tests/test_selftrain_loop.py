@@ -10,10 +10,10 @@ import pytest
 import selftrain_fixtures as fx
 from next_jax import selftrain
 from next_jax.data.records import Sample, Verdict, read_all
-from next_jax.evaluation.repair import EvalSettings, ProxySettings
-from next_jax.evaluation.runs import ExecutionSettings, SamplingSettings
+from next_jax.evaluation.repair import EvalConfig, ProxyConfig
+from next_jax.evaluation.runs import ExecutionConfig, SamplingConfig
 
-SAMPLING = SamplingSettings(num_samples=4, max_new_tokens=8, batch_size=8, chunk_size=4)
+SAMPLING = SamplingConfig(num_samples=4, max_new_tokens=8, batch_size=8, chunk_size=4)
 
 
 def _run(tmp_path, base, **overrides):
@@ -21,12 +21,12 @@ def _run(tmp_path, base, **overrides):
         model_dir=str(tmp_path / "run"), model=fx.tiny_config(), vocabulary=fx.vocabulary(), base_checkpoint=base,
         train_file=str(tmp_path / "train.jsonl"), dev_file=str(tmp_path / "dev.jsonl"),
         task_feature_lengths={"inputs": 160, "targets": 16}, num_iterations=1, answer_format="test_oracle",
-        selection=selftrain.SelectionSettings(threshold=0.5, sampling=SAMPLING), sampling=SAMPLING,
-        finetune=selftrain.FinetuneSettings(num_steps=2, batch_size=8, checkpoint_period=1),
-        evaluation=EvalSettings(sampling=SAMPLING, variants=("trace", "no_trace"), greedy=True, ks=(1, 2),
-                                proxy=ProxySettings(model=fx.tiny_config(), vocabulary=fx.vocabulary(),
+        selection=selftrain.SelectionConfig(threshold=0.5, sampling=SAMPLING), sampling=SAMPLING,
+        finetune=selftrain.FinetuneConfig(num_steps=2, batch_size=8, checkpoint_period=1),
+        evaluation=EvalConfig(sampling=SAMPLING, variants=("trace", "no_trace"), greedy=True, ks=(1, 2),
+                                proxy=ProxyConfig(model=fx.tiny_config(), vocabulary=fx.vocabulary(),
                                                     checkpoint=base, sampling=SAMPLING.greedy())),
-        execution=ExecutionSettings(workers=2, test_timeout_s=2.0, chunk_size=8))
+        execution=ExecutionConfig(workers=2, test_timeout_s=2.0, chunk_size=8))
     kwargs.update(overrides)
     return selftrain.run_next(**kwargs)
 
@@ -98,7 +98,7 @@ def test_one_iteration_end_to_end_then_resume_and_refuse_a_change(tmp_path):
 
     # A changed setting under the same MODEL_DIR is an error that names it.
     with pytest.raises(selftrain.SettingsChangedError, match=r"build\.dedup: 'none' -> 'fix'"):
-        _run(tmp_path, base, build=selftrain.BuildSettings(dedup="fix"))
+        _run(tmp_path, base, build=selftrain.BuildConfig(dedup="fix"))
 
 
 def test_run_file_binds_the_paper_defaults(tmp_path, monkeypatch):
@@ -159,7 +159,7 @@ def test_real_model_experiments_parse_with_their_required_paths(name):
         from next_jax import decoding
 
         with gin.config_scope("sample"):  # N = 32 samples per hard problem, 512 new tokens
-            sampling = gin.get_configurable(decoding.SamplingSettings)()
+            sampling = gin.get_configurable(decoding.SamplingConfig)()
         assert (sampling.num_samples, sampling.max_new_tokens, sampling.batch_size) == (32, 512, 32)
     finally:
         gin.clear_config()

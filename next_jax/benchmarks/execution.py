@@ -42,7 +42,7 @@ from typing import Dict, List, Optional, Tuple
 from absl import app, flags, logging
 
 from next_jax.data.records import RepairTask, Sample
-from next_jax.execution.checker import Checker, CheckOptions
+from next_jax.execution.checker import Checker, CheckConfig
 from next_jax.execution.isolation import children_of
 
 FLAGS = flags.FLAGS
@@ -216,7 +216,7 @@ def main(argv) -> None:
 
     tmpdir = tempfile.mkdtemp(prefix="next_jax_bench_")
     t0 = time.perf_counter()
-    checker = Checker(workers=workers, options=CheckOptions(test_timeout_s=timeout))
+    checker = Checker(workers=workers, options=CheckConfig(test_timeout_s=timeout))
     pool_start = time.perf_counter() - t0
     try:
         ours, theirs = [], []

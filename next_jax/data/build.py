@@ -31,7 +31,7 @@ from next_jax import io as nj_io
 from next_jax.data import build_stats, evalplus, hefix_plus, mbpp_r, prompts
 from next_jax.data.layout import shard_name, split_files
 from next_jax.data.records import PROMPT_VARIANTS, TracedTask, read_records
-from next_jax.execution.checker import CheckOptions, Checker
+from next_jax.execution.checker import CheckConfig, Checker
 from next_jax.execution.sandbox import SandboxPool
 from next_jax.progress import Progress
 from next_jax.tracing.config import TraceConfig
@@ -43,7 +43,7 @@ STATS_DIR = ".shard_stats"
 
 
 @dataclasses.dataclass(frozen=True)
-class BuildOptions:
+class DatasetBuildConfig:
     """Settings of one build (all plain values: Beam ships them to its workers).
 
     workers: sandbox workers per Beam worker (for checking and for tracing).
@@ -76,7 +76,7 @@ class BuildOptions:
 class _Context:
     """What a shard build needs on a worker: the sandbox pools and the settings."""
 
-    def __init__(self, options: BuildOptions):
+    def __init__(self, options: DatasetBuildConfig):
         self.options = options
         self.test_timeout_s = options.test_timeout_s
         self.seed = options.seed
@@ -84,7 +84,7 @@ class _Context:
         self.max_candidates = options.max_candidates
         self.keep_timeouts = options.keep_timeouts
         self.checker = Checker(workers=options.workers,
-                               options=CheckOptions(test_timeout_s=options.test_timeout_s))
+                               options=CheckConfig(test_timeout_s=options.test_timeout_s))
         self.pool = SandboxPool(workers=options.workers, targets=[TRACE_TARGET, evalplus.TARGET])
         self.count_tokens = build_stats.token_counter(options.sentencepiece_model)
 
@@ -93,7 +93,7 @@ class _Context:
         self.pool.close()
 
 
-def _trace_config(options: BuildOptions):
+def _trace_config(options: DatasetBuildConfig):
     # The tracer first runs each test untraced under the test timeout, so a program that never
     # ends costs about that timeout.
     return TraceConfig(timeout_s=options.test_timeout_s)
@@ -134,7 +134,7 @@ def build_shard(dataset: str, name: str, units: List[dict], out_dir: str, ctx: _
     return {"shard": name, "tasks": len(traced)}
 
 
-def _beam_do_fn(dataset: str, out_dir: str, options: BuildOptions, total_shards: int):
+def _beam_do_fn(dataset: str, out_dir: str, options: DatasetBuildConfig, total_shards: int):
     import apache_beam as beam  # deferred: Beam is slow to import and only the build pipeline needs it
 
     class BuildShard(beam.DoFn):
@@ -195,7 +195,7 @@ def plan_shards(units: Dict[str, List[dict]], units_per_shard: int) -> Dict[str,
     return shards
 
 
-def _run_beam(dataset: str, shards: Mapping[str, List[dict]], out_dir: str, options: BuildOptions,
+def _run_beam(dataset: str, shards: Mapping[str, List[dict]], out_dir: str, options: DatasetBuildConfig,
               pipeline_options: Sequence[str]) -> None:
     import apache_beam as beam  # deferred: Beam is slow to import and only the build pipeline needs it
     from apache_beam.options.pipeline_options import PipelineOptions
@@ -214,7 +214,7 @@ def _run_beam(dataset: str, shards: Mapping[str, List[dict]], out_dir: str, opti
 
 
 def build_dataset(*, dataset: str, out_dir: str, inputs: Mapping[str, Optional[str]],
-                  options: BuildOptions = BuildOptions(), pipeline_options: Sequence[str] = (),
+                  options: DatasetBuildConfig = DatasetBuildConfig(), pipeline_options: Sequence[str] = (),
                   limit: Optional[int] = None) -> dict:
     """Builds (or resumes) ``dataset`` under ``out_dir``; returns the stats written to stats.json.
 
@@ -222,7 +222,7 @@ def build_dataset(*, dataset: str, out_dir: str, inputs: Mapping[str, Optional[s
       dataset: 'hefix_plus' or 'mbpp_r'.
       inputs: paths by name: humanevalfix, humanevalplus (hefix_plus); mbpp, mbppplus, samples
         (mbpp_r; without samples, the bug injector's mutants are the candidates).
-      options: see BuildOptions.
+      options: see DatasetBuildConfig.
       pipeline_options: Beam pipeline arguments (e.g. ``--runner=DataflowRunner``).
       limit: build only the first N problems of the input (for smoke runs).
     """
@@ -255,7 +255,7 @@ def build_dataset(*, dataset: str, out_dir: str, inputs: Mapping[str, Optional[s
 
 
 def summarize(dataset: str, out_dir: str, shards: Mapping[str, List[dict]], units: Mapping[str, list],
-              errors: list, options: BuildOptions) -> dict:
+              errors: list, options: DatasetBuildConfig) -> dict:
     """Merges every shard's stats with the reader's counts into the stats.json object."""
     merged = build_stats.Stats()
     for name in shards:
@@ -304,15 +304,15 @@ def define_flags() -> None:
     flags.DEFINE_string("samples", None, "Model samples for MBPP problems (Sample JSON Lines); "
                         "without it the bug injector's mutants are used.")
     flags.DEFINE_integer("limit", None, "Build only the first N problems.")
-    flags.DEFINE_integer("workers", BuildOptions.workers, "Sandbox workers per Beam worker.")
-    flags.DEFINE_float("test_timeout_s", BuildOptions.test_timeout_s, "Per-test timeout (s).")
-    flags.DEFINE_integer("units_per_shard", BuildOptions.units_per_shard, "Problems per shard.")
-    flags.DEFINE_integer("seed", BuildOptions.seed, "Seed of the mutant order.")
-    flags.DEFINE_integer("max_per_problem", BuildOptions.max_per_problem, "MBPP-R: programs kept per problem.")
-    flags.DEFINE_integer("max_candidates", BuildOptions.max_candidates, "MBPP-R: mutants tried per problem.")
-    flags.DEFINE_bool("keep_timeouts", BuildOptions.keep_timeouts, "MBPP-R: keep programs that time out.")
+    flags.DEFINE_integer("workers", DatasetBuildConfig.workers, "Sandbox workers per Beam worker.")
+    flags.DEFINE_float("test_timeout_s", DatasetBuildConfig.test_timeout_s, "Per-test timeout (s).")
+    flags.DEFINE_integer("units_per_shard", DatasetBuildConfig.units_per_shard, "Problems per shard.")
+    flags.DEFINE_integer("seed", DatasetBuildConfig.seed, "Seed of the mutant order.")
+    flags.DEFINE_integer("max_per_problem", DatasetBuildConfig.max_per_problem, "MBPP-R: programs kept per problem.")
+    flags.DEFINE_integer("max_candidates", DatasetBuildConfig.max_candidates, "MBPP-R: mutants tried per problem.")
+    flags.DEFINE_bool("keep_timeouts", DatasetBuildConfig.keep_timeouts, "MBPP-R: keep programs that time out.")
     flags.DEFINE_integer("trace_budget", None, "Per-task trace budget (tokens, or characters).")
-    flags.DEFINE_integer("inputs_length", BuildOptions.inputs_length, "Feature length prompts are measured against.")
+    flags.DEFINE_integer("inputs_length", DatasetBuildConfig.inputs_length, "Feature length prompts are measured against.")
     flags.DEFINE_string("sentencepiece_model", None, "SentencePiece model for token counts.")
     flags.DEFINE_multi_string("pipeline_options", [], "Beam pipeline arguments, e.g. --runner=DataflowRunner.")
 
@@ -320,7 +320,7 @@ def define_flags() -> None:
 def main(argv: Sequence[str]) -> None:
     if not FLAGS.dataset or not FLAGS.out_dir:
         raise app.UsageError("--dataset and --out_dir are required")
-    options = BuildOptions(
+    options = DatasetBuildConfig(
         workers=FLAGS.workers, test_timeout_s=FLAGS.test_timeout_s, units_per_shard=FLAGS.units_per_shard,
         seed=FLAGS.seed, max_per_problem=FLAGS.max_per_problem, max_candidates=FLAGS.max_candidates,
         keep_timeouts=FLAGS.keep_timeouts, trace_budget=FLAGS.trace_budget,

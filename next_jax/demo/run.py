@@ -34,12 +34,12 @@ from next_jax import tasks as tasks_lib
 from next_jax.data import records
 from next_jax.demo import answers, domain
 from next_jax.evaluation import formats as formats_lib
-from next_jax.evaluation.repair import EvalSettings, evaluate_model, headline
-from next_jax.evaluation.runs import ExecutionSettings, SamplingSettings
+from next_jax.evaluation.repair import EvalConfig, evaluate_model, headline
+from next_jax.evaluation.runs import ExecutionConfig, SamplingConfig
 from next_jax.execution.sandbox import SandboxPool
 from next_jax.progress import Progress
 from next_jax.selftrain.loop import run_next
-from next_jax.selftrain.settings import BuildSettings, FinetuneSettings, SelectionSettings
+from next_jax.selftrain.settings import BuildConfig, FinetuneConfig, SelectionConfig
 from next_jax.selftrain.stages import Stage, StageRunner, input_fingerprint, jsonable
 from next_jax.tracing.config import TraceConfig
 from next_jax.tracing.sandboxed import TARGET
@@ -52,7 +52,7 @@ DEMO_TRACE_CONFIG = TraceConfig(comment_prefix=" # ", test_separator="")
 
 
 @dataclasses.dataclass(frozen=True)
-class DataSettings:
+class DataConfig:
     """The demo's tasks: how many of each split, drawn by ``domain.generate`` from ``seed``."""
 
     seed: int = 0
@@ -65,7 +65,7 @@ class DataSettings:
 
 
 @dataclasses.dataclass(frozen=True)
-class BootstrapSettings:
+class BootstrapConfig:
     """Supervised training of the base model on the seed set (and the control's extra steps).
 
     ``optimizer`` None = the trainer's default AdamW; ``control_optimizer`` None = the NExT
@@ -79,7 +79,7 @@ class BootstrapSettings:
     checkpoint_period: int = 50
 
 
-def make_data(model_dir: str, settings: DataSettings, runner: StageRunner) -> Dict[str, str]:
+def make_data(model_dir: str, settings: DataConfig, runner: StageRunner) -> Dict[str, str]:
     """seed/train/dev TracedTask files under ``model_dir/data``; the seed tasks carry answers."""
     directory = nj_io.join(model_dir, "data")
     paths = {split: nj_io.join(directory, f"{split}.jsonl") for split in ("seed", "train", "dev")}
@@ -146,17 +146,17 @@ def run_demo(
     model,
     vocabulary,
     task_feature_lengths: Mapping[str, int],
-    data: DataSettings = DataSettings(),
-    bootstrap: BootstrapSettings = BootstrapSettings(),
+    data: DataConfig = DataConfig(),
+    bootstrap: BootstrapConfig = BootstrapConfig(),
     num_iterations: int = 2,
-    sampling: SamplingSettings = SamplingSettings(num_samples=8, temperature=0.8, max_new_tokens=48,
+    sampling: SamplingConfig = SamplingConfig(num_samples=8, temperature=0.8, max_new_tokens=48,
                                                   batch_size=32),
-    build: BuildSettings = BuildSettings(dedup="text", max_per_problem=2, include_seed=True),
-    finetune: FinetuneSettings = FinetuneSettings(num_steps=80, batch_size=16),
-    evaluation: EvalSettings = EvalSettings(sampling=SamplingSettings(num_samples=1, temperature=0.0,
+    build: BuildConfig = BuildConfig(dedup="text", max_per_problem=2, include_seed=True),
+    finetune: FinetuneConfig = FinetuneConfig(num_steps=80, batch_size=16),
+    evaluation: EvalConfig = EvalConfig(sampling=SamplingConfig(num_samples=1, temperature=0.0,
                                                                       max_new_tokens=48, batch_size=32),
                                             variants=("trace",), greedy=False, ks=(1,)),
-    execution: ExecutionSettings = ExecutionSettings(workers=2, test_timeout_s=1.0),
+    execution: ExecutionConfig = ExecutionConfig(workers=2, test_timeout_s=1.0),
     variants: Sequence[str] = ("trace", "no_trace"),
     control: bool = True,
     seeds: Sequence[int] = (0,),
@@ -209,7 +209,7 @@ def run_demo(
                 base_checkpoint=boot["checkpoint"], train_file=paths["train"], dev_file=paths["dev"],
                 seed_file=paths["seed"], few_shot=False, task_feature_lengths=task_feature_lengths,
                 num_iterations=num_iterations, prompt_variant=variant, answer_format=ANSWER_FORMAT,
-                selection=SelectionSettings(threshold=None), sampling=dataclasses.replace(sampling, seed=seed),
+                selection=SelectionConfig(threshold=None), sampling=dataclasses.replace(sampling, seed=seed),
                 build=build, finetune=finetune, evaluation=dataclasses.replace(evaluation, variants=(variant,)),
                 execution=execution, partitioner=partitioner, select_by=variant, seed=seed, init_seed=seed)
             row[variant] = {"dev_pass_at_1": result["dev_pass_at_1"], "best_iteration": result["best_iteration"],

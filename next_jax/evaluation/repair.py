@@ -26,14 +26,14 @@ from next_jax import checkpoints, multihost
 from next_jax import io as nj_io
 from next_jax import trainer as trainer_lib
 from next_jax.data.records import RepairTask, Sample, Verdict, read_records, tasks_by_id, write_records
-from next_jax.decoding import SamplingSettings
+from next_jax.decoding import SamplingConfig
 from next_jax.evaluation import formats as formats_lib
 from next_jax.evaluation import metrics
-from next_jax.evaluation.runs import ExecutionSettings, check_file, sample_tasks
+from next_jax.evaluation.runs import ExecutionConfig, check_file, sample_tasks
 
 
 @dataclasses.dataclass(frozen=True)
-class ProxySettings:
+class ProxyConfig:
     """The proxy model that turns a rationale into a fix, and how it samples.
 
     ``sampling`` defaults to one greedy fix per rationale, so the proxy's pass@k is over the
@@ -43,28 +43,28 @@ class ProxySettings:
     model: Any
     vocabulary: Any
     checkpoint: Optional[str] = None
-    sampling: SamplingSettings = SamplingSettings(num_samples=1, temperature=0.0, max_new_tokens=256)
+    sampling: SamplingConfig = SamplingConfig(num_samples=1, temperature=0.0, max_new_tokens=256)
     rationales_of: str = "trace"  # which variant's rationales are scored
     init_seed: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
-class EvalSettings:
+class EvalConfig:
     """What to evaluate; see the module docstring."""
 
-    sampling: SamplingSettings = SamplingSettings()
+    sampling: SamplingConfig = SamplingConfig()
     variants: Tuple[str, ...] = ("trace", "no_trace")
     greedy: bool = True
     ks: Tuple[int, ...] = (1, 5, 10, 25)
     tests_field: str = "eval_tests"
-    proxy: Optional[ProxySettings] = None
+    proxy: Optional[ProxyConfig] = None
 
     def __post_init__(self):
         for variant in self.variants:
             if variant not in ("trace", "no_trace"):
-                raise ValueError(f"EvalSettings.variants: {variant!r} is not 'trace' or 'no_trace'")
+                raise ValueError(f"EvalConfig.variants: {variant!r} is not 'trace' or 'no_trace'")
         if not self.variants:
-            raise ValueError("EvalSettings.variants is empty")
+            raise ValueError("EvalConfig.variants is empty")
 
 
 def _summary(tasks, verdicts_path: str, ks) -> dict:
@@ -102,14 +102,14 @@ def evaluate_model(
     vocabulary,
     checkpoint: Optional[str],
     tasks_file: str,
-    settings: EvalSettings,
+    settings: EvalConfig,
     task_feature_lengths: Mapping[str, int],
     model_dir: str,
     iteration: int = 0,
     subdir: str = "eval",
     answer_format: Union[str, formats_lib.AnswerFormat] = "fenced",
     exemplars: Sequence[Tuple[RepairTask, str]] = (),
-    execution: ExecutionSettings = ExecutionSettings(),
+    execution: ExecutionConfig = ExecutionConfig(),
     partitioner=None,
     init_seed: int = 0,
 ) -> dict:
@@ -154,7 +154,7 @@ def _proxy_eval(settings, fmt, tasks, samples_of, model_dir, iteration, subdir, 
     proxy = settings.proxy
     source = f"{subdir}/{proxy.rationales_of}"
     if source not in samples_of:
-        raise ValueError(f"ProxySettings.rationales_of={proxy.rationales_of!r} is not among the evaluated "
+        raise ValueError(f"ProxyConfig.rationales_of={proxy.rationales_of!r} is not among the evaluated "
                          f"variants {settings.variants}")
     records_path = nj_io.join(model_dir, f"iteration_{iteration}", subdir, "proxy.tasks.jsonl")
     if multihost.is_chief() and not nj_io.exists(records_path):
@@ -216,7 +216,7 @@ class RepairEvaluator:
           tasks_file = '/data/mbpp_r/dev.jsonl'
           model_dir = %MODEL_DIR
           task_feature_lengths = %TASK_FEATURE_LENGTHS
-          settings = @repair.EvalSettings()
+          settings = @repair.EvalConfig()
     """
 
     model: Any
@@ -224,11 +224,11 @@ class RepairEvaluator:
     tasks_file: str
     model_dir: str
     task_feature_lengths: Mapping[str, int]
-    settings: EvalSettings = EvalSettings()
+    settings: EvalConfig = EvalConfig()
     checkpoint: Optional[str] = None
     answer_format: Union[str, formats_lib.AnswerFormat] = "fenced"
     exemplars: Sequence[Tuple[RepairTask, str]] = ()
-    execution: ExecutionSettings = ExecutionSettings()
+    execution: ExecutionConfig = ExecutionConfig()
     partitioner: Any = None
     write_summaries: bool = True
 

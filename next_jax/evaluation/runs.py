@@ -22,17 +22,17 @@ from next_jax import io as nj_io
 from next_jax import multihost
 from next_jax import tasks as tasks_lib
 from next_jax.data.records import AtomicWriter, RepairTask, Sample, Verdict, read_records, read_tasks
-# SamplingSettings lives with the sampler (next_jax.decoding); the name is kept here for Python
-# imports. Gin files bind it as ``decoding.SamplingSettings`` only: gin registers a class under the
-# first name a file uses, so a file that said ``runs.SamplingSettings`` would make every later
-# ``decoding.SamplingSettings`` binding in the process unknown.
-from next_jax.decoding import SamplingSettings, stage_seed
-from next_jax.execution.checker import CheckOptions, Checker
+# SamplingConfig lives with the sampler (next_jax.decoding); the name is kept here for Python
+# imports. Gin files bind it as ``decoding.SamplingConfig`` only: gin registers a class under the
+# first name a file uses, so a file that said ``runs.SamplingConfig`` would make every later
+# ``decoding.SamplingConfig`` binding in the process unknown.
+from next_jax.decoding import SamplingConfig, stage_seed
+from next_jax.execution.checker import CheckConfig, Checker
 from next_jax.progress import Progress
 
 
 @dataclasses.dataclass(frozen=True)
-class ExecutionSettings:
+class ExecutionConfig:
     """The sandbox pool that checks fixes: worker processes and the per-test timeout."""
 
     workers: int = 2
@@ -66,7 +66,7 @@ def sample_tasks(
     variant: str,
     prompt_fn: Callable,
     parse_fn: Callable[[str, RepairTask], Tuple[str, Optional[str]]],
-    sampling: SamplingSettings,
+    sampling: SamplingConfig,
     task_feature_lengths: Mapping[str, int],
     model_dir: str,
     iteration: int,
@@ -91,7 +91,7 @@ def sample_tasks(
                                    variant=variant, exemplars=tuple(exemplars), prompt_fn=prompt_fn)
     if sampling.seed is None:
         raise ValueError(f"sample_tasks ({name}): sampling.seed must be an int (a resumable stage draws the same "
-                         "samples again); bind decoding.SamplingSettings.seed")
+                         "samples again); bind decoding.SamplingConfig.seed")
     raw = infer_lib.infer(
         model=model, vocabulary=vocabulary, task_name=task_name, model_dir=model_dir, split="test",
         task_feature_lengths={"inputs": int(task_feature_lengths["inputs"])}, checkpoint=checkpoint,
@@ -114,7 +114,7 @@ def check_file(
     samples_path: str,
     verdicts_path: str,
     *,
-    execution: ExecutionSettings,
+    execution: ExecutionConfig,
     tests_field: str = "tests",
     name: str = "check",
 ) -> int:
@@ -136,7 +136,7 @@ def check_file(
         len(samples[c * size:(c + 1) * size]) for c in done))
     passed = 0
     if todo:
-        options = CheckOptions(test_timeout_s=execution.test_timeout_s, tests_field=tests_field)
+        options = CheckConfig(test_timeout_s=execution.test_timeout_s, tests_field=tests_field)
         with Checker(workers=execution.workers, options=options) as checker:
             for c in todo:
                 part = samples[c * size:(c + 1) * size]

@@ -15,7 +15,7 @@ a smaller worker forks faster):
 import importlib
 
 _EXPORTS = {
-    "CheckOptions": "checker", "Checker": "checker", "UnknownTaskError": "checker",
+    "CheckConfig": "checker", "Checker": "checker", "UnknownTaskError": "checker",
     "Limits": "sandbox", "SandboxPool": "sandbox",
     "SandboxResult": "sandbox", "emit": "sandbox", "run_isolated": "sandbox",
 }

@@ -22,7 +22,7 @@ from next_jax import io as nj_io
 from next_jax.data import records
 from next_jax.data.records import AtomicWriter, RecordError, RepairTask, Sample, tasks_by_id
 from next_jax.progress import Progress
-from next_jax.execution.checker import Checker, CheckOptions
+from next_jax.execution.checker import Checker, CheckConfig
 from next_jax.execution.sandbox import DEFAULT_PRELOAD, SandboxPool
 
 FLAGS = flags.FLAGS
@@ -60,7 +60,7 @@ def _count_lines(path: str) -> int:
 
 
 def run(tasks_path: str, samples_path: str, out_path: str, *, workers=None,
-        options: CheckOptions = CheckOptions(), preload=(), hide=()) -> dict:
+        options: CheckConfig = CheckConfig(), preload=(), hide=()) -> dict:
     tasks = tasks_by_id(tasks_path)
     progress = Progress("check", total=_count_lines(samples_path), unit="samples")
     logging.info("checking against %d tasks (%s)", len(tasks), options)
@@ -84,7 +84,7 @@ def main(argv) -> None:
     for name in ("tasks", "samples", "out"):
         if not getattr(FLAGS, name):
             raise app.UsageError(f"--{name} is required")
-    options = CheckOptions(test_timeout_s=FLAGS.test_timeout_s, memory_bytes=FLAGS.memory_mb << 20,
+    options = CheckConfig(test_timeout_s=FLAGS.test_timeout_s, memory_bytes=FLAGS.memory_mb << 20,
                            tests_field=FLAGS.tests, strict_types=FLAGS.strict_types)
     try:
         run(FLAGS.tasks, FLAGS.samples, FLAGS.out, workers=FLAGS.workers, options=options,

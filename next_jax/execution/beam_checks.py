@@ -22,7 +22,7 @@ from typing import Any, Mapping, Optional
 import apache_beam as beam
 
 from next_jax.data.records import RepairTask, Sample, TracedTask, Verdict
-from next_jax.execution.checker import Checker, CheckOptions
+from next_jax.execution.checker import Checker, CheckConfig
 from next_jax.execution.sandbox import DEFAULT_PRELOAD, SandboxPool
 
 
@@ -41,7 +41,7 @@ class CheckSamplesFn(beam.DoFn):
     """Checks a batch (list) of samples; yields one Verdict per sample."""
 
     def __init__(self, tasks: Optional[Mapping[str, Any]] = None, *, workers: int = 1,
-                 options: CheckOptions = CheckOptions(), preload=(), hide=()):
+                 options: CheckConfig = CheckConfig(), preload=(), hide=()):
         self._tasks = None if tasks is None else {k: _as_task(v) for k, v in tasks.items()}
         self._workers = workers
         self._options = options
@@ -73,7 +73,7 @@ class CheckSamplesFn(beam.DoFn):
 class CheckSamples(beam.PTransform):
     """Samples -> Verdicts (see the module doc)."""
 
-    def __init__(self, tasks, *, workers: int = 1, options: CheckOptions = CheckOptions(),
+    def __init__(self, tasks, *, workers: int = 1, options: CheckConfig = CheckConfig(),
                  max_batch_size: int = 256, preload=(), hide=()):
         super().__init__()
         self._hide = tuple(hide)

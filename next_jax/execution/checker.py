@@ -43,7 +43,7 @@ class UnknownTaskError(KeyError):
 
 
 @dataclasses.dataclass(frozen=True)
-class CheckOptions:
+class CheckConfig:
     test_timeout_s: float = 3.0
     memory_bytes: int = 2 << 30
     tests_field: str = "tests"  # 'tests' | 'eval_tests'
@@ -96,7 +96,7 @@ def first_import_statements(source: str) -> Optional[str]:
     return "\n".join(ast.unparse(n) for n in imports) or None
 
 
-def build_plan(task: RepairTask, options: CheckOptions) -> _Plan:
+def build_plan(task: RepairTask, options: CheckConfig) -> _Plan:
     sources = tuple(getattr(task, options.tests_field))
     tests, names = [], set()
     for i, source in enumerate(sources):
@@ -124,7 +124,7 @@ class Checker:
     """Turns (task, sample) pairs into Verdicts with a warm pool of sandbox workers."""
 
     def __init__(self, pool: Optional[SandboxPool] = None, *, workers: Optional[int] = None,
-                 options: CheckOptions = CheckOptions(), plan_cache_size: int = 20000,
+                 options: CheckConfig = CheckConfig(), plan_cache_size: int = 20000,
                  modules: Iterable[str] = (), preload: Iterable[str] = ()):
         self.options = options
         self._own_pool = pool is None

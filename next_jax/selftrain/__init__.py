@@ -6,8 +6,8 @@ From the command line: ``--run_mode=next`` with ``gin_configs/runs/next.gin``. F
 setting is an argument or a settings object::
 
     from next_jax import selftrain
-    from next_jax.evaluation.runs import SamplingSettings, ExecutionSettings
-    from next_jax.evaluation.repair import EvalSettings
+    from next_jax.evaluation.runs import SamplingConfig, ExecutionConfig
+    from next_jax.evaluation.repair import EvalConfig
 
     result = selftrain.run_next(
         model_dir="/tmp/next_run",
@@ -25,14 +25,14 @@ setting is an argument or a settings object::
         num_iterations=2,
         prompt_variant="trace",              # or 'no_trace' (the ablation: no traces anywhere)
         answer_format="line_edit",           # 'fenced' (default) or any formats.register_format name/object
-        selection=selftrain.SelectionSettings(threshold=0.1, sampling=SamplingSettings(num_samples=32)),
-        sampling=SamplingSettings(num_samples=32, temperature=0.8, max_new_tokens=24, batch_size=256),
-        build=selftrain.BuildSettings(dedup="none", max_per_problem=None, accumulate=False, include_seed=False),
-        finetune=selftrain.FinetuneSettings(epochs=2.0, batch_size=32, from_previous=False,
+        selection=selftrain.SelectionConfig(threshold=0.1, sampling=SamplingConfig(num_samples=32)),
+        sampling=SamplingConfig(num_samples=32, temperature=0.8, max_new_tokens=24, batch_size=256),
+        build=selftrain.BuildConfig(dedup="none", max_per_problem=None, accumulate=False, include_seed=False),
+        finetune=selftrain.FinetuneConfig(epochs=2.0, batch_size=32, from_previous=False,
                                             optimizer=optimizers.AdamW(learning_rate=1e-3)),
-        evaluation=EvalSettings(sampling=SamplingSettings(num_samples=1, temperature=0.7),
+        evaluation=EvalConfig(sampling=SamplingConfig(num_samples=1, temperature=0.7),
                                 variants=("trace",), greedy=False, ks=(1,)),
-        execution=ExecutionSettings(workers=2, test_timeout_s=1.0),
+        execution=ExecutionConfig(workers=2, test_timeout_s=1.0),
         partitioner=None,                    # a partitioning.Partitioner; default: all devices, data parallel
         sampling_partitioner=None,           # the sampler's mesh (default: the same)
     )
@@ -50,7 +50,7 @@ skips finished stages and resumes unfinished ones, and a changed setting is an e
 
 
 from next_jax.selftrain.loop import run_next
-from next_jax.selftrain.settings import BuildSettings, FinetuneSettings, SelectionSettings
+from next_jax.selftrain.settings import BuildConfig, FinetuneConfig, SelectionConfig
 from next_jax.selftrain.stages import SettingsChangedError
 
-__all__ = ["BuildSettings", "FinetuneSettings", "SelectionSettings", "SettingsChangedError", "run_next"]
+__all__ = ["BuildConfig", "FinetuneConfig", "SelectionConfig", "SettingsChangedError", "run_next"]

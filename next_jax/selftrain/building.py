@@ -17,7 +17,7 @@ import dataclasses
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from next_jax.data.records import RepairTask, Sample, Verdict
-from next_jax.selftrain.settings import BuildSettings
+from next_jax.selftrain.settings import BuildConfig
 
 
 def pass_rates(verdicts: Iterable[Verdict]) -> Dict[str, Tuple[int, int]]:
@@ -106,7 +106,7 @@ class TrainingSet:
 
 def build_training_set(
     accepted: Sequence[Sample],
-    settings: BuildSettings,
+    settings: BuildConfig,
     *,
     earlier: Sequence[Sample] = (),
     seed: Sequence[Sample] = (),

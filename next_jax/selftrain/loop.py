@@ -32,10 +32,10 @@ from next_jax import tasks as tasks_lib
 from next_jax import train as train_lib
 from next_jax.data.records import Sample, Verdict, read_all, read_records, read_tasks, tasks_by_id, write_records
 from next_jax.evaluation import formats as formats_lib
-from next_jax.evaluation.repair import EvalSettings, evaluate_model, headline
-from next_jax.evaluation.runs import ExecutionSettings, SamplingSettings, check_file, read_answered_tasks, sample_tasks
+from next_jax.evaluation.repair import EvalConfig, evaluate_model, headline
+from next_jax.evaluation.runs import ExecutionConfig, SamplingConfig, check_file, read_answered_tasks, sample_tasks
 from next_jax.selftrain import building, report as report_lib
-from next_jax.selftrain.settings import BuildSettings, FinetuneSettings, SelectionSettings
+from next_jax.selftrain.settings import BuildConfig, FinetuneConfig, SelectionConfig
 from next_jax.selftrain.stages import Stage, StageRunner, input_fingerprint, jsonable, read_manifest
 
 
@@ -73,7 +73,7 @@ class _Context:
     task_feature_lengths: Mapping[str, int]
     fmt: formats_lib.AnswerFormat
     variant: str
-    execution: ExecutionSettings
+    execution: ExecutionConfig
     partitioner: object  # fine-tuning
     sampling_partitioner: object  # sampling (decode favours tensor parallelism, training FSDP)
     init_seed: int
@@ -108,12 +108,12 @@ def run_next(
     exemplars_file: Optional[str] = None,
     few_shot: bool = True,
     seed_file: Optional[str] = None,
-    selection: SelectionSettings = SelectionSettings(),
-    sampling: SamplingSettings = SamplingSettings(),
-    build: BuildSettings = BuildSettings(),
-    finetune: FinetuneSettings = FinetuneSettings(),
-    evaluation: EvalSettings = EvalSettings(),
-    execution: ExecutionSettings = ExecutionSettings(),
+    selection: SelectionConfig = SelectionConfig(),
+    sampling: SamplingConfig = SamplingConfig(),
+    build: BuildConfig = BuildConfig(),
+    finetune: FinetuneConfig = FinetuneConfig(),
+    evaluation: EvalConfig = EvalConfig(),
+    execution: ExecutionConfig = ExecutionConfig(),
     partitioner=None,
     sampling_partitioner=None,
     select_by: str = "trace",
@@ -358,7 +358,7 @@ def runner_key(ctx: _Context, i: int, name: str) -> Optional[str]:
     return manifest.get("key") if manifest else None
 
 
-def _train(ctx: _Context, finetune: FinetuneSettings, train_fn, *, task_name, init, num_steps, model_dir, seed) -> dict:
+def _train(ctx: _Context, finetune: FinetuneConfig, train_fn, *, task_name, init, num_steps, model_dir, seed) -> dict:
     """One fine-tune through the trainer (``next_jax.train.train`` unless ``train_fn`` is given)."""
     train_fn = train_fn or train_lib.train
     kwargs = dict(

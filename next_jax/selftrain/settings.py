@@ -12,13 +12,13 @@ import dataclasses
 import math
 from typing import Any, Optional
 
-from next_jax.evaluation.runs import SamplingSettings
+from next_jax.evaluation.runs import SamplingConfig
 
 DEDUP_MODES = ("none", "text", "fix")
 
 
 @dataclasses.dataclass(frozen=True)
-class SelectionSettings:
+class SelectionConfig:
     """Choosing the hard problems D_H once, from the base model.
 
     Attributes:
@@ -28,15 +28,15 @@ class SelectionSettings:
     """
 
     threshold: Optional[float] = 0.1
-    sampling: SamplingSettings = SamplingSettings(num_samples=32)
+    sampling: SamplingConfig = SamplingConfig(num_samples=32)
 
     def __post_init__(self):
         if self.threshold is not None and not 0 < self.threshold <= 1:
-            raise ValueError(f"SelectionSettings.threshold must be in (0, 1] or None, got {self.threshold}")
+            raise ValueError(f"SelectionConfig.threshold must be in (0, 1] or None, got {self.threshold}")
 
 
 @dataclasses.dataclass(frozen=True)
-class BuildSettings:
+class BuildConfig:
     """Turning one iteration's passing samples into the training set B(i).
 
     Attributes:
@@ -58,15 +58,15 @@ class BuildSettings:
 
     def __post_init__(self):
         if self.dedup not in DEDUP_MODES:
-            raise ValueError(f"BuildSettings.dedup must be one of {DEDUP_MODES}, got {self.dedup!r}")
+            raise ValueError(f"BuildConfig.dedup must be one of {DEDUP_MODES}, got {self.dedup!r}")
         if self.tests_field not in ("tests", "eval_tests"):
-            raise ValueError(f"BuildSettings.tests_field must be 'tests' or 'eval_tests', got {self.tests_field!r}")
+            raise ValueError(f"BuildConfig.tests_field must be 'tests' or 'eval_tests', got {self.tests_field!r}")
         if self.max_per_problem is not None and self.max_per_problem < 1:
-            raise ValueError(f"BuildSettings.max_per_problem must be None or >= 1, got {self.max_per_problem}")
+            raise ValueError(f"BuildConfig.max_per_problem must be None or >= 1, got {self.max_per_problem}")
 
 
 @dataclasses.dataclass(frozen=True)
-class FinetuneSettings:
+class FinetuneConfig:
     """Fine-tuning on B(i).
 
     The number of steps is ``num_steps`` when given, else ``ceil(epochs * |B(i)| / batch_size)``
@@ -98,11 +98,11 @@ class FinetuneSettings:
 
     def __post_init__(self):
         if self.num_steps is not None and self.num_steps < 1:
-            raise ValueError(f"FinetuneSettings.num_steps must be None or >= 1, got {self.num_steps}")
+            raise ValueError(f"FinetuneConfig.num_steps must be None or >= 1, got {self.num_steps}")
         if self.num_steps is None and not self.epochs > 0:
-            raise ValueError(f"FinetuneSettings.epochs must be > 0, got {self.epochs}")
+            raise ValueError(f"FinetuneConfig.epochs must be > 0, got {self.epochs}")
         if self.max_steps is not None and self.max_steps < self.min_steps:
-            raise ValueError(f"FinetuneSettings.max_steps={self.max_steps} < min_steps={self.min_steps}")
+            raise ValueError(f"FinetuneConfig.max_steps={self.max_steps} < min_steps={self.min_steps}")
 
     def steps_for(self, examples: int) -> int:
         if self.num_steps is not None:
