@@ -325,6 +325,7 @@ def test_the_documentation_shows_commands():
     assert "README.md" in wheres and "next_jax/main.py" in wheres, sorted(wheres)
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("command, text", COMMANDS, ids=[f"{c.where.split(', ')[0]} {t[:60]}" for c, t in COMMANDS])
 def test_documented_command_runs(command: DocCommand, text: str, workspace):
     root, placeholders, env = workspace
@@ -453,6 +454,7 @@ def _documented_run_modes() -> set:
     return modes
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("mode", sorted(main_lib.RUN_MODES))
 def test_every_run_mode_runs_through_main(mode, workspace):
     root, placeholders, env = workspace

@@ -130,6 +130,7 @@ def run_cli(*args):
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.heavy
 def test_cli_writes_one_verdict_per_sample(tmp_path):
     tasks_path, samples_path, out = tmp_path / "t.jsonl", tmp_path / "s.jsonl", tmp_path / "v.jsonl"
     write_records(str(tasks_path), [task(), task("other", tests=["assert add(0, 0) == 0"])])
@@ -142,6 +143,7 @@ def test_cli_writes_one_verdict_per_sample(tmp_path):
     assert [(v.sample_id, v.status) for v in verdicts] == [("a", "pass"), ("b", "no_code"), ("c", "fail")]
 
 
+@pytest.mark.heavy
 def test_cli_bad_sample_names_file_line_and_field(tmp_path):
     tasks_path, samples_path, out = tmp_path / "t.jsonl", tmp_path / "s.jsonl", tmp_path / "v.jsonl"
     write_records(str(tasks_path), [task()])

@@ -185,6 +185,7 @@ KILLER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.heavy
 def test_resumes_after_a_kill_without_losing_or_duplicating_samples(tmp_path, task, baseline, monkeypatch):
     model_dir = tmp_path / "killed"
     script = tmp_path / "killer.py"

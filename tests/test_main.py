@@ -61,6 +61,7 @@ def _run_main(args, cwd, extra_path):
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.heavy
 def test_main_runs_entry_and_writes_operative_config(entry_module):
     model_dir = entry_module / "run"
     proc = _run_main(["--gin_file=exp.gin", f"--gin.MODEL_DIR='{model_dir}'", "--gin.entry.go.steps=5",
@@ -72,6 +73,7 @@ def test_main_runs_entry_and_writes_operative_config(entry_module):
     assert "entry.go.label = 'y'" in config
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize(
     "flag, expected",
     [
@@ -88,6 +90,7 @@ def test_bad_binding_exits_with_message_naming_it(entry_module, flag, expected):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("binding, new", [
     ("--gin.decoding.SamplingSettings.num_samples=8", "SamplingSettings is now SamplingConfig"),
     ("--gin_bindings=TASK_NAME = @train.demo_repair_task()", "train.demo_repair_task is now demo_task.demo_repair_task"),
@@ -99,6 +102,7 @@ def test_a_binding_of_an_old_name_names_the_new_one(entry_module, binding, new):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.heavy
 def test_missing_required_macro_and_missing_file(entry_module):
     proc = _run_main(["--gin_file=exp.gin"], entry_module, entry_module)
     assert proc.returncode == 2 and "MODEL_DIR" in proc.stderr
@@ -138,6 +142,7 @@ def test_every_run_mode_resolves_to_a_keyword_only_entry_function():
         main_lib.resolve_entry("no_such_mode")
 
 
+@pytest.mark.heavy
 def test_entry_argument_left_unbound_is_a_config_error(entry_module):
     (entry_module / "partial.gin").write_text(textwrap.dedent("""
         from __gin__ import dynamic_registration
@@ -150,6 +155,7 @@ def test_entry_argument_left_unbound_is_a_config_error(entry_module):
     assert "missing 1 required keyword-only argument: 'steps'" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.heavy
 def test_type_error_inside_the_run_keeps_its_traceback(entry_module):
     proc = _run_main(["--gin_file=exp.gin", "--gin.MODEL_DIR='/tmp/unused'", "--gin.entry.go.label='bug'"],
                      entry_module, entry_module)
@@ -157,6 +163,7 @@ def test_type_error_inside_the_run_keeps_its_traceback(entry_module):
     assert "Traceback" in proc.stderr and "helper() missing 1 required positional argument" in proc.stderr
 
 
+@pytest.mark.heavy
 def test_run_mode_whose_entry_no_gin_file_mentions_is_registered_before_the_lock(entry_module):
     (entry_module / "bare.gin").write_text("MODEL_DIR = '/tmp/unused'\n")
     proc = _run_main(["--run_mode=demo", "--gin_file=bare.gin"], entry_module, entry_module)
@@ -165,6 +172,7 @@ def test_run_mode_whose_entry_no_gin_file_mentions_is_registered_before_the_lock
     assert "missing 2 required keyword-only arguments: 'model_dir' and 'steps'" in proc.stderr
 
 
+@pytest.mark.heavy
 def test_override_of_a_macro_nothing_defines_or_reads_names_the_closest(entry_module):
     (entry_module / "label.gin").write_text(textwrap.dedent("""
         include 'exp.gin'
@@ -183,6 +191,7 @@ def test_override_of_a_macro_nothing_defines_or_reads_names_the_closest(entry_mo
     assert (model_dir / "out.json").read_text() == '{"steps": 2, "label": "z"}'
 
 
+@pytest.mark.heavy
 def test_a_good_run_logs_nothing_at_error_level(entry_module):
     (entry_module / "sub").mkdir()
     (entry_module / "sub" / "top.gin").write_text("include 'exp.gin'\n")

@@ -14,6 +14,8 @@ from next_jax import io as nj_io
 from next_jax import main
 from next_jax.data.records import RepairTask, Sample, Verdict, read_all, write_records
 
+pytestmark = pytest.mark.heavy  # trains and compiles real models: tens of seconds each
+
 ADD = "def f(x):\n    y = x + 1\n    return y\n"
 
 

@@ -103,6 +103,7 @@ def _cli(*args):
                           text=True, timeout=300)
 
 
+@pytest.mark.heavy
 def test_cli_traces_one_program(tmp_path):
     program = tmp_path / "prog.py"
     program.write_text(ADD)
@@ -113,6 +114,7 @@ def test_cli_traces_one_program(tmp_path):
     assert program_2.endswith("return c  # (2) __return__=0") and test_2 == "add(1, 1)"
 
 
+@pytest.mark.heavy
 def test_cli_traces_a_task_file_and_reports_bad_input(tmp_path):
     src = tmp_path / "tasks.jsonl"
     out = tmp_path / "traced.jsonl"
@@ -128,6 +130,7 @@ def test_cli_traces_a_task_file_and_reports_bad_input(tmp_path):
     assert _cli("--max_events=lots").returncode == 1  # absl: not an integer
 
 
+@pytest.mark.heavy
 def test_beam_transform_traces_a_file(tmp_path):
     from next_jax.tracing.beam_traces import parse_traced, trace_file_with_beam
 

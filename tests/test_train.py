@@ -9,6 +9,8 @@ from next_jax.demo import task as demo_task
 from next_jax.models import ModelConfig
 from next_jax.models import lm as lm_lib
 
+pytestmark = pytest.mark.heavy  # trains and compiles real models: tens of seconds each
+
 CONFIG = ModelConfig(vocab_size=384, hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, head_dim=8,
                      mlp_dim=64, tie_embeddings=True, max_seq_len=256)
 LENGTHS = {"inputs": 128, "targets": 48}
