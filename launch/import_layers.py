@@ -2,6 +2,7 @@
 
     python launch/import_layers.py            # the drawing: floors, rooms, arrows up, cycles
     python launch/import_layers.py --check    # exit 1 naming every upward arrow and cycle
+    python launch/import_layers.py --root=OLD_CHECKOUT --table=TABLE   # another tree on given floors
 
 Every ``import`` in the package counts, at the top of a module or inside a function (an import
 that is deferred still makes the module need the other at run time). A module may import its own
@@ -216,13 +217,13 @@ def drawing(root: pathlib.Path = REPO, layout: Layout = None) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--root", default=str(REPO), help="a checkout of the repository (default: this one)")
+    parser.add_argument("--table", default=str(REPO / PACKAGE / "layers.toml"), help="the floors (default: this one's)")
     parser.add_argument("--check", action="store_true", help="exit 1 when an arrow runs up or in a circle")
     args = parser.parse_args(argv)
-    root = pathlib.Path(args.root)
-    print(drawing(root))
+    root, layout = pathlib.Path(args.root), Layout(*load_table(pathlib.Path(args.table)))
+    print(drawing(root, layout))
     if args.check:
-        found = problems(root)
-        return 1 if any(found.values()) else 0
+        return 1 if any(problems(root, layout).values()) else 0
     return 0
 
 

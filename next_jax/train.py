@@ -6,19 +6,19 @@ From the command line (``--run_mode=train``, configured by gin)::
         --gin_file=gin_configs/experiments/train_tiny_cpu.gin \
         --gin.MODEL_DIR=\"/tmp/tiny_train\" --gin.TRAIN_STEPS=40
 
-From Python (every argument keyword-only; the same function gin calls)::
+From Python (one ``TrainConfig``; the same function gin calls)::
 
     from next_jax import train, tasks
     from next_jax.models import lm
-    result = train.train(
+    result = train.train(train.TrainConfig(
         model=lm.DecoderLM(config),            # or a bare ModelConfig
         task_name="my_task",                   # a registered SeqIO task or mixture
         task_feature_lengths={"inputs": 512, "targets": 256},
         batch_size=32, train_steps=200,
         model_dir="/tmp/run",                  # checkpoints/, train/ and eval/ event files
         initial_checkpoint="/ckpt/base",       # Hugging Face dir, orbax MODEL_DIR/step dir, or None
-    )
-    result.checkpoint    # 'MODEL_DIR/checkpoints/200': give it to infer(checkpoint=...)
+    ))
+    result.checkpoint    # 'MODEL_DIR/checkpoints/200': a models.ModelRef's checkpoint for infer
     result.metrics       # {'loss': ..., 'accuracy': ..., ...} of the last summary period
     result.step          # 200
 
@@ -35,7 +35,7 @@ decoder-only converter; the loss covers the ``targets`` tokens only when the tas
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import gin
 import jax
@@ -79,50 +79,58 @@ def flops_per_token(config: ModelConfig, sequence_length: int) -> float:
 # Entry.
 
 
-def train(
-    *,
-    model,
-    task_name: str,
-    task_feature_lengths: Mapping[str, int],
-    batch_size: int,
-    train_steps: int,
-    model_dir: str,
-    optimizer=None,
-    partitioner: Optional[partitioning.Partitioner] = None,
-    checkpoint_cfg: checkpoints.CheckpointConfig = checkpoints.CheckpointConfig(),
-    initial_checkpoint: Optional[str] = None,
-    split: str = "train",
-    eval_split: Optional[str] = None,
-    eval_period: int = 0,
-    eval_batches: Optional[int] = None,
-    summary_period: int = 100,
-    num_microbatches: int = 1,
-    pack: bool = True,
-    shuffle: bool = True,
-    seed: int = 0,
-    peak_flops: Optional[float] = None,
-) -> TrainResult:
-    """Trains ``model`` on ``task_name`` for ``train_steps`` optimizer steps; see the module doc.
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """One training run; ``train(config)`` trains ``model`` on ``task_name`` for ``train_steps`` steps.
 
-    Args:
-      model: a ``DecoderLM`` (loss settings: z_loss, label_smoothing) or a ``ModelConfig``.
-      task_name: a registered SeqIO task or mixture with ``targets`` (and usually ``inputs``).
-      task_feature_lengths: e.g. ``{'inputs': 1536, 'targets': 512}``; packed rows hold their sum.
-      batch_size: rows per step over all hosts (a multiple of num_microbatches x data shards).
-      train_steps: the total number of steps of the run (a resumed run trains up to it).
-      model_dir: checkpoints/, train/ (TensorBoard), eval/ (TensorBoard); any io path.
-      optimizer: ``optimizers.AdamW()`` (default) or ``optimizers.Adafactor()``.
-      partitioner: the mesh and rules (default: every device, data parallel).
-      checkpoint_cfg: ``checkpoints.CheckpointConfig`` (period, keep, async_save, enabled).
-      initial_checkpoint: weights to start from when ``model_dir`` has no checkpoint yet: a Hugging
-        Face directory or an orbax checkpoint (MODEL_DIR, step directory or pytree); None = random.
-      split, eval_split: the training split, and the split for teacher-forced eval (None = off).
-      eval_period, eval_batches: eval every N steps (and at the end), on at most M batches.
-      summary_period: steps between metric fetches and TensorBoard writes.
-      num_microbatches: gradient accumulation: each step runs the batch in this many slices.
-      pack, shuffle, seed: input pipeline (seed also seeds the initialisation).
-      peak_flops: FLOP/s for the MFU estimate (default: a measured matmul on this backend).
+    model: a ``DecoderLM`` (loss settings: z_loss, label_smoothing) or a ``ModelConfig``.
+    task_name: a registered SeqIO task or mixture with ``targets`` (and usually ``inputs``).
+    task_feature_lengths: e.g. ``{'inputs': 1536, 'targets': 512}``; packed rows hold their sum.
+    batch_size: rows per step over all hosts (a multiple of num_microbatches x data shards).
+    train_steps: the total number of steps of the run (a resumed run trains up to it).
+    model_dir: checkpoints/, train/ (TensorBoard), eval/ (TensorBoard); any io path.
+    optimizer: ``optimizers.AdamW()`` (None: its defaults) or ``optimizers.Adafactor()``.
+    partitioner: the mesh and rules (None: every device, data parallel).
+    checkpoint_cfg: ``checkpoints.CheckpointConfig`` (period, keep, async_save, enabled).
+    initial_checkpoint: weights to start from when ``model_dir`` has no checkpoint yet: a Hugging
+      Face directory or an orbax checkpoint (MODEL_DIR, step directory or pytree); None = random.
+    split, eval_split: the training split, and the split for teacher-forced eval (None = off).
+    eval_period, eval_batches: eval every N steps (and at the end), on at most M batches.
+    summary_period: steps between metric fetches and TensorBoard writes.
+    num_microbatches: gradient accumulation: each step runs the batch in this many slices.
+    pack, shuffle, seed: input pipeline (seed also seeds the initialisation).
+    peak_flops: FLOP/s for the MFU estimate (None: a measured matmul on this backend).
     """
+
+    model: Any
+    task_name: str
+    task_feature_lengths: Mapping[str, int]
+    batch_size: int
+    train_steps: int
+    model_dir: str
+    optimizer: Any = None
+    partitioner: Optional[partitioning.Partitioner] = None
+    checkpoint_cfg: checkpoints.CheckpointConfig = checkpoints.CheckpointConfig()
+    initial_checkpoint: Optional[str] = None
+    split: str = "train"
+    eval_split: Optional[str] = None
+    eval_period: int = 0
+    eval_batches: Optional[int] = None
+    summary_period: int = 100
+    num_microbatches: int = 1
+    pack: bool = True
+    shuffle: bool = True
+    seed: int = 0
+    peak_flops: Optional[float] = None
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Trains as ``config`` says; see the module doc (resuming, determinism, packing)."""
+    c = config
+    model, task_name, task_feature_lengths, model_dir = c.model, c.task_name, c.task_feature_lengths, c.model_dir
+    batch_size, train_steps, optimizer, partitioner = c.batch_size, c.train_steps, c.optimizer, c.partitioner
+    checkpoint_cfg, initial_checkpoint, num_microbatches, seed = (c.checkpoint_cfg, c.initial_checkpoint,
+                                                                  c.num_microbatches, c.seed)
     lm = lm_lib.as_lm(model)
     config = lm.config
     for name, value in (("batch_size", batch_size), ("train_steps", train_steps)):
@@ -152,20 +160,16 @@ def train(
 
     checkpointer = checkpoints.Checkpointer(model_dir, checkpoint_cfg)
     try:
-        return _run(
-            lm, trainer, checkpointer, task_name=task_name, task_feature_lengths=task_feature_lengths,
-            batch_size=batch_size, local_rows=local_rows, shard_info=shard_info, train_steps=train_steps,
-            model_dir=model_dir, initial_checkpoint=initial_checkpoint, split=split, eval_split=eval_split,
-            eval_period=eval_period, eval_batches=eval_batches, summary_period=summary_period, pack=pack,
-            shuffle=shuffle, seed=seed, peak_flops=peak_flops,
-        )
+        return _run(lm, trainer, checkpointer, c, local_rows=local_rows, shard_info=shard_info)
     finally:
         checkpointer.close()
 
 
-def _run(lm, trainer, checkpointer, *, task_name, task_feature_lengths, batch_size, local_rows, shard_info,
-         train_steps, model_dir, initial_checkpoint, split, eval_split, eval_period, eval_batches,
-         summary_period, pack, shuffle, seed, peak_flops) -> TrainResult:
+def _run(lm, trainer, checkpointer, c: TrainConfig, *, local_rows, shard_info) -> TrainResult:
+    task_name, task_feature_lengths, batch_size, train_steps = c.task_name, c.task_feature_lengths, c.batch_size, c.train_steps
+    model_dir, initial_checkpoint, split, eval_split = c.model_dir, c.initial_checkpoint, c.split, c.eval_split
+    eval_period, eval_batches, summary_period, pack = c.eval_period, c.eval_batches, c.summary_period, c.pack
+    shuffle, seed, peak_flops = c.shuffle, c.seed, c.peak_flops
     config = lm.config
     latest = checkpointer.latest_step()
     position = {"batches": 0, "seed": seed}

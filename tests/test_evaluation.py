@@ -107,7 +107,7 @@ def test_repair_evaluator_scores_the_step_checkpoint(tmp_path, monkeypatch):
     evaluator = repair.RepairEvaluator(model=None, vocabulary=None, tasks_file="dev.jsonl", model_dir=str(tmp_path),
                                        task_feature_lengths={"inputs": 8}, write_summaries=False)
     assert evaluator(params=None, step=40) == {"next/trace/pass@1": 0.5}
-    assert seen["checkpoint"] == str(tmp_path / "checkpoints" / "40") and seen["iteration"] == 40
+    assert seen["model"].checkpoint == str(tmp_path / "checkpoints" / "40") and seen["iteration"] == 40
 
 
 def test_report_renders_every_figure_and_a_png():

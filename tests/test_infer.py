@@ -15,6 +15,7 @@ import pytest
 from next_jax import decoding, infer as infer_lib, partitioning
 from next_jax.data.records import Sample, read_all
 from next_jax.models.config import ModelConfig
+from next_jax.models.ref import ModelRef
 
 TASK = "test_infer_tiny"
 NUM_EXAMPLES = 7
@@ -62,15 +63,15 @@ def run_infer(model_dir, partitioner=None, **overrides):
     sampling = dict(num_samples=3, temperature=1.0, top_k=20, top_p=0.95, max_new_tokens=12, batch_size=4,
                     chunk_size=4, seed=1234)
     sampling.update({k: v for k, v in overrides.items() if k in sampler_fields})
-    kwargs = dict(
-        model=tiny_config(), vocabulary=seqio.ByteVocabulary(), task_name=TASK, split="test", model_dir=str(model_dir),
-        task_feature_lengths={"inputs": 48}, iteration=2, prompt_variant="no_trace",
-        sampling=decoding.SamplingConfig(**sampling),
-    )
-    kwargs.update({k: v for k, v in overrides.items() if k not in sampler_fields})
     if partitioner is None:
         partitioner = partitioning.Partitioner(partitioning.make_mesh({"data": 2, "fsdp": 2, "model": 2}))
-    return infer_lib.infer(partitioner=partitioner, **kwargs)
+    ref_fields = {f.name for f in dataclasses.fields(ModelRef)}
+    ref = ModelRef(model=tiny_config(), vocabulary=seqio.ByteVocabulary(), task_feature_lengths={"inputs": 48},
+                   partitioner=partitioner, **{k: v for k, v in overrides.items() if k in ref_fields})
+    config = dict(model=ref, task_name=TASK, split="test", model_dir=str(model_dir), iteration=2,
+                  prompt_variant="no_trace", sampling=decoding.SamplingConfig(**sampling))
+    config.update({k: v for k, v in overrides.items() if k not in sampler_fields | ref_fields})
+    return infer_lib.infer(infer_lib.InferConfig(**config))
 
 
 def one_device():

@@ -94,6 +94,7 @@ def test_bad_binding_exits_with_message_naming_it(entry_module, flag, expected):
 @pytest.mark.parametrize("binding, new", [
     ("--gin.decoding.SamplingSettings.num_samples=8", "SamplingSettings is now SamplingConfig"),
     ("--gin_bindings=TASK_NAME = @train.demo_repair_task()", "train.demo_repair_task is now demo_task.demo_repair_task"),
+    ("--gin.pipeline.run_pipeline.num_tasks=3", "run_pipeline takes one config: bind pipeline.PipelineConfig.NAME"),
 ])
 def test_a_binding_of_an_old_name_names_the_new_one(entry_module, binding, new):
     proc = _run_main(["--gin_file=runs/pipeline.gin", "--gin.MODEL_DIR='/tmp/unused'", binding], entry_module,
@@ -131,13 +132,18 @@ def test_tpu_run_needs_zone():
     assert proc.returncode == 2 and "--zone" in proc.stderr
 
 
-def test_every_run_mode_resolves_to_a_keyword_only_entry_function():
+def test_every_run_mode_resolves_to_an_entry_function_of_one_config_or_keywords():
+    import dataclasses
     import inspect
+    import typing
 
     for mode in main_lib.RUN_MODES:
         entry = main_lib.resolve_entry(mode)
-        params = inspect.signature(entry).parameters.values()
-        assert params and all(p.kind is p.KEYWORD_ONLY for p in params), mode
+        params = list(inspect.signature(entry).parameters.values())
+        if [p.name for p in params] == ["config"]:  # one typed config tree, bound once by gin
+            assert dataclasses.is_dataclass(typing.get_type_hints(entry)["config"]), mode
+        else:
+            assert params and all(p.kind is p.KEYWORD_ONLY for p in params), mode
     with pytest.raises(main_lib.ConfigError, match="unknown --run_mode='no_such_mode'"):
         main_lib.resolve_entry("no_such_mode")
 

@@ -24,6 +24,7 @@ DRIVER = textwrap.dedent("""
     from next_jax.data import records
     from next_jax.evaluation.repair import EvalConfig
     from next_jax.evaluation.runs import ExecutionConfig, SamplingConfig
+    from next_jax.models import ModelRef
 
     kill_at = os.environ.get("KILL_AT")
     if kill_at:  # SIGKILL this process right after the Nth matching file (or checkpoint) is written
@@ -54,15 +55,17 @@ DRIVER = textwrap.dedent("""
 
     work = sys.argv[1]
     sampling = SamplingConfig(num_samples=4, max_new_tokens=8, batch_size=8, chunk_size=2)
-    result = selftrain.run_next(
-        model_dir=os.path.join(work, sys.argv[2]), model=fx.tiny_config(), vocabulary=fx.vocabulary(),
-        base_checkpoint=os.path.join(work, "base"), train_file=os.path.join(work, "train.jsonl"),
-        dev_file=os.path.join(work, "dev.jsonl"), task_feature_lengths={{"inputs": 160, "targets": 16}},
+    result = selftrain.run_next(selftrain.NextConfig(
+        model_dir=os.path.join(work, sys.argv[2]),
+        model=ModelRef(model=fx.tiny_config(), vocabulary=fx.vocabulary(), checkpoint=os.path.join(work, "base"),
+                       task_feature_lengths={{"inputs": 160, "targets": 16}}),
+        files=selftrain.FilesConfig(train_file=os.path.join(work, "train.jsonl"),
+                                    dev_file=os.path.join(work, "dev.jsonl")),
         num_iterations=1, answer_format="test_oracle",
         selection=selftrain.SelectionConfig(threshold=0.5, sampling=sampling), sampling=sampling,
         finetune=selftrain.FinetuneConfig(num_steps=3, batch_size=8, checkpoint_period=1),
         evaluation=EvalConfig(sampling=sampling, variants=("trace",), greedy=False, ks=(1, 2)),
-        execution=ExecutionConfig(workers=2, test_timeout_s=2.0, chunk_size=5))
+        execution=ExecutionConfig(workers=2, test_timeout_s=2.0, chunk_size=5)))
     print("RESULT " + json.dumps(result["dev_pass_at_1"]))
 """)
 

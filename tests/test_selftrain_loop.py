@@ -12,15 +12,18 @@ from next_jax import selftrain
 from next_jax.data.records import Sample, Verdict, read_all
 from next_jax.evaluation.repair import EvalConfig, ProxyConfig
 from next_jax.evaluation.runs import ExecutionConfig, SamplingConfig
+from next_jax.models import ModelRef
 
 SAMPLING = SamplingConfig(num_samples=4, max_new_tokens=8, batch_size=8, chunk_size=4)
 
 
 def _run(tmp_path, base, **overrides):
     kwargs = dict(
-        model_dir=str(tmp_path / "run"), model=fx.tiny_config(), vocabulary=fx.vocabulary(), base_checkpoint=base,
-        train_file=str(tmp_path / "train.jsonl"), dev_file=str(tmp_path / "dev.jsonl"),
-        task_feature_lengths={"inputs": 160, "targets": 16}, num_iterations=1, answer_format="test_oracle",
+        model_dir=str(tmp_path / "run"),
+        model=ModelRef(model=fx.tiny_config(), vocabulary=fx.vocabulary(), checkpoint=base,
+                       task_feature_lengths={"inputs": 160, "targets": 16}),
+        files=selftrain.FilesConfig(train_file=str(tmp_path / "train.jsonl"), dev_file=str(tmp_path / "dev.jsonl")),
+        num_iterations=1, answer_format="test_oracle",
         selection=selftrain.SelectionConfig(threshold=0.5, sampling=SAMPLING), sampling=SAMPLING,
         finetune=selftrain.FinetuneConfig(num_steps=2, batch_size=8, checkpoint_period=1),
         evaluation=EvalConfig(sampling=SAMPLING, variants=("trace", "no_trace"), greedy=True, ks=(1, 2),
@@ -28,7 +31,7 @@ def _run(tmp_path, base, **overrides):
                                                     checkpoint=base, sampling=SAMPLING.greedy())),
         execution=ExecutionConfig(workers=2, test_timeout_s=2.0, chunk_size=8))
     kwargs.update(overrides)
-    return selftrain.run_next(**kwargs)
+    return selftrain.run_next(selftrain.NextConfig(**kwargs))
 
 
 def _scalars(logdir):

@@ -23,11 +23,11 @@ def task():
 
 def _train(task, model_dir, steps, **kw):
     kw.setdefault("checkpoint_cfg", checkpoints.CheckpointConfig(period=2, keep=None))
-    return train.train(
+    return train.train(train.TrainConfig(
         model=CONFIG, task_name=task, task_feature_lengths=LENGTHS, batch_size=8, train_steps=steps,
         model_dir=str(model_dir), summary_period=1, peak_flops=1e11,
         optimizer=optimizers.AdamW(learning_rate=optimizers.Schedule(peak=1e-2, warmup_steps=1)), **kw,
-    )
+    ))
 
 
 def read_scalars(directory, tag):
@@ -113,24 +113,24 @@ def test_microbatches_give_the_same_update(task):
 
 def test_start_up_errors_say_what_to_fix(task, tmp_path):
     with pytest.raises(ValueError, match=r"task_feature_lengths=.*exactly the lengths"):
-        train.train(
+        train.train(train.TrainConfig(
             model=CONFIG, task_name=task, task_feature_lengths={"targets": 48}, batch_size=8, train_steps=1,
-            model_dir=str(tmp_path / "a"))
+            model_dir=str(tmp_path / "a")))
     with pytest.raises(ValueError, match="max_seq_len=256"):
-        train.train(model=CONFIG, task_name=task, task_feature_lengths={"inputs": 256, "targets": 48},
-                    batch_size=8, train_steps=1, model_dir=str(tmp_path / "a"))
+        train.train(train.TrainConfig(model=CONFIG, task_name=task, task_feature_lengths={"inputs": 256, "targets": 48},
+                    batch_size=8, train_steps=1, model_dir=str(tmp_path / "a")))
     with pytest.raises(ValueError, match=r"259 ids but the model's vocab_size is 128"):
-        train.train(model=CONFIG.replace(vocab_size=128), task_name=task, task_feature_lengths=LENGTHS,
-                    batch_size=8, train_steps=1, model_dir=str(tmp_path / "a"))
+        train.train(train.TrainConfig(model=CONFIG.replace(vocab_size=128), task_name=task, task_feature_lengths=LENGTHS,
+                    batch_size=8, train_steps=1, model_dir=str(tmp_path / "a")))
     with pytest.raises(FileNotFoundError, match="initial_checkpoint=.*does not exist"):
         _train(task, tmp_path / "a", 1, initial_checkpoint=str(tmp_path / "nowhere"))
     with pytest.raises(ValueError, match="not registered|not a registered"):
-        train.train(model=CONFIG, task_name="no_such_task", task_feature_lengths=LENGTHS, batch_size=8,
-                    train_steps=1, model_dir=str(tmp_path / "a"))
+        train.train(train.TrainConfig(model=CONFIG, task_name="no_such_task", task_feature_lengths=LENGTHS, batch_size=8,
+                    train_steps=1, model_dir=str(tmp_path / "a")))
     with pytest.raises(ValueError, match="batch_size=12"):
-        train.train(
+        train.train(train.TrainConfig(
             model=CONFIG, task_name=task, task_feature_lengths=LENGTHS, batch_size=12, train_steps=1,
-            model_dir=str(tmp_path / "a"))
+            model_dir=str(tmp_path / "a")))
 
 
 def test_model_dir_on_ram_filesystem_writes_nothing_locally(task, tmp_path, monkeypatch):

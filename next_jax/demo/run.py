@@ -36,15 +36,16 @@ from next_jax.demo import answers, domain
 from next_jax.evaluation import formats as formats_lib
 from next_jax.evaluation.repair import EvalConfig, evaluate_model, headline
 from next_jax.evaluation.runs import ExecutionConfig, SamplingConfig
+from next_jax.models.ref import ModelRef
 from next_jax.execution.sandbox import SandboxPool
 from next_jax.progress import Progress
-from next_jax.selftrain.loop import run_next
+from next_jax.selftrain.loop import FilesConfig, NextConfig, run_next
 from next_jax.selftrain.settings import BuildConfig, FinetuneConfig, SelectionConfig
 from next_jax.selftrain.stages import Stage, StageRunner, input_fingerprint, jsonable
 from next_jax.tracing.config import TraceConfig
 from next_jax.tracing.sandboxed import TARGET
 from next_jax.tracing.traced_tasks import trace_tasks
-from next_jax.train import train
+from next_jax.train import TrainConfig, train
 
 ANSWER_FORMAT = "line_edit"
 # Traces as the tracer writes them, with the shortest separators: every character costs here.
@@ -123,7 +124,7 @@ def _train(*, model, task_name, task_feature_lengths, batch_size, steps, model_d
                   summary_period=min(25, steps), seed=seed, partitioner=partitioner)
     if optimizer is not None:
         kwargs["optimizer"] = optimizer
-    out = train(**kwargs)
+    out = train(TrainConfig(**kwargs))
     return {"checkpoint": out.checkpoint, "steps": out.step, "metrics": jsonable(out.metrics)}
 
 
@@ -204,14 +205,16 @@ def run_demo(
                 batch_size=bootstrap.batch_size, steps=bootstrap.num_steps, model_dir=boot_stage.directory,
                 init=None, optimizer=bootstrap.optimizer, seed=seed, checkpoint_period=bootstrap.checkpoint_period,
                 partitioner=partitioner), collective=True)
-            result = run_next(
-                model_dir=nj_io.join(base_dir, "next"), model=model, vocabulary=vocabulary,
-                base_checkpoint=boot["checkpoint"], train_file=paths["train"], dev_file=paths["dev"],
-                seed_file=paths["seed"], few_shot=False, task_feature_lengths=task_feature_lengths,
+            result = run_next(NextConfig(
+                model_dir=nj_io.join(base_dir, "next"),
+                model=ModelRef(model=model, vocabulary=vocabulary, task_feature_lengths=task_feature_lengths,
+                               checkpoint=boot["checkpoint"], init_seed=seed),
+                files=FilesConfig(train_file=paths["train"], dev_file=paths["dev"], seed_file=paths["seed"],
+                                  few_shot=False),
                 num_iterations=num_iterations, prompt_variant=variant, answer_format=ANSWER_FORMAT,
                 selection=SelectionConfig(threshold=None), sampling=dataclasses.replace(sampling, seed=seed),
                 build=build, finetune=finetune, evaluation=dataclasses.replace(evaluation, variants=(variant,)),
-                execution=execution, partitioner=partitioner, select_by=variant, seed=seed, init_seed=seed)
+                execution=execution, train_partitioner=partitioner, select_by=variant, seed=seed))
             row[variant] = {"dev_pass_at_1": result["dev_pass_at_1"], "best_iteration": result["best_iteration"],
                             "bootstrap_steps": boot["steps"],
                             "finetune_steps": [it.get("finetune", {}).get("num_steps", 0)
@@ -256,10 +259,10 @@ def _control(runner, *, base_dir, boot, steps, seed, model, vocabulary, task_nam
                        settings={"evaluation": evaluation, "execution": execution},
                        inputs={"dev": input_fingerprint(dev_file), "checkpoint": trained["checkpoint"]})
     dev = runner.run(eval_stage, lambda: evaluate_model(
-        model=model, vocabulary=vocabulary, checkpoint=trained["checkpoint"], tasks_file=dev_file,
-        settings=evaluation, task_feature_lengths=task_feature_lengths, model_dir=directory, iteration=0,
-        subdir="eval", answer_format=ANSWER_FORMAT, execution=execution, partitioner=partitioner,
-        init_seed=seed), collective=True)
+        model=ModelRef(model=model, vocabulary=vocabulary, task_feature_lengths=task_feature_lengths,
+                       checkpoint=trained["checkpoint"], init_seed=seed, partitioner=partitioner),
+        tasks_file=dev_file, settings=evaluation, model_dir=directory, iteration=0, subdir="eval",
+        answer_format=ANSWER_FORMAT, execution=execution), collective=True)
     return {"steps": steps, "dev_pass_at_1": headline(dev, evaluation.variants[0])}
 
 

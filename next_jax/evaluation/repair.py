@@ -30,6 +30,7 @@ from next_jax.decoding import SamplingConfig
 from next_jax.evaluation import formats as formats_lib
 from next_jax.evaluation import metrics
 from next_jax.evaluation.runs import ExecutionConfig, check_file, sample_tasks
+from next_jax.models.ref import ModelRef
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,28 +99,21 @@ def proxy_pass_at_k(proxy_of: Mapping[str, str], verdicts, ks) -> dict:
 
 def evaluate_model(
     *,
-    model,
-    vocabulary,
-    checkpoint: Optional[str],
+    model: ModelRef,
     tasks_file: str,
     settings: EvalConfig,
-    task_feature_lengths: Mapping[str, int],
     model_dir: str,
     iteration: int = 0,
     subdir: str = "eval",
     answer_format: Union[str, formats_lib.AnswerFormat] = "fenced",
     exemplars: Sequence[Tuple[RepairTask, str]] = (),
     execution: ExecutionConfig = ExecutionConfig(),
-    partitioner=None,
-    init_seed: int = 0,
 ) -> dict:
     """Evaluates one model on ``tasks_file``; returns (and writes) the metrics. Collective."""
     fmt = formats_lib.get_format(answer_format)
     tasks = tasks_by_id(tasks_file) if multihost.is_chief() else {}
-    common = dict(model=model, vocabulary=vocabulary, checkpoint=checkpoint, tasks_file=tasks_file,
-                  prompt_fn=fmt.prompt, parse_fn=fmt.parse, task_feature_lengths=task_feature_lengths,
-                  model_dir=model_dir, iteration=iteration, exemplars=exemplars,
-                  partitioner=partitioner, init_seed=init_seed)
+    common = dict(model=model, tasks_file=tasks_file, prompt_fn=fmt.prompt, parse_fn=fmt.parse,
+                  model_dir=model_dir, iteration=iteration, exemplars=exemplars)
     runs = [(variant, settings.sampling, f"{subdir}/{variant}") for variant in settings.variants]
     if settings.greedy:
         runs += [(variant, settings.sampling.greedy(), f"{subdir}/{variant}.greedy") for variant in settings.variants]
@@ -141,16 +135,16 @@ def evaluate_model(
             result[variant] = summary
             result["tasks"] = summary["tasks"]
     if settings.proxy is not None:
-        result["proxy"] = _proxy_eval(settings, fmt, tasks, samples_of, model_dir, iteration, subdir,
-                                      task_feature_lengths, execution, partitioner)
+        result["proxy"] = _proxy_eval(settings, fmt, tasks, samples_of, model_dir, iteration, subdir, model,
+                                      execution)
     if multihost.is_chief():
         nj_io.write_text(nj_io.join(model_dir, f"iteration_{iteration}", subdir, "metrics.json"),
                       json.dumps(result, indent=2, sort_keys=True) + "\n")
     return result
 
 
-def _proxy_eval(settings, fmt, tasks, samples_of, model_dir, iteration, subdir, task_feature_lengths,
-                execution, partitioner) -> dict:
+def _proxy_eval(settings, fmt, tasks, samples_of, model_dir, iteration, subdir, evaluated: ModelRef,
+                execution) -> dict:
     proxy = settings.proxy
     source = f"{subdir}/{proxy.rationales_of}"
     if source not in samples_of:
@@ -161,12 +155,12 @@ def _proxy_eval(settings, fmt, tasks, samples_of, model_dir, iteration, subdir, 
         write_records(records_path, _proxy_records(tasks, samples_of[source]))
     multihost.barrier(f"proxy-tasks:{records_path}")
     samples = sample_tasks(
-        model=proxy.model, vocabulary=proxy.vocabulary, checkpoint=proxy.checkpoint, tasks_file=records_path,
+        model=evaluated.replace(model=proxy.model, vocabulary=proxy.vocabulary, checkpoint=proxy.checkpoint,
+                                init_seed=proxy.init_seed),
+        tasks_file=records_path,
         variant="proxy", prompt_fn=lambda task, variant, exemplars: fmt.proxy_prompt(task, task.meta["proxy_rationale"]),
         parse_fn=lambda text, task: (task.meta["proxy_rationale"], fmt.proxy_parse(text, task)),
-        sampling=proxy.sampling, task_feature_lengths=task_feature_lengths, model_dir=model_dir,
-        iteration=iteration, name=f"{subdir}/proxy.samples", partitioner=partitioner,
-        init_seed=proxy.init_seed)
+        sampling=proxy.sampling, model_dir=model_dir, iteration=iteration, name=f"{subdir}/proxy.samples")
     summary = None
     if multihost.is_chief():
         proxy_tasks = tasks_by_id(records_path)
@@ -209,7 +203,7 @@ class RepairEvaluator:
     and returns pass@k with and without traces, greedy pass@1 and proxy pass@k as flat scalars,
     also written to TensorBoard under ``MODEL_DIR/eval``. Bind it in gin::
 
-        checkpoint_eval.evaluate.evaluators = [@repair.RepairEvaluator()]
+        checkpoint_eval.CheckpointEvalConfig.evaluators = [@repair.RepairEvaluator()]
         repair.RepairEvaluator:
           model = %MODEL
           vocabulary = %VOCABULARY
@@ -236,10 +230,11 @@ class RepairEvaluator:
         del params  # the sampler loads the checkpoint itself (sharded for sampling)
         checkpoint = self.checkpoint or nj_io.join(checkpoints.checkpoint_dir(self.model_dir), str(step))
         result = evaluate_model(
-            model=self.model, vocabulary=self.vocabulary, checkpoint=checkpoint, tasks_file=self.tasks_file,
-            settings=self.settings, task_feature_lengths=self.task_feature_lengths, model_dir=self.model_dir,
-            iteration=int(step), subdir="next_eval", answer_format=self.answer_format, exemplars=self.exemplars,
-            execution=self.execution, partitioner=self.partitioner)
+            model=ModelRef(model=self.model, vocabulary=self.vocabulary, checkpoint=checkpoint,
+                           task_feature_lengths=self.task_feature_lengths, partitioner=self.partitioner),
+            tasks_file=self.tasks_file, settings=self.settings, model_dir=self.model_dir, iteration=int(step),
+            subdir="next_eval", answer_format=self.answer_format, exemplars=self.exemplars,
+            execution=self.execution)
         values = flat_metrics(result)
         if self.write_summaries and multihost.is_chief():
             writer = trainer_lib.metric_writer(self.model_dir, "eval")

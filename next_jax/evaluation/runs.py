@@ -28,6 +28,7 @@ from next_jax.data.records import AtomicWriter, RepairTask, Sample, Verdict, rea
 # ``decoding.SamplingConfig`` binding in the process unknown.
 from next_jax.decoding import SamplingConfig, stage_seed
 from next_jax.execution.checker import CheckConfig, Checker
+from next_jax.models.ref import ModelRef
 from next_jax.progress import Progress
 
 
@@ -59,27 +60,22 @@ def _task_name(*parts: str) -> str:
 
 def sample_tasks(
     *,
-    model,
-    vocabulary,
-    checkpoint: Optional[str],
+    model: ModelRef,
     tasks_file: str,
     variant: str,
     prompt_fn: Callable,
     parse_fn: Callable[[str, RepairTask], Tuple[str, Optional[str]]],
     sampling: SamplingConfig,
-    task_feature_lengths: Mapping[str, int],
     model_dir: str,
     iteration: int,
     name: str,
     exemplars: Sequence[Tuple[RepairTask, str]] = (),
-    partitioner=None,
-    init_seed: int = 0,
 ) -> str:
     """Samples every task of ``tasks_file``; returns ``MODEL_DIR/iteration_{iteration}/{name}.jsonl``.
 
     ``prompt_fn(task, variant, exemplars)`` builds each prompt and ``parse_fn(text, task)`` splits
-    each answer into (rationale, fix); ``partitioner`` is the device layout (default: every device,
-    data parallel). Collective: call it on every process.
+    each answer into (rationale, fix); prompts are cut to ``model.task_feature_lengths['inputs']``.
+    Collective: call it on every process.
     """
     directory = nj_io.join(model_dir, f"iteration_{iteration}")
     final = nj_io.join(directory, f"{name}.jsonl")
@@ -87,18 +83,17 @@ def sample_tasks(
         nj_io.makedirs(nj_io.dirname(final))
     multihost.barrier(f"sample-dirs:{final}")
     task_name = _task_name(tasks_file, variant, name, model_dir)
-    tasks_lib.register_repair_task(task_name, split_files={"test": tasks_file}, vocabulary=vocabulary,
+    tasks_lib.register_repair_task(task_name, split_files={"test": tasks_file}, vocabulary=model.vocabulary,
                                    variant=variant, exemplars=tuple(exemplars), prompt_fn=prompt_fn)
     if sampling.seed is None:
         raise ValueError(f"sample_tasks ({name}): sampling.seed must be an int (a resumable stage draws the same "
                          "samples again); bind decoding.SamplingConfig.seed")
-    raw = infer_lib.infer(
-        model=model, vocabulary=vocabulary, task_name=task_name, model_dir=model_dir, split="test",
-        task_feature_lengths={"inputs": int(task_feature_lengths["inputs"])}, checkpoint=checkpoint,
-        partitioner=partitioner,
+    raw = infer_lib.infer(infer_lib.InferConfig(
+        model=model.replace(task_feature_lengths={"inputs": int(model.task_feature_lengths["inputs"])}),
+        task_name=task_name, model_dir=model_dir, split="test",
         sampling=dataclasses.replace(sampling, seed=stage_seed(sampling.seed, f"{iteration}:{name}")),
-        iteration=iteration, prompt_variant=variant, output_name=f"{name}.raw", init_seed=init_seed,
-    )
+        iteration=iteration, prompt_variant=variant, output_name=f"{name}.raw",
+    ))
     if multihost.is_chief():
         tasks = {t.task_id: t for t in read_tasks(tasks_file)}
         with AtomicWriter(final) as out:

@@ -22,7 +22,7 @@ import dataclasses
 import hashlib
 import json
 import time
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 from absl import logging
 
@@ -34,6 +34,7 @@ from next_jax.data.records import Sample, Verdict, read_all, read_records, read_
 from next_jax.evaluation import formats as formats_lib
 from next_jax.evaluation.repair import EvalConfig, evaluate_model, headline
 from next_jax.evaluation.runs import ExecutionConfig, SamplingConfig, check_file, read_answered_tasks, sample_tasks
+from next_jax.models.ref import ModelRef
 from next_jax.selftrain import building, report as report_lib
 from next_jax.selftrain.settings import BuildConfig, FinetuneConfig, SelectionConfig
 from next_jax.selftrain.stages import Stage, StageRunner, input_fingerprint, jsonable, read_manifest
@@ -84,44 +85,82 @@ class _Context:
         return Stage(name=name, directory=nj_io.join(self.model_dir, name),
                      settings=dict(self.common, **settings), inputs=inputs)
 
+    def model_ref(self, checkpoint: Optional[str]) -> ModelRef:
+        """The model with ``checkpoint``'s weights, on the sampling mesh."""
+        return ModelRef(model=self.model, vocabulary=self.vocabulary, task_feature_lengths=self.task_feature_lengths,
+                        checkpoint=checkpoint, init_seed=self.init_seed, partitioner=self.sampling_partitioner)
+
     def sampler_args(self, checkpoint: Optional[str], use_exemplars: bool) -> dict:
-        return dict(model=self.model, vocabulary=self.vocabulary, checkpoint=checkpoint, prompt_fn=self.fmt.prompt,
-                    parse_fn=self.fmt.parse, task_feature_lengths=self.task_feature_lengths,
-                    model_dir=self.model_dir, exemplars=self.exemplars if use_exemplars else (),
-                    partitioner=self.sampling_partitioner, init_seed=self.init_seed)
+        return dict(model=self.model_ref(checkpoint), prompt_fn=self.fmt.prompt, parse_fn=self.fmt.parse,
+                    model_dir=self.model_dir, exemplars=self.exemplars if use_exemplars else ())
 
 
-def run_next(
-    *,
-    model_dir: str,
-    model,
-    vocabulary,
-    dev_file: str,
-    task_feature_lengths: Mapping[str, int],
-    train_file: Optional[str] = None,
-    test_file: Optional[str] = None,
-    base_checkpoint: Optional[str] = None,
-    init_seed: int = 0,
-    num_iterations: int = 2,
-    prompt_variant: str = "trace",
-    answer_format: Union[str, formats_lib.AnswerFormat] = "fenced",
-    exemplars_file: Optional[str] = None,
-    few_shot: bool = True,
-    seed_file: Optional[str] = None,
-    selection: SelectionConfig = SelectionConfig(),
-    sampling: SamplingConfig = SamplingConfig(),
-    build: BuildConfig = BuildConfig(),
-    finetune: FinetuneConfig = FinetuneConfig(),
-    evaluation: EvalConfig = EvalConfig(),
-    execution: ExecutionConfig = ExecutionConfig(),
-    partitioner=None,
-    sampling_partitioner=None,
-    select_by: str = "trace",
-    seed: int = 0,
-    report_examples: int = 3,
-    train_fn: Optional[Callable] = None,
-) -> dict:
+@dataclasses.dataclass(frozen=True)
+class FilesConfig:
+    """The task files of a run (TracedTask JSON Lines; any may be a glob over shards).
+
+    dev_file: D_dev, scored on eval_tests after every iteration; train_file: D (needed when there
+    are iterations); test_file: another set every iteration is scored on (e.g. HeFix+); seed_file:
+    tasks with meta['answer'] (the answer text) added to B(i) when ``BuildConfig.include_seed``;
+    exemplars_file: few-shot exemplars (meta['answer']) for the base model, which is prompted with
+    them when ``few_shot`` (default: the answer format's own exemplars).
+    """
+
+    dev_file: str
+    train_file: Optional[str] = None
+    test_file: Optional[str] = None
+    seed_file: Optional[str] = None
+    exemplars_file: Optional[str] = None
+    few_shot: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class NextConfig:
+    """One run of Algorithm 1, each role a config of its own.
+
+    model: the base model (``models.ModelRef``): its checkpoint (None: random init from its
+      init_seed), vocabulary, feature lengths, and the mesh it samples on (None: the training mesh).
+    files: the task files (``FilesConfig``).
+    selection / sampling / build / finetune / evaluation / execution: choosing D_H, sampling each
+      iteration, building B(i), fine-tuning, dev (and test) evaluation, the sandbox.
+    train_partitioner: the fine-tuning mesh (None: every device, data parallel).
+    prompt_variant: 'trace' or 'no_trace' (the ablation: no traces anywhere); answer_format:
+      'fenced', or any ``formats.register_format`` name or object; select_by: the evaluated variant
+      whose pass@1 picks the best iteration; seed: the run seed; report_examples: examples per
+      iteration in report.md; train_fn: the fine-tune function (default ``train.train``; tests).
+    """
+
+    model_dir: str
+    model: ModelRef
+    files: FilesConfig
+    num_iterations: int = 2
+    prompt_variant: str = "trace"
+    answer_format: Union[str, formats_lib.AnswerFormat] = "fenced"
+    selection: SelectionConfig = SelectionConfig()
+    sampling: SamplingConfig = SamplingConfig()
+    build: BuildConfig = BuildConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
+    evaluation: EvalConfig = EvalConfig()
+    execution: ExecutionConfig = ExecutionConfig()
+    train_partitioner: Any = None
+    select_by: str = "trace"
+    seed: int = 0
+    report_examples: int = 3
+    train_fn: Optional[Callable] = None
+
+
+def run_next(config: NextConfig) -> dict:
     """Runs (or resumes) Algorithm 1; returns the per-iteration metrics (see ``next_jax.selftrain``)."""
+    model_dir, ref, files = config.model_dir, config.model, config.files
+    model, vocabulary, task_feature_lengths = ref.model, ref.vocabulary, ref.task_feature_lengths
+    base_checkpoint, init_seed = ref.checkpoint, ref.init_seed
+    train_file, dev_file, test_file, seed_file = files.train_file, files.dev_file, files.test_file, files.seed_file
+    exemplars_file, few_shot = files.exemplars_file, files.few_shot
+    num_iterations, prompt_variant, answer_format = config.num_iterations, config.prompt_variant, config.answer_format
+    selection, sampling, build, finetune = config.selection, config.sampling, config.build, config.finetune
+    evaluation, execution, select_by, seed = config.evaluation, config.execution, config.select_by, config.seed
+    report_examples, train_fn = config.report_examples, config.train_fn
+    partitioner, sampling_partitioner = config.train_partitioner, ref.partitioner
     started = time.monotonic()
     if num_iterations < 0:
         raise ValueError(f"run_next: num_iterations must be >= 0, got {num_iterations}")
@@ -162,20 +201,18 @@ def run_next(
                                {"dev": inputs["dev"], "checkpoint": checkpoint_id,
                                 "exemplars": inputs["exemplars"] if i == 0 else None})
         row["dev"] = runner.run(eval_stage, lambda: evaluate_model(
-            model=model, vocabulary=vocabulary, checkpoint=checkpoint, tasks_file=dev_file, settings=evaluation,
-            task_feature_lengths=ctx.task_feature_lengths, model_dir=model_dir, iteration=i, subdir="eval",
-            answer_format=fmt, exemplars=exemplars if i == 0 else (), execution=execution,
-            partitioner=sampling_partitioner, init_seed=init_seed), collective=True)
+            model=ctx.model_ref(checkpoint), tasks_file=dev_file, settings=evaluation, model_dir=model_dir,
+            iteration=i, subdir="eval", answer_format=fmt, exemplars=exemplars if i == 0 else (),
+            execution=execution), collective=True)
         row["dev_pass_at_1"] = headline(row["dev"], select_by)
         if test_file is not None:
             test_stage = ctx.stage(f"iteration_{i}/test", {"evaluation": evaluation, "execution": execution},
                                    {"test": inputs["test"], "checkpoint": checkpoint_id,
                                     "exemplars": inputs["exemplars"] if i == 0 else None})
             row["test"] = runner.run(test_stage, lambda: evaluate_model(
-                model=model, vocabulary=vocabulary, checkpoint=checkpoint, tasks_file=test_file,
-                settings=evaluation, task_feature_lengths=ctx.task_feature_lengths, model_dir=model_dir,
+                model=ctx.model_ref(checkpoint), tasks_file=test_file, settings=evaluation, model_dir=model_dir,
                 iteration=i, subdir="test", answer_format=fmt, exemplars=exemplars if i == 0 else (),
-                execution=execution, partitioner=sampling_partitioner, init_seed=init_seed), collective=True)
+                execution=execution), collective=True)
         if i < num_iterations:
             row["hard"] = hard["hard"]
             trained = _iteration(ctx, runner, i, checkpoint, checkpoint_id, base_checkpoint, base_id, hard,
@@ -359,7 +396,8 @@ def runner_key(ctx: _Context, i: int, name: str) -> Optional[str]:
 
 
 def _train(ctx: _Context, finetune: FinetuneConfig, train_fn, *, task_name, init, num_steps, model_dir, seed) -> dict:
-    """One fine-tune through the trainer (``next_jax.train.train`` unless ``train_fn`` is given)."""
+    """One fine-tune through the trainer (``next_jax.train.train`` unless ``train_fn`` is given; either takes a
+    ``train.TrainConfig``)."""
     train_fn = train_fn or train_lib.train
     kwargs = dict(
         model=ctx.model, task_name=task_name, task_feature_lengths=dict(ctx.task_feature_lengths),
@@ -371,6 +409,6 @@ def _train(ctx: _Context, finetune: FinetuneConfig, train_fn, *, task_name, init
     )
     if finetune.optimizer is not None:
         kwargs["optimizer"] = finetune.optimizer
-    out = train_fn(**kwargs)
+    out = train_fn(train_lib.TrainConfig(**kwargs))
     return {"checkpoint": out.checkpoint, "metrics": jsonable(out.metrics)}
 
