@@ -2,6 +2,7 @@
 the accepted pairs only, a real fine-tune, the report (markdown, PNG, TensorBoard), a rerun that
 redoes nothing, and a changed setting refused with its name."""
 
+import dataclasses
 import json
 import os
 
@@ -116,12 +117,13 @@ def test_run_file_binds_the_paper_defaults(tmp_path, monkeypatch):
 
     seen = {}
 
-    def stop(ctx, runner, train_file, checkpoint, checkpoint_id, selection, inputs):
-        seen.update(ctx=ctx, selection=selection)
+    def stop(ctx, runner, i, up):
+        seen.update(ctx=ctx, selection=ctx.config.selection)
         raise Reached()
 
     monkeypatch.setattr(loop, "input_fingerprint", lambda path: path and "sha256:x")
-    monkeypatch.setattr(loop, "_select", stop)
+    assert loop.STAGES[0].name == "select"
+    monkeypatch.setattr(loop, "STAGES", (dataclasses.replace(loop.STAGES[0], run=stop),) + loop.STAGES[1:])
     gin.clear_config()
     try:
         with pytest.raises(Reached):

@@ -120,3 +120,13 @@ def test_a_setting_the_older_code_did_not_have_is_not_a_change(tmp_path):
     upgraded = stages.Stage(name=stage.name, directory=stage.directory, inputs=stage.inputs,
                             settings={"sampling": {"temperature": 0.8, "num_samples": 4, "new_knob": "default"}})
     assert stages.StageRunner().run(upgraded, lambda: {"n": 2}) == {"n": 1}
+
+
+def test_the_loop_is_a_table_of_stages_each_after_the_stages_it_reads():
+    from next_jax.selftrain import loop
+
+    produced = {"model"}  # the iteration's model: the base model, then each fine-tune's
+    for spec in loop.STAGES:
+        assert set(spec.upstream) <= produced, f"{spec.name} reads {set(spec.upstream) - produced} before it is made"
+        produced.add(spec.name)
+    assert [s.name for s in loop.STAGES] == ["select", "eval", "test", "sample", "check", "build", "finetune"]

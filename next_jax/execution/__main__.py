@@ -1,6 +1,6 @@
 """CLI: check samples' fixes against their tasks' tests, one Verdict per sample.
 
-    python -m next_jax.execution.check --tasks TASKS.jsonl --samples SAMPLES.jsonl \\
+    python -m next_jax.execution --tasks TASKS.jsonl --samples SAMPLES.jsonl \\
         --out VERDICTS.jsonl [--workers N] [--test_timeout_s 3] [--memory_mb 2048] \\
         [--tests tests|eval_tests] [--strict_types] [--preload numpy] [--hide DATA_DIR]
 

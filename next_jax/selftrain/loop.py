@@ -11,7 +11,10 @@ Layout under ``model_dir`` (every stage directory holds a ``manifest.json``, see
     iteration_i/finetune/  the fine-tune on B(i) (orbax checkpoints, TensorBoard): model i+1
     report.md, report.png, summary.json, next/ (TensorBoard)
 
-Iterations run 0..num_iterations-1 and the final model num_iterations is evaluated too, so
+Each directory is one stage of the table ``STAGES`` (select, eval, test, sample, check, build,
+finetune): a function of the outputs of the stages it names, which ``run_next`` runs once per
+iteration, where the stage applies. Iterations run 0..num_iterations-1 and the final model
+num_iterations is evaluated too, so
 ``iterations`` in the result has num_iterations + 1 entries; the best is the one with the highest
 dev pass@1 (the ``select_by`` variant). Zero iterations evaluate the base model only.
 """
@@ -22,7 +25,7 @@ import dataclasses
 import hashlib
 import json
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from absl import logging
 
@@ -80,6 +83,11 @@ class _Context:
     init_seed: int
     exemplars: Sequence
     common: dict  # settings every manifest records
+    config: Any = None  # the NextConfig of the run
+    files: Mapping[str, Optional[str]] = dataclasses.field(default_factory=dict)  # materialized task files
+    inputs: Mapping[str, Optional[str]] = dataclasses.field(default_factory=dict)  # their fingerprints
+    seeds: Sequence = ()  # the seed set's (task, answer) pairs
+    base: Mapping[str, Optional[str]] = dataclasses.field(default_factory=dict)  # the base model
 
     def stage(self, name: str, settings: dict, inputs: dict) -> Stage:
         return Stage(name=name, directory=nj_io.join(self.model_dir, name),
@@ -150,16 +158,15 @@ class NextConfig:
 
 
 def run_next(config: NextConfig) -> dict:
-    """Runs (or resumes) Algorithm 1; returns the per-iteration metrics (see ``next_jax.selftrain``)."""
+    """Runs (or resumes) Algorithm 1: the table ``STAGES`` once per iteration; returns the
+    per-iteration metrics (see ``next_jax.selftrain``)."""
     model_dir, ref, files = config.model_dir, config.model, config.files
     model, vocabulary, task_feature_lengths = ref.model, ref.vocabulary, ref.task_feature_lengths
     base_checkpoint, init_seed = ref.checkpoint, ref.init_seed
     train_file, dev_file, test_file, seed_file = files.train_file, files.dev_file, files.test_file, files.seed_file
     exemplars_file, few_shot = files.exemplars_file, files.few_shot
     num_iterations, prompt_variant, answer_format = config.num_iterations, config.prompt_variant, config.answer_format
-    selection, sampling, build, finetune = config.selection, config.sampling, config.build, config.finetune
-    evaluation, execution, select_by, seed = config.evaluation, config.execution, config.select_by, config.seed
-    report_examples, train_fn = config.report_examples, config.train_fn
+    evaluation, execution, select_by = config.evaluation, config.execution, config.select_by
     partitioner, sampling_partitioner = config.train_partitioner, ref.partitioner
     started = time.monotonic()
     if num_iterations < 0:
@@ -177,6 +184,7 @@ def run_next(config: NextConfig) -> dict:
     exemplars = _exemplars(fmt, exemplars_file, few_shot)
     train_file, dev_file, test_file = (_materialize(model_dir, name, path) for name, path in
                                        (("train", train_file), ("dev", dev_file), ("test", test_file)))
+    base_id = _checkpoint_id(base_checkpoint, init_seed)
     ctx = _Context(
         model_dir=model_dir, model=model, vocabulary=vocabulary, task_feature_lengths=dict(task_feature_lengths),
         fmt=fmt, variant=prompt_variant, execution=execution, partitioner=partitioner,
@@ -184,45 +192,31 @@ def run_next(config: NextConfig) -> dict:
         init_seed=init_seed, exemplars=exemplars,
         common={"model": model_record(model), "vocabulary": _vocabulary_id(vocabulary), "answer_format": fmt.name,
                 "task_feature_lengths": dict(task_feature_lengths), "prompt_variant": prompt_variant},
+        config=config, files={"train": train_file, "dev": dev_file, "test": test_file},
+        inputs={"train": input_fingerprint(train_file), "dev": input_fingerprint(dev_file),
+                "test": input_fingerprint(test_file), "exemplars": _exemplars_id(exemplars),
+                "seed": input_fingerprint(seed_file)},
+        seeds=read_answered_tasks(seed_file) if seed_file else [],
+        base={"checkpoint": base_checkpoint, "id": base_id},
     )
     runner = StageRunner()
-    inputs = {"train": input_fingerprint(train_file), "dev": input_fingerprint(dev_file),
-              "test": input_fingerprint(test_file),
-              "exemplars": _exemplars_id(exemplars), "seed": input_fingerprint(seed_file)}
-    base_id = _checkpoint_id(base_checkpoint, init_seed)
-    hard = _select(ctx, runner, train_file, base_checkpoint, base_id, selection, inputs) if num_iterations else None
-    seeds = read_answered_tasks(seed_file) if seed_file else []
-
-    checkpoint, checkpoint_id = base_checkpoint, base_id
+    outputs: Dict[str, dict] = {"model": dict(ctx.base)}
     iterations: List[dict] = []
     for i in range(num_iterations + 1):
-        row = {"iteration": i, "checkpoint": checkpoint}
-        eval_stage = ctx.stage(f"iteration_{i}/eval", {"evaluation": evaluation, "execution": execution},
-                               {"dev": inputs["dev"], "checkpoint": checkpoint_id,
-                                "exemplars": inputs["exemplars"] if i == 0 else None})
-        row["dev"] = runner.run(eval_stage, lambda: evaluate_model(
-            model=ctx.model_ref(checkpoint), tasks_file=dev_file, settings=evaluation, model_dir=model_dir,
-            iteration=i, subdir="eval", answer_format=fmt, exemplars=exemplars if i == 0 else (),
-            execution=execution), collective=True)
+        row = {"iteration": i, "checkpoint": outputs["model"]["checkpoint"]}
+        for spec in STAGES:
+            if spec.when(ctx, i):
+                outputs[spec.name] = spec.run(ctx, runner, i, {name: outputs[name] for name in spec.upstream})
+                row.update(spec.report(outputs[spec.name]) if spec.report else {})
+        if "finetune" in outputs and outputs["finetune"]["iteration"] == i:
+            outputs["model"] = outputs["finetune"]["model"]
         row["dev_pass_at_1"] = headline(row["dev"], select_by)
-        if test_file is not None:
-            test_stage = ctx.stage(f"iteration_{i}/test", {"evaluation": evaluation, "execution": execution},
-                                   {"test": inputs["test"], "checkpoint": checkpoint_id,
-                                    "exemplars": inputs["exemplars"] if i == 0 else None})
-            row["test"] = runner.run(test_stage, lambda: evaluate_model(
-                model=ctx.model_ref(checkpoint), tasks_file=test_file, settings=evaluation, model_dir=model_dir,
-                iteration=i, subdir="test", answer_format=fmt, exemplars=exemplars if i == 0 else (),
-                execution=execution), collective=True)
         if i < num_iterations:
-            row["hard"] = hard["hard"]
-            trained = _iteration(ctx, runner, i, checkpoint, checkpoint_id, base_checkpoint, base_id, hard,
-                                 sampling, build, finetune, seeds, inputs, seed, report_examples, train_fn)
-            row.update(trained["row"])
-            checkpoint, checkpoint_id = trained["checkpoint"], trained["checkpoint_id"]
+            row["hard"] = outputs["select"]["hard"]
         row["timings_s"] = {name.split("/", 1)[1]: round(s, 2) for name, s in runner.timings.items()
                             if name.startswith(f"iteration_{i}/")}
         iterations.append(row)
-        result = _result(iterations, hard, select_by, started)
+        result = _result(iterations, outputs.get("select"), select_by, started)
         if multihost.is_chief():  # the report grows iteration by iteration
             report_lib.write_iteration_scalars(model_dir, row)
             nj_io.write_text(nj_io.join(model_dir, "summary.json"), json.dumps(result, indent=2, sort_keys=True) + "\n")
@@ -278,10 +272,28 @@ def _exemplars_id(exemplars) -> Optional[str]:
     return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _select(ctx: _Context, runner: StageRunner, train_file, checkpoint, checkpoint_id, selection, inputs) -> dict:
+# ---------------------------------------------------------------------------------------------
+# The stages of Algorithm 1, as a table. Each stage is a function of the outputs of the stages it
+# names (``upstream``; "model" is the model of the current iteration: the base model, then each
+# fine-tune's) and returns its own outputs; ``run_next`` runs the table once per iteration, each
+# stage where ``when`` says so. A stage's manifest (settings, inputs) is what makes a rerun skip
+# it, resume it, or refuse a changed setting.
+
+
+@dataclasses.dataclass(frozen=True)
+class StageSpec:
+    name: str
+    upstream: Tuple[str, ...]
+    run: Callable[..., dict]  # (ctx, runner, iteration, {upstream name: its outputs}) -> outputs
+    when: Callable[[_Context, int], bool]
+    report: Optional[Callable[[dict], dict]] = None  # the part of the outputs in the iteration's row
+
+
+def _select(ctx: _Context, runner: StageRunner, i: int, up: Mapping[str, dict]) -> dict:
     """D_H, chosen once from the base model (line 1 of Algorithm 1)."""
+    selection, train_file, model = ctx.config.selection, ctx.files["train"], up["model"]
     stage = ctx.stage("iteration_0/select", {"selection": selection, "execution": ctx.execution},
-                      {"train": inputs["train"], "checkpoint": checkpoint_id, "exemplars": inputs["exemplars"]})
+                      {"train": ctx.inputs["train"], "checkpoint": model["id"], "exemplars": ctx.inputs["exemplars"]})
     hard_path = nj_io.join(stage.directory, "hard.jsonl")
 
     def run():
@@ -289,7 +301,7 @@ def _select(ctx: _Context, runner: StageRunner, train_file, checkpoint, checkpoi
         rates = {}
         if selection.threshold is not None:
             samples = sample_tasks(tasks_file=train_file, variant=ctx.variant, sampling=selection.sampling,
-                                   iteration=0, name="select/samples", **ctx.sampler_args(checkpoint, True))
+                                   iteration=0, name="select/samples", **ctx.sampler_args(model["checkpoint"], True))
             if multihost.is_chief():
                 verdicts = nj_io.join(stage.directory, "verdicts.jsonl")
                 check_file({t.task_id: t for t in tasks}, samples, verdicts, execution=ctx.execution,
@@ -309,24 +321,43 @@ def _select(ctx: _Context, runner: StageRunner, train_file, checkpoint, checkpoi
     return dict(result, path=hard_path, key=stage.key)
 
 
-def _iteration(ctx, runner, i, checkpoint, checkpoint_id, base_checkpoint, base_id, hard, sampling, build,
-               finetune, seeds, inputs, seed, report_examples, train_fn) -> dict:
-    """Sample, check, build B(i), fine-tune: returns the report row and the model of iteration i+1."""
-    directory = lambda name: nj_io.join(ctx.model_dir, f"iteration_{i}", name)  # noqa: E731
-    sample_stage = ctx.stage(f"iteration_{i}/sample", {"sampling": sampling},
-                             {"hard": hard["key"], "checkpoint": checkpoint_id,
-                              "exemplars": inputs["exemplars"] if i == 0 else None})
-    samples_path = nj_io.join(directory("sample"), "samples.jsonl")
-    runner.run(sample_stage, lambda: {"samples": sample_tasks(
-        tasks_file=hard["path"], variant=ctx.variant, sampling=sampling, iteration=i, name="sample/samples",
-        **ctx.sampler_args(checkpoint, i == 0))}, collective=True)
+def _evaluate_on(name: str, subdir: str):
+    """The dev (or test) evaluation of the iteration's model."""
 
-    check_stage = ctx.stage(f"iteration_{i}/check", {"execution": ctx.execution, "tests_field": build.tests_field},
-                            {"samples": sample_stage.key})
-    verdicts_path = nj_io.join(directory("check"), "verdicts.jsonl")
+    def stage_fn(ctx: _Context, runner: StageRunner, i: int, up: Mapping[str, dict]) -> dict:
+        evaluation, model = ctx.config.evaluation, up["model"]
+        stage = ctx.stage(f"iteration_{i}/{subdir}", {"evaluation": evaluation, "execution": ctx.execution},
+                          {name: ctx.inputs[name], "checkpoint": model["id"],
+                           "exemplars": ctx.inputs["exemplars"] if i == 0 else None})
+        return runner.run(stage, lambda: evaluate_model(
+            model=ctx.model_ref(model["checkpoint"]), tasks_file=ctx.files[name], settings=evaluation,
+            model_dir=ctx.model_dir, iteration=i, subdir=subdir, answer_format=ctx.fmt,
+            exemplars=ctx.exemplars if i == 0 else (), execution=ctx.execution), collective=True)
+
+    return stage_fn
+
+
+def _sample(ctx: _Context, runner: StageRunner, i: int, up: Mapping[str, dict]) -> dict:
+    """N answers per hard problem from the iteration's model."""
+    hard, model = up["select"], up["model"]
+    stage = ctx.stage(f"iteration_{i}/sample", {"sampling": ctx.config.sampling},
+                      {"hard": hard["key"], "checkpoint": model["id"],
+                       "exemplars": ctx.inputs["exemplars"] if i == 0 else None})
+    runner.run(stage, lambda: {"samples": sample_tasks(
+        tasks_file=hard["path"], variant=ctx.variant, sampling=ctx.config.sampling, iteration=i,
+        name="sample/samples", **ctx.sampler_args(model["checkpoint"], i == 0))}, collective=True)
+    return {"path": nj_io.join(stage.directory, "samples.jsonl"), "key": stage.key}
+
+
+def _check(ctx: _Context, runner: StageRunner, i: int, up: Mapping[str, dict]) -> dict:
+    """A verdict per sample: its fix against the task's tests, in the sandbox."""
+    build, samples = ctx.config.build, up["sample"]
+    stage = ctx.stage(f"iteration_{i}/check", {"execution": ctx.execution, "tests_field": build.tests_field},
+                      {"samples": samples["key"]})
+    verdicts_path = nj_io.join(stage.directory, "verdicts.jsonl")
 
     def check():
-        check_file(tasks_by_id(hard["path"]), samples_path, verdicts_path, execution=ctx.execution,
+        check_file(tasks_by_id(up["select"]["path"]), samples["path"], verdicts_path, execution=ctx.execution,
                    tests_field=build.tests_field, name=f"iteration {i}: check")
         verdicts = read_all(verdicts_path, Verdict)
         statuses: Dict[str, int] = {}
@@ -334,58 +365,86 @@ def _iteration(ctx, runner, i, checkpoint, checkpoint_id, base_checkpoint, base_
             statuses[v.status] = statuses.get(v.status, 0) + 1
         return {"samples": len(verdicts), "passed": statuses.get("pass", 0), "statuses": statuses}
 
-    checked = runner.run(check_stage, check)
+    return dict(runner.run(stage, check), path=verdicts_path, key=stage.key)
 
+
+def _build(ctx: _Context, runner: StageRunner, i: int, up: Mapping[str, dict]) -> dict:
+    """B(i): the accepted (rationale, fix) pairs, deduplicated and capped as BuildConfig says."""
+    build, finetune, hard = ctx.config.build, ctx.config.finetune, up["select"]
+    samples_path, verdicts_path = up["sample"]["path"], up["check"]["path"]
     train_variant = finetune.train_variant or ctx.variant
     previous_build = nj_io.join(ctx.model_dir, f"iteration_{i - 1}", "build", "b.jsonl") if i else None
-    build_stage = ctx.stage(f"iteration_{i}/build", {"build": build, "train_variant": train_variant},
-                            {"verdicts": check_stage.key, "seed": inputs["seed"] if build.include_seed else None,
-                             "earlier": runner_key(ctx, i - 1, "build") if build.accumulate and i else None})
-    b_path = nj_io.join(build_stage.directory, "b.jsonl")
+    stage = ctx.stage(f"iteration_{i}/build", {"build": build, "train_variant": train_variant},
+                      {"verdicts": up["check"]["key"], "seed": ctx.inputs["seed"] if build.include_seed else None,
+                       "earlier": runner_key(ctx, i - 1, "build") if build.accumulate and i else None})
+    b_path = nj_io.join(stage.directory, "b.jsonl")
 
     def make_b():
         samples = read_all(samples_path, Sample)
         accepted = building.accepted_pairs(samples, read_all(verdicts_path, Verdict))
         earlier = ([s for s in read_records(previous_build, Sample) if s.model != "seed"]
                    if build.accumulate and previous_build else [])
-        seed_pairs = building.seed_samples(seeds, iteration=i, variant=train_variant)
+        seed_pairs = building.seed_samples(ctx.seeds, iteration=i, variant=train_variant)
         training = building.build_training_set(accepted, build, earlier=earlier, seed=seed_pairs)
         hard_tasks = tasks_by_id(hard["path"])
-        task_of = dict(hard_tasks, **{t.task_id: t for t, _ in seeds})
+        task_of = dict(hard_tasks, **{t.task_id: t for t, _ in ctx.seeds})
         write_records(b_path, training.pairs)
         needed = dict.fromkeys(s.task_id for s in training.pairs)
-        write_records(nj_io.join(build_stage.directory, "tasks.jsonl"), (task_of[t] for t in needed))
+        write_records(nj_io.join(stage.directory, "tasks.jsonl"), (task_of[t] for t in needed))
         stats = training.stats(hard["hard"])
         stats["examples"] = report_lib.examples(samples, read_all(verdicts_path, Verdict), hard_tasks,
-                                                report_examples)
+                                                ctx.config.report_examples)
         return stats
 
-    built = runner.run(build_stage, make_b)
+    return {"stats": runner.run(stage, make_b), "path": b_path, "directory": stage.directory, "key": stage.key,
+            "train_variant": train_variant}
 
-    init, init_id = (checkpoint, checkpoint_id) if finetune.from_previous else (base_checkpoint, base_id)
-    finetune_stage = ctx.stage(f"iteration_{i}/finetune", {"finetune": finetune, "seed": seed + i},
-                               {"b": build_stage.key, "init": init_id})
-    num_steps = finetune.steps_for(built["size"])
+
+def _finetune(ctx: _Context, runner: StageRunner, i: int, up: Mapping[str, dict]) -> dict:
+    """The next model: the base model (or the previous one) fine-tuned on B(i)."""
+    finetune, seed, built, model = ctx.config.finetune, ctx.config.seed, up["build"], up["model"]
+    init, init_id = ((model["checkpoint"], model["id"]) if finetune.from_previous
+                     else (ctx.base["checkpoint"], ctx.base["id"]))
+    stage = ctx.stage(f"iteration_{i}/finetune", {"finetune": finetune, "seed": seed + i},
+                      {"b": built["key"], "init": init_id})
+    num_steps = finetune.steps_for(built["stats"]["size"])
 
     def tune():
-        if built["size"] == 0:
+        if built["stats"]["size"] == 0:
             logging.warning("iteration %d: B(%d) is empty; the next model is the starting model", i, i)
             return {"checkpoint": init, "num_steps": 0, "skipped": "empty B(i)"}
 
-        pairs = [(s.task_id, s.text) for s in read_all(b_path, Sample)]
-        task_name = f"next_selftrain_b_{build_stage.key.split(':')[1][:16]}"
-        tasks_lib.register_repair_task(task_name, split_files={"train": nj_io.join(build_stage.directory, "tasks.jsonl")},
-                                       vocabulary=ctx.vocabulary, variant=train_variant,
+        pairs = [(s.task_id, s.text) for s in read_all(built["path"], Sample)]
+        task_name = f"next_selftrain_b_{built['key'].split(':')[1][:16]}"
+        tasks_lib.register_repair_task(task_name, split_files={"train": nj_io.join(built["directory"], "tasks.jsonl")},
+                                       vocabulary=ctx.vocabulary, variant=built["train_variant"],
                                        answers=lambda split: pairs, prompt_fn=ctx.fmt.prompt)
-        out = _train(ctx, finetune, train_fn, task_name=task_name, init=init, num_steps=num_steps,
-                     model_dir=finetune_stage.directory, seed=seed + i)
+        out = _train(ctx, finetune, ctx.config.train_fn, task_name=task_name, init=init, num_steps=num_steps,
+                     model_dir=stage.directory, seed=seed + i)
         return {"checkpoint": out["checkpoint"], "num_steps": num_steps, "metrics": out.get("metrics", {})}
 
-    tuned = runner.run(finetune_stage, tune, collective=True)
-    row = {"samples": checked["samples"], "samples_passed": checked["passed"], "statuses": checked["statuses"],
-           "build": built, "finetune": tuned}
-    next_id = init_id if tuned.get("skipped") else finetune_stage.key
-    return {"row": row, "checkpoint": tuned["checkpoint"], "checkpoint_id": next_id}
+    tuned = runner.run(stage, tune, collective=True)
+    next_id = init_id if tuned.get("skipped") else stage.key
+    return {"tuned": tuned, "iteration": i, "model": {"checkpoint": tuned["checkpoint"], "id": next_id}}
+
+
+def _trains(ctx: _Context, i: int) -> bool:
+    return i < ctx.config.num_iterations
+
+
+STAGES: Tuple[StageSpec, ...] = (
+    StageSpec("select", ("model",), _select, lambda ctx, i: i == 0 and ctx.config.num_iterations > 0),
+    StageSpec("eval", ("model",), _evaluate_on("dev", "eval"), lambda ctx, i: True,
+              report=lambda out: {"dev": out}),
+    StageSpec("test", ("model",), _evaluate_on("test", "test"), lambda ctx, i: ctx.files["test"] is not None,
+              report=lambda out: {"test": out}),
+    StageSpec("sample", ("select", "model"), _sample, _trains),
+    StageSpec("check", ("select", "sample"), _check, _trains,
+              report=lambda out: {"samples": out["samples"], "samples_passed": out["passed"],
+                                  "statuses": out["statuses"]}),
+    StageSpec("build", ("select", "sample", "check"), _build, _trains, report=lambda out: {"build": out["stats"]}),
+    StageSpec("finetune", ("build", "model"), _finetune, _trains, report=lambda out: {"finetune": out["tuned"]}),
+)
 
 
 def runner_key(ctx: _Context, i: int, name: str) -> Optional[str]:
