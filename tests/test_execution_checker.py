@@ -14,8 +14,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def task(task_id="add", tests=None, **kw):
+    kw = {"buggy_code": "def add(a, b):\n    return a - b\n", "entry_point": "add", **kw}
     return RepairTask(task_id=task_id, source="unit", description="add two numbers",
-                      buggy_code="def add(a, b):\n    return a - b\n", entry_point="add",
                       tests=tests or ["assert add(1, 2) == 3", "assert add(2, 2) == 4"], **kw)
 
 
@@ -59,15 +59,18 @@ def test_first_failure_is_reported(checker):
     assert "test 1" in v.detail and "add(2, 2) == 4" in v.detail and "last result: 3" in v.detail
 
 
-def test_setup_code_runs_around_the_fix(checker):
-    # MBPP-style: setup builds objects from a class the fix defines; its imports come first.
-    t = task("tree", tests=["assert depth(root) == 3", "assert isqrt_ok(16)"],
-             setup_code="import math\nroot = Node(Node(Node()))\n")
-    fix = ("class Node:\n    def __init__(self, child=None):\n        self.child = child\n\n"
-           "def depth(n):\n    return 0 if n is None else 1 + depth(n.child)\n\n"
-           "def isqrt_ok(x):\n    return math.isqrt(x) == 4\n")
+def test_setup_code_runs_in_the_judge_and_its_objects_cross_by_value(checker):
+    # MBPP-style: setup builds a tree from a class of the task's program; it runs in the judge
+    # (the trusted program supplies the class), and the tree crosses to the fix's own class.
+    node = "class Node:\n    def __init__(self, child=None):\n        self.child = child\n\n"
+    t = task("tree", tests=["assert depth(root) == 3", "assert depth(Node()) == 1"],
+             setup_code="import math\nroot = Node(Node(Node()))\n", entry_point="depth",
+             buggy_code=node + "def depth(n):\n    return 0\n")
+    fix = node + ("def depth(n):\n    return 0 if n is None else math.floor(1 + depth(n.child))\n")
     v = check_one(checker, t, sample(fix, task_id="tree"))
     assert v.status == "pass", v.detail
+    v = check_one(checker, t, sample(node + "def depth(n):\n    return 3\n", task_id="tree"))
+    assert v.status == "fail" and v.tests_passed == 1, v.detail
 
 
 def test_eval_tests_option():

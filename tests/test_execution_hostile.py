@@ -25,7 +25,9 @@ def load_corpus():
         specs = json.load(f)
     tasks = {
         name: RepairTask(task_id=name, source="hostile", description="", buggy_code="",
-                         entry_point=spec["entry_point"], tests=spec["tests"])
+                         entry_point=spec["entry_point"], tests=spec["tests"],
+                         setup_code=spec.get("setup_code", ""),
+                         reference_fix=spec.get("reference_fix"))
         for name, spec in specs.items()
     }
     programs = []

@@ -249,7 +249,7 @@ def _recording_candidate(kinds_seen: list):
     """A judge end whose candidate records each request's frame kind and answers None."""
     req_r, req_w = os.pipe()
     rep_r, rep_w = os.pipe()
-    reply = b'["t","ok",null,["l"]]'
+    reply = b'["t","ok",null,null]'
 
     def serve():
         while (frame := channel.read_frame(req_r)) is not None:

@@ -7,6 +7,8 @@ from the judge (``judge``) until the judge closes the channel:
     ('load', [marshal code, ...], [name, ...])  run the program; reply the named globals
     ('call', callee, args, kwargs)              call a global (by name) or a handle (by
                                                 number); reply the result
+    ('attr', handle, name)                      read an attribute of an object of the
+                                                program's; reply its value
 
 Replies: ``('ok', value, changed_args)`` or ``('raise', builtin exception name, message)``.
 Values go out as plain data (``plain``) under this policy: exact plain values as they are;
@@ -15,8 +17,18 @@ Counter -> dict, a hostile ``int`` subclass -> its int value); numpy scalars via
 arrays via ``.tolist()``; ``range`` exactly; generators, iterators, map, filter and dict views
 as their items (at most ``MAX_ITEMS``, drained here, then rebuilt by the judge as the same kind
 of iterable); callables as handles the judge calls back; anything else as an opaque handle
-that carries its class name. ``changed_args`` holds the new value of every list, dict, set or
-bytearray argument the call changed, so tests that mutate in place see the change.
+that carries its class name. Objects of the test's own classes (a tree the setup code built)
+arrive by value (``["O", ...]``): an instance of the program's class of that name, else of a bare
+class so named, with the same attributes.
+
+``changed_args`` tells the judge what a call did to its arguments, at every depth. Both sides
+number the mutable parts of the arguments (lists, dicts, sets, bytearrays, OrderedDicts,
+Counters, deques, objects that arrived by value) in the same pre-order (``mutable_parts``);
+when any of them changed, the arguments are sent back with each such part written as ``["@",
+k, contents]`` (its first appearance) or ``["@", k]`` (later ones), and the judge updates its
+own part k in place. So a nested list the test holds an alias to is updated, a list moved from
+one place to another stays the same object, and a result that is an argument (``return xs``)
+is the test's own object.
 
 Everything here runs in the candidate's own process and may be subverted by the program; that
 is harmless by construction: the judge only ever reads plain data from this process.
@@ -28,6 +40,7 @@ import builtins
 import marshal
 import sys
 import types
+from collections import Counter, OrderedDict, deque
 from marshal import loads as _marshal_loads
 from decimal import Decimal
 from fractions import Fraction
@@ -40,21 +53,25 @@ from next_jax.execution import channel, plain
 from builtins import (  # noqa: E402,A004
     BaseException, Exception, ValueError, bytearray, bytes, callable, complex, dict, enumerate,
     filter, float, frozenset, getattr, hasattr, id, isinstance, issubclass, iter, len, list, map,
-    range, set, str, tuple, type,
+    object, range, set, str, tuple, type, vars,
 )
 
 MODULE_NAME = "__solution__"
 MAX_ITEMS = 100_000
 REQUEST_FD, REPLY_FD = 3, 4
-_MUTABLE = (list, dict, set, bytearray)
+_NESTING = frozenset((list, tuple, dict, OrderedDict, Counter, deque))
 _VIEW_KINDS = {type({}.keys()): "dict_keys", type({}.values()): "dict_values",
                type({}.items()): "dict_items"}
 
 
 class _Handles:
-    def __init__(self):
+    def __init__(self, ns: dict):
         self.objects: Dict[int, Any] = {}
         self.ids: Dict[int, int] = {}  # id(obj) -> handle; objects stay referenced, ids stable
+        self.ns = ns
+        self.classes: Dict[str, type] = {}  # bare classes for by-value objects the program lacks
+        self.memo: Dict[int, Any] = {}  # this request's by-value objects, by the judge's number
+        self.by_value: Dict[int, list] = {}  # id(obj) -> its attribute names, this request
 
     def add(self, obj: Any) -> int:
         i = self.ids.get(id(obj))
@@ -68,7 +85,29 @@ class _Handles:
             return self.objects[r[1]]
         if tag == "r" and len(r) == 4 and all(type(x) is int for x in r[1:]) and r[3] != 0:
             return range(r[1], r[2], r[3])  # the judge sends ranges as they are
+        if tag == "O" and len(r) == 2 and r[1] in self.memo:
+            return self.memo[r[1]]
+        if tag == "O" and len(r) == 4 and type(r[2]) is str:
+            obj = self._instance(r[2])
+            self.memo[r[1]] = obj
+            attrs = plain.decode_item(r[3], depth + 1, self.decode)
+            for name, value in attrs.items():
+                object.__setattr__(obj, name, value)
+            self.by_value[id(obj)] = list(attrs)
+            return obj
         raise plain.PlainDataError(f"unknown handle {r[1:2]!r}")
+
+    def _instance(self, name: str) -> Any:
+        cls = self.ns.get(name)
+        if not isinstance(cls, type):
+            cls = self.classes.get(name)
+            if cls is None:
+                cls = self.classes[name] = type(name, (), {})
+        return cls.__new__(cls)
+
+    def start_request(self) -> None:
+        self.memo.clear()
+        self.by_value.clear()
 
     def resolve(self, handle: int) -> Any:
         return self.decode("h", ["h", handle], 0)
@@ -84,11 +123,11 @@ def builtin_exception_name(e: BaseException) -> str:
 
 class Server:
     def __init__(self):
-        self.handles = _Handles()
         module = types.ModuleType(MODULE_NAME)
         sys.modules[MODULE_NAME] = module
         self.ns = module.__dict__
         self.ns["__builtins__"] = builtins
+        self.handles = _Handles(self.ns)
 
     # -- values out -------------------------------------------------------------------------
 
@@ -98,7 +137,7 @@ class Server:
     def _convert(self, v: Any, t: type, depth: int) -> Any:
         base = _builtin_data(v, t)
         if base is not _NONE:
-            return plain.to_wire(base, self._convert)
+            return plain.encode_at(base, depth, self._convert)
         if t is range:
             return ["r", self.encode(v.start), self.encode(v.stop), self.encode(v.step)]
         kind = _VIEW_KINDS.get(t)
@@ -130,20 +169,22 @@ class Server:
         if op == "call":
             _, callee, args, kwargs = msg  # callee: a global's name or a handle's number
             fn = self.ns[callee] if type(callee) is str else self.handles.resolve(callee)
-            before = [self.encode(a) if type(a) in _MUTABLE else None for a in args]
-            kw_before = {k: self.encode(a) for k, a in kwargs.items() if type(a) in _MUTABLE}
-            value = self.encode(fn(*args, **kwargs))
-            changed = []
-            for i, old in enumerate(before):
-                if old is not None:
-                    new = self.encode(args[i])
-                    if new != old:
-                        changed.append([i, new])
-            for k, old in kw_before.items():
-                new = self.encode(kwargs[k])
-                if new != old:
-                    changed.append([k, new])
-            return ["t", "ok", value, ["l", *[["t", *c] for c in changed]]]
+            roots = (*args, *kwargs.values())
+            parts = plain.mutable_parts(roots, self._attributes)
+            if not parts:  # nothing the call could change in place
+                return ["t", "ok", self.encode(fn(*args, **kwargs)), None]
+            with plain.deep():  # the program itself runs with its own recursion limit
+                before = _Tracked(self, parts).encode(roots, 0)
+            value = fn(*args, **kwargs)
+            with plain.deep():
+                now = _Tracked(self, parts).encode(roots, 0)
+                tracked = _Tracked(self, parts)  # one numbering for the result and the arguments
+                out = tracked.encode(value, 0)
+                changed = None if now == before else tracked.encode(roots, 0)
+            return ["t", "ok", out, changed]
+        if op == "attr":
+            _, handle, name = msg
+            return ["t", "ok", self.encode(getattr(self.handles.resolve(handle), name)), None]
         if op == "load":
             _, codes, names = msg
             for code in codes:
@@ -152,7 +193,7 @@ class Server:
             for name in names:
                 if name in self.ns:
                     found += [name, self.encode(self.ns[name])]
-            return ["t", "ok", found, ["l"]]
+            return ["t", "ok", found, None]
         raise ValueError(f"unknown request {op!r}")
 
     def serve(self, request_fd: int = REQUEST_FD, reply_fd: int = REPLY_FD) -> None:
@@ -161,6 +202,7 @@ class Server:
             if frame is None:
                 return
             try:
+                self.handles.start_request()
                 if frame[0] == channel.KIND_TRUSTED:  # from the judge: exact builtin values
                     msg = _marshal_loads(frame[1])
                 else:
@@ -172,11 +214,71 @@ class Server:
             channel.write_frame(reply_fd, 0, body)
 
 
+    def _attributes(self, v: Any) -> Any:
+        names = self.handles.by_value.get(id(v))
+        return None if names is None else [getattr(v, n) for n in names]
+
+
+class _Tracked:
+    """Encodes values of one reply in which the mutable parts of the call's arguments are
+    written by their number (``["@", k, contents]`` the first time, ``["@", k]`` after)."""
+
+    def __init__(self, server: Server, parts: list):
+        self.server = server
+        self.index = {id(p): k for k, p in enumerate(parts)}
+        self.emitted: set = set()
+
+    def encode(self, v: Any, depth: int) -> Any:
+        if depth > plain.MAX_DEPTH:
+            raise plain.PlainDataError(f"nested deeper than {plain.MAX_DEPTH} levels")
+        k = self.index.get(id(v))
+        if k is not None:
+            if k in self.emitted:
+                return ["@", k]
+            self.emitted.add(k)
+            return ["@", k, self.contents(v, depth + 1)]
+        if type(v) in _NESTING:
+            return self.contents(v, depth)
+        return plain.encode_at(v, depth, self.server._convert)
+
+    def contents(self, v: Any, depth: int) -> Any:
+        t = type(v)
+        d = depth + 1
+        if t is list or t is tuple:
+            if set(map(type, v)) <= plain.LEAF_TYPES:  # no part inside: plain data's fast path
+                return plain.encode_at(v, depth, self.server._convert)
+            return ["l" if t is list else "t", *[self.encode(x, d) for x in v]]
+        if t in _MAPPINGS:
+            out = [_MAPPINGS[t]]
+            for key, x in v.items():
+                out.append(plain.encode_at(key, d, self.server._convert))
+                out.append(self.encode(x, d))
+            return out
+        if t is deque:
+            return ["Q", v.maxlen, *[self.encode(x, d) for x in v]]
+        names = self.server.handles.by_value.get(id(v))
+        if names is not None:  # an object that arrived by value: its attributes now
+            attrs = vars(v) if hasattr(v, "__dict__") else {n: getattr(v, n) for n in names}
+            out = ["d"]
+            for key, x in attrs.items():
+                out.append(plain.encode_at(key, d))
+                out.append(self.encode(x, d))
+            return out
+        return plain.encode_at(v, depth, self.server._convert)  # a set, a bytearray
+
+
+_MAPPINGS = {dict: "d", OrderedDict: "D", Counter: "C"}
 _NONE = object()
 
 
 def _builtin_data(v: Any, t: type) -> Any:
     """The plain data inside a value of a subclass of a plain type (or numpy), else _NONE."""
+    if issubclass(t, OrderedDict):  # before dict: its == is not a dict's, nor is Counter's
+        return OrderedDict(OrderedDict.items(v))
+    if issubclass(t, Counter):
+        return Counter(dict(dict.items(v)))
+    if issubclass(t, deque):
+        return deque(v, v.maxlen)
     for base, copy in ((bool, None), (int, int.__index__), (float, float.__float__),
                        (str, str.__str__), (bytes, bytes), (bytearray, bytearray),
                        (tuple, tuple), (list, list), (dict, dict), (set, set),

@@ -44,14 +44,19 @@ import os
 import reprlib
 import signal
 import sys
-from typing import Any, Dict, List
+from collections import Counter, OrderedDict, deque
+from typing import Any, Dict, List, Optional
 
 from next_jax.execution import channel, plain
 from next_jax.execution.candidate import MAX_ITEMS
 
 CONTROL_FD, PAYLOAD_FD = 4, 5
 MAX_REPLY_BYTES = 32 << 20
-STRICT_EQ = "__nj_strict_eq__"
+# The name ``strict_types`` rewrites ``a == b`` to call: not an identifier, so no source (the
+# program's, a test's, the setup code's) can bind or rebind it, and no program's global crosses
+# under it (only the entry point does).
+STRICT_EQ = "=="
+TEST_MODULE = "__test__"  # __name__ of the tests' namespace; classes defined there cross by value
 
 
 class CandidateFault(BaseException):
@@ -77,6 +82,13 @@ class Candidate:
         self.fault = ""  # set on the first fault; every later call faults at once
         self.modules = frozenset(modules)
         self._opaque_types: Dict[str, type] = {}
+        # One Proxy / opaque marker per handle: the same object of the candidate's crosses as
+        # the same object here (``f == f``, ``a is b`` hold as in Python).
+        self._proxies: Dict[int, Any] = {}
+        self._opaques: Dict[int, Any] = {}
+        self.found: Dict[str, Any] = {}  # the loaded program's globals the tests may read
+        self._parts: list = []  # the mutable parts of the current call's arguments
+        self._sent: Dict[int, int] = {}  # objects sent by value in the current request
         self.last: Any = _NOTHING  # the latest result, for the detail of a failed assert
 
     def _fail(self, why: str):
@@ -84,21 +96,27 @@ class Candidate:
             self.fault = why
         raise CandidateFault(why)
 
-    def request(self, msg: Any) -> Any:
+    def request(self, msg: Any, parts: list = ()) -> Any:
         if self.fault:
             raise CandidateFault(self.fault)
+        self._parts = parts
         body = None
-        if _marshal_safe(msg, 0):
+        with plain.deep():
+            safe = _marshal_safe(msg, 0)
+        if safe:
             try:
                 kind, body = channel.KIND_TRUSTED, marshal.dumps(msg, _MARSHAL_VERSION)
             except (ValueError, OverflowError):  # beyond marshal's own limits: as plain data
                 body = None
         if body is None:
             kind = 0
+            self._sent = {}
             try:
-                body = plain.dumps(msg, _judge_side)
+                body = plain.dumps(msg, self._judge_side)
             except plain.PlainDataError as e:
                 raise TypeError(f"cannot pass this to the candidate: {e}") from None
+            finally:
+                self._sent = {}
         try:
             channel.write_frame(self.request_fd, kind, body)
         except OSError:
@@ -123,6 +141,22 @@ class Candidate:
             raise self._exception(name, message)
         return reply[1], reply[2]
 
+    def _judge_side(self, v: Any, t: type, depth: int) -> Any:
+        """How the judge sends what is not plain data: the candidate's own objects by handle,
+        objects of the tests' own classes by value (numbered, so shared and cyclic parts stay
+        shared)."""
+        if t is Proxy or isinstance(v, Opaque):
+            return ["h", object.__getattribute__(v, "_handle")]
+        if t is range:
+            return ["r", v.start, v.stop, v.step]
+        if _sent_attributes(v) is not None:
+            i = self._sent.get(id(v))
+            if i is not None:
+                return ["O", i]
+            i = self._sent[id(v)] = len(self._sent)
+            return ["O", i, t.__name__, plain.encode_at(dict(vars(v)), depth + 1, self._judge_side)]
+        raise plain.PlainDataError(f"{plain.type_label(t)} is not plain data")
+
     def load(self, program: List[bytes], names: List[str]) -> dict:
         found, _ = self.request(("load", program, names))
         if type(found) is not dict:
@@ -132,18 +166,17 @@ class Candidate:
     def call(self, callee: Any, args: tuple, kwargs: dict) -> Any:
         if type(callee) is Proxy:  # by its handle, so a call of plain values can go as marshal
             callee = object.__getattribute__(callee, "_handle")
-        value, changed = self.request(("call", callee, args, kwargs))
-        if type(changed) is not list:
+        # Numbered as the candidate numbers its copy; a reply names changed parts by number and
+        # decoding it updates them in place (``_rebuild``, tag "@").
+        parts = plain.mutable_parts((*args, *kwargs.values()), _sent_attributes)
+        value, changed = self.request(("call", callee, args, kwargs), parts)
+        if changed is not None and type(changed) is not tuple:
             self._fail("malformed call reply")
-        for item in changed:
-            if type(item) is not tuple or len(item) != 2:
-                self._fail("malformed changed argument")
-            key, new = item
-            try:
-                old = args[key] if type(key) is int else kwargs[key]
-            except (IndexError, KeyError, TypeError):
-                self._fail("changed argument that was not passed")
-            _update_in_place(old, new, self)
+        self.last = value
+        return value
+
+    def getattr(self, handle: int, name: str) -> Any:
+        value, _ = self.request(("attr", handle, name))
         self.last = value
         return value
 
@@ -171,9 +204,20 @@ class Candidate:
     def _rebuild(self, tag: str, r: list, depth: int) -> Any:
         n = len(r)
         if tag == "h" and n == 3 and type(r[1]) is int and type(r[2]) is str:
-            return Proxy(self, r[1], r[2][:200])
+            proxy = self._proxies.get(r[1])
+            if proxy is None:
+                proxy = self._proxies[r[1]] = Proxy(self, r[1], r[2][:200])
+            return proxy
         if tag == "o" and n == 3 and type(r[1]) is int and type(r[2]) is str:
-            return self._opaque_type(r[2][:200])(self, r[1])
+            marker = self._opaques.get(r[1])
+            if marker is None:
+                marker = self._opaques[r[1]] = self._opaque_type(r[2][:200])(self, r[1])
+            return marker
+        if tag == "@" and n in (2, 3) and type(r[1]) is int and 0 <= r[1] < len(self._parts):
+            old = self._parts[r[1]]
+            if n == 3:
+                _update_in_place(old, plain.decode_item(r[2], depth + 1, self._rebuild), self)
+            return old
         if tag == "r" and n == 4 and all(type(x) is int for x in r[1:]) and r[3] != 0:
             return range(r[1], r[2], r[3])
         if tag == "M" and n == 2 and type(r[1]) is str:
@@ -253,19 +297,44 @@ def _always(_):
     return True
 
 
+def _sent_attributes(v: Any) -> Optional[list]:
+    """The attribute values of an object that crosses by value (an instance of a class the
+    tests, the setup code or the task's trusted program defined), else None."""
+    t = type(v)
+    if type(t) is not type or t.__module__ != TEST_MODULE:
+        return None
+    try:
+        return list(object.__getattribute__(v, "__dict__").values())
+    except AttributeError:  # __slots__ only: not sent
+        return None
+
+
 def _update_in_place(old: Any, new: Any, cand: Candidate) -> None:
-    if type(old) is not type(new):
-        cand._fail("a changed argument came back as another type")
-    if type(old) in (list, bytearray):
+    t = type(old)
+    if t in _SEQUENCE_PARTS and type(new) is t:
         old[:] = new
-    elif type(old) is dict:
+    elif (t is dict or t is OrderedDict) and type(new) is t:
         old.clear()
         old.update(new)
-    elif type(old) is set:
+    elif t is Counter and type(new) is t:
+        old.clear()
+        dict.update(old, new)  # Counter.update would add counts
+    elif t is set and type(new) is t:
         old.clear()
         old |= new
+    elif t is deque and type(new) is t and new.maxlen == old.maxlen:
+        old.clear()
+        old.extend(new)
+    elif _sent_attributes(old) is not None and type(new) is dict and all(
+            type(k) is str for k in new):
+        attrs = object.__getattribute__(old, "__dict__")
+        attrs.clear()
+        attrs.update(new)
     else:
-        cand._fail("an argument that cannot change was reported changed")
+        cand._fail("a changed argument came back as another type")
+
+
+_SEQUENCE_PARTS = (list, bytearray)
 
 
 class Proxy:
@@ -278,6 +347,11 @@ class Proxy:
 
     def __call__(self, *args, **kwargs):
         return self._cand.call(self, args, kwargs)
+
+    def __getattr__(self, name):  # a class attribute, a method, f.__doc__: read by the candidate
+        if name in Proxy.__slots__:
+            raise AttributeError(name)
+        return self._cand.getattr(self._handle, name)
 
     def __repr__(self):
         return f"<candidate's {self.__name__}>"
@@ -316,7 +390,10 @@ class Opaque:
         self._misuse("iteration")
 
     def __getattr__(self, name):
-        self._misuse(f"reading attribute {name!r}")
+        # Read by the candidate; the value crosses as any result does (plain data, a method as a
+        # Proxy, another object as a marker), so no object of the program's runs here.
+        return object.__getattribute__(self, "_cand").getattr(
+            object.__getattribute__(self, "_handle"), name)
 
     def __setattr__(self, name, value):
         self._misuse(f"setting attribute {name!r}")
@@ -352,15 +429,6 @@ def _marshal_safe(v: Any, depth: int) -> bool:
         if type(x) not in _MARSHAL_SCALARS and not _marshal_safe(x, depth + 1):
             return False
     return True
-
-
-def _judge_side(v: Any, t: type, depth: int) -> Any:
-    """How the judge sends what is not plain data: the candidate's own objects by handle."""
-    if t is Proxy or isinstance(v, Opaque):
-        return ["h", object.__getattribute__(v, "_handle")]
-    if t is range:
-        return ["r", v.start, v.stop, v.step]
-    raise plain.PlainDataError(f"{plain.type_label(t)} is not plain data")
 
 
 # -- the judge target -----------------------------------------------------------------------
@@ -435,26 +503,69 @@ def serve(_payload: Any) -> None:
         channel.write_frame(3, channel.KIND_RESULT, plain.dumps((int(msg), reports)))
 
 
+def test_namespace(payload: dict, cand: Candidate) -> Dict[str, Any]:
+    """The tests' namespace, built from trusted sources only (in this order, later ones win):
+
+    * the judge's own builtins; modules are the judge's (tests import them here);
+    * ``trusted``: the task's trusted program (its reference fix, else its original code), run
+      here when the tests read a helper it defines (a HumanEval prompt's ``encode_cyclic``);
+    * ``names`` (the entry point): the candidate's object (a Proxy), and nothing else of the
+      candidate's. Where the program lacks it, the trusted program's definition is removed too,
+      so a test never runs the reference in the candidate's place;
+    * ``setup``: the task's setup code, run here (its objects cross to the candidate by value);
+    * the strict equality of ``strict_types``, under a name no source can spell.
+
+    ``cand.found``: the candidate's globals for ``names`` (``Candidate.load``).
+    """
+    ns: Dict[str, Any] = {"__name__": TEST_MODULE, "__builtins__": builtins}
+    for code in payload.get("trusted", ()):
+        exec(marshal.loads(code), ns)  # noqa: S102 (dataset code, trusted as the tests are)
+    for name in payload["names"]:
+        if name in cand.found:
+            ns[name] = cand.found[name]
+        else:
+            ns.pop(name, None)
+    for code in payload.get("setup", ()):
+        exec(marshal.loads(code), ns)  # noqa: S102
+    ns[STRICT_EQ] = strict_eq
+    return ns
+
+
 def run_tests(payload: dict, cand: Candidate) -> list:
+    """Runs one sample's tests (``_run_tests``) with room for values as deep as can cross:
+    comparing two tries of depth 1,000 recurses in C once per level, as deep as decoding them."""
+    with plain.deep():
+        return _run_tests(payload, cand)
+
+
+def _run_tests(payload: dict, cand: Candidate) -> list:
     """Runs one sample's tests against ``cand``; returns the reports. payload: {'program':
-    [marshal code], 'tests': [marshal code], 'names': [names the tests read], 'timeout': s,
-    'modules': [importable non-stdlib modules]}."""
-    import marshal
+    [marshal code], 'tests': [marshal code], 'names': [the entry point: names the candidate's
+    objects are taken for], 'trusted': [marshal code], 'setup': [marshal code], 'timeout': s,
+    'modules': [importable non-stdlib modules]} (see ``test_namespace``)."""
     timeout = float(payload["timeout"])
     reports: list = []
     cand.modules = frozenset(payload.get("modules", ()))
     try:
         _arm(timeout)
-        found = cand.load(payload["program"], payload["names"])
+        cand.found = cand.load(payload["program"], payload["names"])
         _disarm()
     except BaseException as e:
         _disarm()
         kind = "timeout" if isinstance(e, TestTimeout) else "error"
         reports.append(("p", kind, _describe(e)))
         return reports
+    try:
+        _arm(timeout)
+        ns = test_namespace(payload, cand)
+        _disarm()
+    except BaseException as e:
+        _disarm()
+        kind = "timeout" if isinstance(e, TestTimeout) else "error"
+        where = "the task's trusted program or setup code"
+        reports.append(("p", kind, cand.fault or f"{where}: {_describe(e)}"))
+        return reports
     reports.append(("p", "ok", ""))
-    ns: Dict[str, Any] = {"__name__": "__test__", "__builtins__": builtins, STRICT_EQ: strict_eq}
-    ns.update(found)
     for i, code in enumerate(payload["tests"]):
         filename = f"<test {i}>"
         cand.last = _NOTHING
