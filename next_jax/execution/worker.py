@@ -39,6 +39,7 @@ _READ_CHUNK = 1 << 16
 _EXIT_GRACE_S = 2.0
 _CPU_POLL_S = 0.1
 _ZYGOTE_TIMEOUT_S = 30.0
+_KEYS_GONE_TIMEOUT_S = 5.0
 JUDGE_UID_OFFSET = 1  # a judge runs as the candidate's uid + 1: it cannot signal or trace it
 
 
@@ -69,9 +70,14 @@ class SandboxWorker:
         self.zombies: List[int] = []
         self.limits_set: tuple = ()
         self.cpu_mark = self.group.cpu_seconds() if self.group else 0.0
+        self.kernel_mark = self.group.kernel_bytes() if self.group else 0
+        self.file_budget = isolation.run_file_budget()
+        # A file-table slot costs at least a struct file (256 bytes of slab charged to the
+        # run's cgroup), so this much kernel memory bounds the files a run can hold, also
+        # those no descriptor counts (a mapping keeps its file open after close()).
+        self.kernel_limit = self.file_budget * isolation.FILE_SLOT_BYTES
         self.oom_mark = self.group.oom_kills() if self.group else 0
-        self.judge: Optional[_Judge] = None
-        self.spare: Optional[_Spare] = None  # a candidate forked ahead for the next judged run
+        self.spare: Optional[_Spare] = None  # a judge and candidate forked ahead for the next run
         self.last_key: Optional[tuple] = None
         self.runs = 0  # judged runs so far: the judge tags each result with its number
 
@@ -186,8 +192,8 @@ class SandboxWorker:
         judge = None
         try:
             if partner:
-                judge = self._judge(target, limits)
-                spare = self._candidate(partner, limits, workdir)
+                spare = self._judged_pair(target, partner, limits, workdir)
+                judge = spare.judge
                 pids["candidate"] = spare.pid
                 pinned["candidate"] = spare.pidfd
                 spare.pidfd = -1  # owned by this run now
@@ -195,6 +201,7 @@ class SandboxWorker:
                 opened[:] = [spare.out_r, spare.err_r, spare.req_w, spare.rep_r]
                 out_r, err_r = spare.out_r, spare.err_r
                 self.runs += 1
+                self._wait_for_keys_of_earlier_runs()
                 socket.send_fds(judge.control, [str(self.runs).encode()], [spare.req_w, spare.rep_r])
                 body = marshal.dumps(payload)
                 pending = _write_some(judge.pay_w, channel.HEADER.pack(len(body), 0) + body)
@@ -205,6 +212,7 @@ class SandboxWorker:
                 err_r, err_w = pipe()
                 res_r, res_w = pipe()
                 pay_r, pay_w = pipe()
+                self._wait_for_keys_of_earlier_runs()
                 pids["main"] = self._spawn([("single", target, limits, self.uid, workdir, 4, 4)],
                                            [out_w, err_w, res_w, pay_r])[0]
                 pinned["main"] = _pidfd(pids["main"])
@@ -218,8 +226,10 @@ class SandboxWorker:
             return self._supervise(pids, pinned, t0, limits, out_r, err_r, res_r, pay_w, pending,
                                    judge)
         except BaseException:
-            if judge is not None:  # it may be mid-run: its next result would be this run's
-                self._drop_judge()
+            if judge is not None and judge.pid:  # not handed to _supervise, or it failed
+                self._kill(judge.pid)
+                self.zombies.append(judge.pid)
+                judge.close()
             raise
         finally:
             for fd in pinned.values():
@@ -234,77 +244,77 @@ class SandboxWorker:
             if not self.mech.mount_namespace:
                 filetree.remove_tree(workdir)
 
-    def _candidate(self, partner: str, limits: tuple, workdir: str) -> "_Spare":
-        """A candidate process for this run: the one forked ahead of time if it fits (same
-        target and rlimits, alive), else a new one. Either way it has held nothing yet."""
+    def _wait_for_keys_of_earlier_runs(self) -> None:
+        """Kernel keys an earlier run of this uid made die with its user namespace, but the
+        kernel collects them in the background; until it has, a new run of the same uid could
+        still read them. So a run's program starts only once the uid owns no key."""
+        if not self.mech.uid_drop:
+            return
+        deadline = time.monotonic() + _KEYS_GONE_TIMEOUT_S
+        while isolation.keys_of_uid(self.uid):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"kernel keys of uid {self.uid} outlived its last run")
+            time.sleep(0.001)
+
+    def _judged_pair(self, target: str, partner: str, limits: tuple, workdir: str) -> "_Spare":
+        """A judge and a candidate process for this run: the pair forked ahead of time if it
+        fits (same targets and rlimits, both alive), else a new pair. Either way neither has
+        held anything yet: every run gets a judge fresh from the zygote, so nothing one
+        task's tests change in the judge's modules (``decimal``'s context, a module global,
+        the random state) reaches another task's tests."""
         spare, self.spare = self.spare, None
-        key = (partner, tuple(limits[1:5]), workdir)
+        key = (target, partner, tuple(limits[1:5]), workdir)
         if spare is not None:
             if spare.key == key and not spare.dead():
                 return spare
-            self._kill(spare.pid)
-            self.zombies.append(spare.pid)
-            spare.close()
-        return self._fork_candidate(key)
+            self._drop_spare(spare)
+        return self._fork_pair(key)
 
-    def _fork_candidate(self, key: tuple) -> "_Spare":
-        partner, rlimits, workdir = key
-        ends = [os.pipe() for _ in range(4)]  # stdout, stderr, requests, replies
+    def _fork_pair(self, key: tuple) -> "_Spare":
+        target, partner, rlimits, workdir = key
+        ends = [os.pipe() for _ in range(6)]  # candidate: stdout, stderr, requests, replies;
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)  # judge: result,
+        (res_r, res_w), (pay_r, pay_w) = ends[4], ends[5]  # payload and the control socket
+        child_ends = [res_w, theirs.fileno(), pay_r, ends[0][1], ends[1][1], ends[2][0], ends[3][1]]
+        judge_limits = (0.0, 1e9, *rlimits[1:], 0, 0)  # CPU: the run's cgroup, per run
         try:
-            pid = self._spawn([("candidate", partner, (0.0, *rlimits, 0, 0), self.uid, workdir, 0, 4)],
-                              [ends[0][1], ends[1][1], ends[2][0], ends[3][1]])[0]
+            pids = self._spawn(
+                [("judge", target, judge_limits, self.uid + JUDGE_UID_OFFSET, "/", 0, 5),
+                 ("candidate", partner, (0.0, *rlimits, 0, 0), self.uid, workdir, 0, 4)],
+                [self.devnull_w, self.devnull_w] + child_ends[:3] + child_ends[3:])
         except BaseException:
             for r, w in ends:
                 os.close(r), os.close(w)
+            ours.close(), theirs.close()
             raise
-        for fd in (ends[0][1], ends[1][1], ends[2][0], ends[3][1]):
-            os.close(fd)
-        return _Spare(key, pid, ends[0][0], ends[1][0], ends[2][1], ends[3][0], _pidfd(pid))
+        for fd in child_ends:
+            if fd != theirs.fileno():
+                os.close(fd)
+        theirs.close()
+        judge = _Judge(key, pids[0], ours, res_r, pay_w, _pidfd(pids[0]))
+        return _Spare(key, pids[1], ends[0][0], ends[1][0], ends[2][1], ends[3][0],
+                      _pidfd(pids[1]), judge)
+
+    def _drop_spare(self, spare: "_Spare") -> None:
+        for pid in (spare.pid, spare.judge.pid):
+            self._kill(pid)
+            self.zombies.append(pid)
+        spare.judge.close()
+        spare.close()
 
     def _prepare_spare(self) -> None:
-        """Forks the next candidate while the parent reads the last result, so the fork and
-        the candidate's namespace set-up are off the next run's path."""
+        """Forks the next judge and candidate while the parent reads the last result, so the
+        forks and the candidate's namespace set-up are off the next run's path."""
         if self.last_key is None or self.spare is not None or self.broken:
             return
         try:
-            self.spare = self._fork_candidate(self.last_key)
+            self.spare = self._fork_pair(self.last_key)
         except Exception:
             self.spare = None
 
     def _spawn(self, specs: list, fds: list) -> List[int]:
         forget, self.zombies = self.zombies, []
         return self._ask(("spawn", specs, forget), fds)[0]
-
-    def _judge(self, target: str, limits: tuple) -> "_Judge":
-        """The worker's judge process, started (from the zygote) when none is alive or its
-        limits differ; it serves this worker's judged runs one after another."""
-        key = (target, limits[2], limits[3], limits[4])
-        if self.judge is not None and (self.judge.key != key or select.select(
-                [self.judge.pidfd], [], [], 0)[0]):  # other limits, or it died between runs
-            self._drop_judge()
-        if self.judge is None:
-            res_r, res_w = os.pipe()
-            pay_r, pay_w = os.pipe()
-            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            judge_limits = (limits[0], 1e9, *limits[2:])  # CPU: the run's cgroup, per run
-            try:
-                pid = self._spawn([("judge", target, judge_limits, self.uid + JUDGE_UID_OFFSET,
-                                    "/", 0, 5)],
-                                  [self.devnull_w, self.devnull_w, res_w, theirs.fileno(), pay_r])[0]
-            finally:
-                for fd in (res_w, pay_r):
-                    os.close(fd)
-                theirs.close()
-            self.judge = _Judge(key, pid, ours, res_r, pay_w)
-        return self.judge
-
-    def _drop_judge(self) -> None:
-        j, self.judge = self.judge, None
-        if j is not None:
-            if j.pid:
-                self._kill(j.pid)
-                self._ask(("reap", j.pid))
-            j.close()
 
     def _supervise(self, pids: Dict[str, int], pinned: Dict[str, int], t0: float, limits: tuple,
                    out_fd: int,
@@ -317,7 +327,8 @@ class SandboxWorker:
         frames: list = []
         detail = ""
         killed_for = None
-        cpu0, oom0 = self.cpu_mark, self.oom_mark  # the group's counters when the last run ended
+        # the group's counters when the last run ended
+        cpu0, oom0, kernel0 = self.cpu_mark, self.oom_mark, self.kernel_mark
         next_cpu_check = t0 + _CPU_POLL_S
         exited: Dict[str, Any] = {}
         pidfds = {}
@@ -328,8 +339,11 @@ class SandboxWorker:
             else:
                 pidfds[fd] = role
         if judge is not None:
-            pidfds[judge.pidfd] = "main"
             pids["main"] = judge.pid
+            if judge.pidfd < 0:  # it ended before it could be pinned
+                exited["main"] = True
+            else:
+                pidfds[judge.pidfd] = "main"
         poller = select.poll()
         for fd in (res_fd, out_fd, err_fd, *pidfds):
             poller.register(fd, select.POLLIN)
@@ -358,6 +372,10 @@ class SandboxWorker:
                         next_cpu_check = now + _CPU_POLL_S
                         if self.group.cpu_seconds() - cpu0 > cpu_s:
                             killed_for = "cpu"
+                        elif self.group.kernel_bytes() - kernel0 > self.kernel_limit:
+                            killed_for, detail = "error", (
+                                f"the run's kernel memory (open files, mappings, processes) "
+                                f"passed its limit of {self.kernel_limit >> 20} MiB")
                     if killed_for:
                         for pid in pids.values():
                             self._kill(pid)
@@ -405,15 +423,16 @@ class SandboxWorker:
                         _keep(fd, data, outputs, dropped, max_output_bytes)
         finally:
             statuses = {}
-            judge_broken = judge is not None and (killed_for or "main" in exited or not any(
-                kind != channel.KIND_MESSAGE for kind, _ in frames))
+            if judge is not None:  # a judge serves one run only
+                if "main" in exited:  # it ended (or was killed) during the run
+                    statuses["main"] = self._ask(("reap", judge.pid))
+                else:
+                    self._kill(judge.pid)
+                    self.zombies.append(judge.pid)
+                judge.pid = 0
+                judge.close()  # its pidfd too
             for pidfd, role in pidfds.items():
                 if judge is not None and role == "main":
-                    if judge_broken:  # killed, dead, or mid-run: the next run gets a new one
-                        if "main" in exited:
-                            statuses["main"] = self._ask(("reap", judge.pid))
-                            judge.pid = 0
-                        self._drop_judge()
                     continue
                 if exited.get(role) or (role == "main" and role in exited):
                     statuses[role] = self._ask(("reap", pids[role]))  # exited: does not wait
@@ -426,6 +445,7 @@ class SandboxWorker:
             killed_for, detail = "cpu", f"CPU time limit of the run ({cpu_s:.1f} s) reached"
         if self.group:
             self.cpu_mark, self.oom_mark = self.group.cpu_seconds(), self.group.oom_kills()
+            self.kernel_mark = self.group.kernel_bytes()
         oom = self.oom_mark - oom0
         wall = time.monotonic() - t0
         stdout = outcome.text(outputs[out_fd], dropped[out_fd])
@@ -472,15 +492,17 @@ class SandboxWorker:
 
 
 class _Spare:
-    """A candidate process forked ahead of its run, and the worker's ends of its pipes."""
+    """A candidate process forked ahead of its run with its judge, and the worker's ends of
+    their pipes."""
 
     def __init__(self, key: tuple, pid: int, out_r: int, err_r: int, req_w: int, rep_r: int,
-                 pidfd: int):
-        self.key, self.pid, self.pidfd = key, pid, pidfd
+                 pidfd: int, judge: "_Judge"):
+        self.key, self.pid, self.pidfd, self.judge = key, pid, pidfd, judge
         self.out_r, self.err_r, self.req_w, self.rep_r = out_r, err_r, req_w, rep_r
 
     def dead(self) -> bool:
-        return self.pidfd < 0 or bool(select.select([self.pidfd], [], [], 0)[0])
+        fds = [self.pidfd, self.judge.pidfd]
+        return min(fds) < 0 or bool(select.select(fds, [], [], 0)[0])
 
     def close(self) -> None:
         for fd in (self.out_r, self.err_r, self.req_w, self.rep_r, self.pidfd):
@@ -498,16 +520,19 @@ def _pidfd(pid: int) -> int:
 
 
 class _Judge:
-    """The worker's end of its long-lived judge process (see ``judge.serve``)."""
+    """The worker's end of a run's judge process (see ``judge.serve``)."""
 
-    def __init__(self, key: tuple, pid: int, control: socket.socket, res_r: int, pay_w: int):
+    def __init__(self, key: tuple, pid: int, control: socket.socket, res_r: int, pay_w: int,
+                 pidfd: int):
         self.key, self.pid, self.control, self.res_r, self.pay_w = key, pid, control, res_r, pay_w
-        self.pidfd = os.pidfd_open(pid)
+        self.pidfd = pidfd
 
     def close(self) -> None:
         self.control.close()
         for fd in (self.res_r, self.pay_w, self.pidfd):
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
+        self.res_r = self.pay_w = self.pidfd = -1
 
 
 def _write_some(fd: int, data: bytes) -> bytes:
