@@ -8,6 +8,8 @@ import marshal
 import os
 import threading
 
+from collections import Counter, OrderedDict, deque
+
 import pytest
 
 from next_jax.execution import channel, judge, plain
@@ -102,6 +104,41 @@ def kinds(*args, **kwargs):
 
 def same(a, b):
     return a is b
+
+
+def abs(x):
+    return 0
+
+
+def ident(x):
+    return x
+
+
+def get_add():
+    return add
+
+
+def rows(grid, d):
+    for row in grid:
+        row.sort()
+    grid.sort()
+    d["k"][0].append(len(grid))
+    grid.append(grid)
+    return grid
+
+
+def relink(node):
+    node.child.value = 9
+    node.tags = [len(node.tags)]
+    return node.child.other is node
+
+
+def ordered():
+    from collections import OrderedDict, deque
+    return OrderedDict([("b", 1), ("a", 2)]), Counter(x=0), deque([1], 3)
+
+
+Box.KIND = "box"
 '''
 
 
@@ -113,7 +150,8 @@ def cand():
     server.start()
     c = Candidate(request_fd=req_w, reply_fd=rep_r)
     names = ["add", "gen", "endless", "broken_gen", "views", "lazy", "sort_it", "raise_", "make",
-             "size", "adder", "half", "counts", "Box", "Counter", "kinds", "same", "missing"]
+             "size", "adder", "half", "counts", "Box", "Counter", "kinds", "same", "missing",
+             "ident", "get_add", "rows", "relink", "ordered"]
     c.found = c.load([marshal.dumps(compile(PROGRAM, "<fix>", "exec"))], names)
     yield c
     os.close(req_w)
@@ -181,6 +219,52 @@ def test_opaque_objects_support_identity_only(cand):
         cand.found["add"](1, 2)
 
 
+def test_the_same_object_crosses_as_the_same_proxy_or_marker(cand):
+    f = cand.found
+    assert f["get_add"]() is f["get_add"]() is f["add"] and f["add"] == f["add"]
+    assert len({f["get_add"](), f["add"], f["adder"](1)}) == 2
+    box = f["make"](1)
+    assert f["ident"](box) is box and f["make"](1) is not box
+
+
+def test_attributes_of_the_programs_objects_are_read_by_the_candidate(cand):
+    f = cand.found
+    box = f["make"](4)
+    assert box.n == 4 and f["Box"].KIND == "box" and box.KIND == "box"
+    with pytest.raises(AttributeError):
+        box.nothing  # noqa: B018 (the point of the test)
+    assert not cand.fault  # a missing attribute is the test's AttributeError, as in Python
+    with pytest.raises(CandidateFault, match="comparison"):
+        box == 4  # noqa: B015 (reading is plain data; comparing would be the candidate's __eq__)
+
+
+def test_changed_parts_are_updated_in_place_at_every_depth(cand):
+    grid, d = [[3, 1], [2, 0]], {"k": [[]]}
+    first, inner = grid[0], d["k"][0]
+    out = cand.found["rows"](grid, d)
+    assert out is grid  # the result is the argument itself
+    assert grid[1] is first and first == [1, 3] and grid[0] == [0, 2]  # moved, not replaced
+    assert grid[2] is grid and inner == [2] and d["k"][0] is inner
+
+
+def test_objects_of_the_tests_classes_cross_by_value_and_come_back_updated(cand):
+    ns = {"__name__": judge.TEST_MODULE}
+    exec("class Node:\n    def __init__(self, tags):\n        self.tags = tags\n", ns)
+    a, b = ns["Node"]([1, 2]), ns["Node"]([])
+    a.child, b.other = b, a  # a cycle
+    assert cand.found["relink"](a) is True  # the cycle arrived as one
+    assert b.value == 9 and a.tags == [2] and a.child is b and b.other is a
+    assert cand.found["kinds"](a) == ["Node"]
+
+
+def test_ordered_counted_and_double_ended_results_keep_their_type(cand):
+    od, counter, dq = cand.found["ordered"]()
+    assert type(od) is OrderedDict and list(od) == ["b", "a"]
+    assert od != OrderedDict([("a", 2), ("b", 1)])  # order compared, as in Python
+    assert type(counter) is Counter and counter == Counter()  # a zero count is no count
+    assert type(dq) is deque and dq.maxlen == 3 and dq != [1]
+
+
 def test_functions_and_classes_cross_as_proxies(cand):
     inc = cand.found["adder"](1)
     assert isinstance(inc, Proxy) and [inc(i) for i in range(3)] == [1, 2, 3]
@@ -208,6 +292,14 @@ def _fake_candidate(reply: bytes):
     return Candidate(request_fd=req_w, reply_fd=rep_r, max_reply_bytes=1 << 20)
 
 
+@pytest.mark.parametrize("reply", [b'["t","ok",["@",1],null]', b'["t","ok",["@",0,["d"]],null]',
+                                   b'["t","ok",1,["@",0,["l",["@",7]]]]'])
+def test_forged_part_numbers_are_faults(reply):
+    cand = _fake_candidate(channel.HEADER.pack(len(reply), 0) + reply)
+    with pytest.raises(CandidateFault, match="not plain data|another type"):
+        cand.call("f", ([1],), {})
+
+
 @pytest.mark.parametrize("reply,why", [
     (channel.HEADER.pack(60 << 20, 0) + b"[", "over"),
     (channel.HEADER.pack(12, 0) + b'{"t": "ok"} ', "not plain data"),
@@ -226,10 +318,34 @@ def test_strict_eq():
     assert not judge.strict_eq(1, 1.0) and not judge.strict_eq([True], [1])
 
 
-def _payload(tests):
-    return {"program": [marshal.dumps(compile(PROGRAM, "<fix>", "exec"))],
-            "tests": [marshal.dumps(compile(t, f"<test {i}>", "exec")) for i, t in enumerate(tests)],
-            "names": ["add", "raise_"], "timeout": 5.0}
+def _code(source, name="<x>"):
+    return marshal.dumps(compile(source, name, "exec"))
+
+
+def _payload(tests, names=("add", "raise_"), trusted="", setup=""):
+    return {"program": [_code(PROGRAM, "<fix>")],
+            "tests": [_code(t, f"<test {i}>") for i, t in enumerate(tests)],
+            "names": list(names), "timeout": 5.0,
+            "trusted": [_code(trusted)] if trusted else [], "setup": [_code(setup)] if setup else []}
+
+
+TRUSTED = "def helper(x):\n    return 2 * x\n\n\ndef add(a, b):\n    return 0\n\n\nMISSING = 1\n"
+
+
+@pytest.mark.parametrize("names,test,outcome", [
+    (["add"], "assert add(helper(1), 1) == 3", "pass"),  # the candidate's add, the task's helper
+    (["add"], "assert abs(-2) == 2", "pass"),  # the program's own abs() is not the test's
+    (["add"], "assert ident(1) == 1", "error"),  # nor any other of its globals: NameError
+    (["MISSING"], "MISSING", "error"),  # the program lacks the entry: the task's is removed
+    (["add"], "assert add(1, 2) == Y", "pass"),  # setup code runs in the judge, after the entry
+])
+def test_the_tests_namespace_comes_from_trusted_sources(cand, names, test, outcome):
+    reports = judge.run_tests(_payload([test], names, TRUSTED, "Y = add(1, 2)\n"), cand)
+    assert reports[1][:3] == ("t", 0, outcome), reports
+
+
+def test_the_strict_equality_is_under_a_name_no_source_can_bind():
+    assert not judge.STRICT_EQ.isidentifier()
 
 
 @pytest.mark.parametrize("first,outcome", [

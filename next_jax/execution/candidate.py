@@ -60,6 +60,7 @@ MODULE_NAME = "__solution__"
 MAX_ITEMS = 100_000
 REQUEST_FD, REPLY_FD = 3, 4
 _NESTING = frozenset((list, tuple, dict, OrderedDict, Counter, deque))
+_SCALARS = frozenset((type(None), bool, int, float, str))
 _VIEW_KINDS = {type({}.keys()): "dict_keys", type({}.values()): "dict_values",
                type({}.items()): "dict_items"}
 
@@ -103,7 +104,10 @@ class _Handles:
             cls = self.classes.get(name)
             if cls is None:
                 cls = self.classes[name] = type(name, (), {})
-        return cls.__new__(cls)
+        try:
+            return cls.__new__(cls)
+        except TypeError:  # a __new__ that wants the constructor's arguments
+            return object.__new__(cls)
 
     def start_request(self) -> None:
         self.memo.clear()
@@ -173,14 +177,19 @@ class Server:
             parts = plain.mutable_parts(roots, self._attributes)
             if not parts:  # nothing the call could change in place
                 return ["t", "ok", self.encode(fn(*args, **kwargs)), None]
+            # Parts that are all arguments themselves (a list of numbers, the common case) are
+            # compared one by one; nested ones by one walk of all the arguments.
+            top = len(parts) == sum(type(r) in plain.MUTABLE_TYPES for r in roots)
             with plain.deep():  # the program itself runs with its own recursion limit
-                before = _Tracked(self, parts).encode(roots, 0)
+                before = self._snapshot(roots, parts, top)
             value = fn(*args, **kwargs)
             with plain.deep():
-                now = _Tracked(self, parts).encode(roots, 0)
+                if type(value) in _SCALARS and self._snapshot(roots, parts, top) == before:
+                    return ["t", "ok", plain.encode_at(value, 0), None]
                 tracked = _Tracked(self, parts)  # one numbering for the result and the arguments
                 out = tracked.encode(value, 0)
-                changed = None if now == before else tracked.encode(roots, 0)
+                changed = (None if self._snapshot(roots, parts, top) == before
+                           else tracked.encode(roots, 0))
             return ["t", "ok", out, changed]
         if op == "attr":
             _, handle, name = msg
@@ -213,6 +222,11 @@ class Server:
                 body = plain.wire_bytes(["t", "raise", builtin_exception_name(e), _message(e)])
             channel.write_frame(reply_fd, 0, body)
 
+
+    def _snapshot(self, roots: tuple, parts: list, top: bool) -> Any:
+        if top:
+            return [plain.encode_at(p, 0, self._convert) for p in parts]
+        return _Tracked(self, parts).encode(roots, 0)
 
     def _attributes(self, v: Any) -> Any:
         names = self.handles.by_value.get(id(v))

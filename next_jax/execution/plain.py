@@ -103,9 +103,9 @@ def to_wire(value: Any, convert: Optional[Callable[[Any, type, int], Any]] = Non
 
 
 def encode_at(value: Any, depth: int, convert=None) -> Any:
-    """``to_wire`` for a value found ``depth`` levels down (a ``convert`` hook's own parts)."""
-    with deep():
-        return _encode(value, depth, convert)
+    """``to_wire`` for a value found ``depth`` levels down (a ``convert`` hook's own parts);
+    called inside ``deep()``."""
+    return _encode(value, depth, convert)
 
 
 def _encode(v: Any, depth: int, convert=None) -> Any:
@@ -222,13 +222,17 @@ def loads(data: bytes, extra: Optional[Callable[[str, list, int], Any]] = None,
             raise PlainDataError(f"not valid wire data: {e.__class__.__name__}") from None
         if end != len(text):
             raise PlainDataError("not valid wire data: extra data")
-        return from_wire(raw, extra)
+        return _from_wire(raw, extra)
 
 
 def from_wire(raw: Any, extra=None) -> Any:
+    with deep():
+        return _from_wire(raw, extra)
+
+
+def _from_wire(raw: Any, extra=None) -> Any:
     try:
-        with deep():
-            return decode_item(raw, 0, extra)
+        return decode_item(raw, 0, extra)
     except PlainDataError:
         raise
     except (TypeError, ValueError, RecursionError, OverflowError, ArithmeticError) as e:
