@@ -111,3 +111,57 @@ def pin_files(spec):
     for p in pids:
         os.waitpid(p, 0)
     return out.decode().splitlines()
+
+
+def read_paths(spec):
+    """Writes a note to each of ``spec['write']``; reads each of ``spec['read']``."""
+    out = {}
+    for path in spec.get("write", ()):
+        with open(path, "w") as f:
+            f.write("a note for a later run")
+        out[path] = "written"
+    for path in spec.get("read", ()):
+        try:
+            with open(path) as f:
+                out[path] = f.read()
+        except OSError as e:
+            out[path] = type(e).__name__
+    return out
+
+
+def python_files_under(roots):
+    """Python source files and package directories visible under ``roots`` (at most 50)."""
+    found = []
+    for root in roots:
+        for here, dirs, files in os.walk(root):
+            found += [os.path.join(here, d) for d in dirs if d in ("site-packages", "dist-packages")]
+            found += [os.path.join(here, f) for f in files if f.endswith((".py", ".pyc"))]
+            if len(found) > 50:
+                return found[:50]
+    return found
+
+
+def open_many(n):
+    """Opens ``n`` files (kept open until it returns); returns how many it could."""
+    fds = []
+    try:
+        for _ in range(n):
+            fds.append(os.open(os.__file__, os.O_RDONLY))
+    except OSError as e:
+        return [len(fds), e.strerror]
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return [len(fds), ""]
+
+
+def pool_squares(n):
+    """multiprocessing.Pool in a program: POSIX semaphores in /dev/shm, worker processes."""
+    import multiprocessing
+    with multiprocessing.Pool(2) as p:
+        return p.map(abs, range(-n, 0))
+
+
+def keys_plant_and_find(tag):
+    keys_plant(tag)
+    return keys_find(tag)
