@@ -136,7 +136,8 @@ def build_plan(task: RepairTask, options: CheckOptions) -> _Plan:
     for i, source in enumerate(sources):
         try:
             tree = ast.parse(source, f"<test {i}>")
-            read.update(n.id for n in ast.walk(tree) if isinstance(n, ast.Name))
+            read.update(n.id for n in ast.walk(tree)
+                        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load))
             if options.strict_types:
                 tree = ast.fix_missing_locations(_StrictEquality().visit(tree))
             tests.append(_compile(tree, f"<test {i}>"))
@@ -152,7 +153,8 @@ def build_plan(task: RepairTask, options: CheckOptions) -> _Plan:
         except (SyntaxError, ValueError) as e:
             return _Plan(broken=f"task {task.task_id}: setup_code does not compile: {e}")
         plan.after_fix = plan.setup = (setup,)
-        read.update(n.id for n in ast.walk(setup_tree) if isinstance(n, ast.Name))
+        read.update(n.id for n in ast.walk(setup_tree)
+                    if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load))
         imports = first_import_statements(task.setup_code)
         if imports:
             plan.before_fix = (_compile(imports, "<setup_code imports>"),)
