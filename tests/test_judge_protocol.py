@@ -133,6 +133,10 @@ def relink(node):
     return node.child.other is node
 
 
+def shadow(node):
+    node.total = lambda: 100
+
+
 def ordered():
     from collections import OrderedDict, deque
     return OrderedDict([("b", 1), ("a", 2)]), Counter(x=0), deque([1], 3)
@@ -151,7 +155,7 @@ def cand():
     c = Candidate(request_fd=req_w, reply_fd=rep_r)
     names = ["add", "gen", "endless", "broken_gen", "views", "lazy", "sort_it", "raise_", "make",
              "size", "adder", "half", "counts", "Box", "Counter", "kinds", "same", "missing",
-             "ident", "get_add", "rows", "relink", "ordered"]
+             "ident", "get_add", "rows", "relink", "ordered", "shadow"]
     c.found = c.load([marshal.dumps(compile(PROGRAM, "<fix>", "exec"))], names)
     yield c
     os.close(req_w)
@@ -255,6 +259,13 @@ def test_objects_of_the_tests_classes_cross_by_value_and_come_back_updated(cand)
     assert cand.found["relink"](a) is True  # the cycle arrived as one
     assert b.value == 9 and a.tags == [2] and a.child is b and b.other is a
     assert cand.found["kinds"](a) == ["Node"]
+
+
+def test_a_changed_object_cannot_bring_back_a_method_over_its_classs(cand):
+    ns = {"__name__": judge.TEST_MODULE}
+    exec("class Tree:\n    def total(self):\n        return 1\n", ns)
+    with pytest.raises(CandidateFault, match="over its class's method"):
+        cand.found["shadow"](ns["Tree"]())
 
 
 def test_ordered_counted_and_double_ended_results_keep_their_type(cand):

@@ -328,6 +328,12 @@ def _update_in_place(old: Any, new: Any, cand: Candidate) -> None:
     elif _sent_attributes(old) is not None and type(new) is dict and all(
             type(k) is str for k in new):
         attrs = object.__getattribute__(old, "__dict__")
+        for name in new:
+            # Its data may change (Python allows any change), but not its class's methods: a
+            # trusted method the test calls (``root.to_list()``) must stay the task's code.
+            if name not in attrs and _is_behaviour(getattr(t, name, None)):
+                cand._fail(f"a changed object of class {t.__name__!r} came back with an "
+                           f"attribute {name[:60]!r} over its class's method")
         attrs.clear()
         attrs.update(new)
     else:
@@ -335,6 +341,10 @@ def _update_in_place(old: Any, new: Any, cand: Candidate) -> None:
 
 
 _SEQUENCE_PARTS = (list, bytearray)
+
+
+def _is_behaviour(attr: Any) -> bool:
+    return attr is not None and (callable(attr) or hasattr(type(attr), "__get__"))
 
 
 class Proxy:
