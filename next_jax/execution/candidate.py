@@ -12,8 +12,9 @@ from the judge (``judge``) until the judge closes the channel:
 
 Replies: ``('ok', value, changed_args)`` or ``('raise', builtin exception name, message)``.
 Values go out as plain data (``plain``) under this policy: exact plain values as they are;
-instances of subclasses of builtin types as their base type's data (namedtuple -> tuple,
-Counter -> dict, a hostile ``int`` subclass -> its int value); numpy scalars via ``.item()`` and
+instances of subclasses of builtin types as their base type's data (defaultdict -> dict, a
+hostile ``int`` subclass -> its int value; OrderedDict, Counter, deque and namedtuples keep
+their kind, see ``plain``); numpy scalars via ``.item()`` and
 arrays via ``.tolist()``; ``range`` exactly; generators, iterators, map, filter and dict views
 as their items (at most ``MAX_ITEMS``, drained here, then rebuilt by the judge as the same kind
 of iterable); callables as handles the judge calls back; anything else as an opaque handle

@@ -7,16 +7,17 @@ code that trusts nothing about it. Values are restricted to exact builtin and ex
 
     None, bool, int, float, complex, str, bytes, bytearray, list, tuple, dict, set, frozenset,
     fractions.Fraction, decimal.Decimal, collections.OrderedDict, collections.Counter,
-    collections.deque
+    collections.deque, namedtuples
 
-(the last three because Python's ``==`` on them is not a dict's or a list's: an OrderedDict
-compares its order with another OrderedDict, a Counter ignores zero counts, a deque never equals
-a list). The wire form is JSON arrays (no JSON objects) with every container tagged, so a decoded
+(OrderedDict, Counter and deque because Python's ``==`` on them is not a dict's or a list's: an
+OrderedDict compares its order with another OrderedDict, a Counter ignores zero counts, a deque
+never equals a list; a namedtuple compares as a tuple but its fields are read by name, so it is
+rebuilt as a namedtuple made here with the same type name and fields). The wire form is JSON arrays (no JSON objects) with every container tagged, so a decoded
 value has exactly the types that were encoded: ``[tag, ...]`` where tag is one of ``l t s f d b
-y c i q m D C Q`` (list, tuple, set, frozenset, dict as flat key/value pairs, bytes and
+y c i q m D C Q N`` (list, tuple, set, frozenset, dict as flat key/value pairs, bytes and
 bytearray as hex, complex as (re, im), an int too long for a JSON number as hex, Fraction as
 (numerator, denominator), Decimal as its string, OrderedDict and Counter as a dict's pairs,
-deque as (maxlen, items...)). Bare JSON strings, numbers, true/false/null are str,
+deque as (maxlen, items...), a namedtuple as (type name, field names, items...)). Bare JSON strings, numbers, true/false/null are str,
 int/float, bool and None. Callers may add tags of their own (``convert`` to encode, ``extra``
 to decode: the judge's handles and iterables).
 
@@ -36,7 +37,7 @@ afterwards, so neither a program's own limit nor the default one refuses a deep 
 from __future__ import annotations
 
 import json
-from collections import Counter, OrderedDict, deque
+from collections import Counter, OrderedDict, deque, namedtuple
 from json import decoder as _json_decoder, encoder as _json_encoder, scanner as _json_scanner
 from typing import Any, Callable, Optional
 
@@ -151,6 +152,9 @@ def _encode(v: Any, depth: int, convert=None) -> Any:
         return out
     if t is deque:
         return ["Q", v.maxlen, *[_encode(x, d, convert) for x in v]]
+    fields = namedtuple_fields(t)
+    if fields is not None:
+        return ["N", t.__name__, ["t", *fields], *[_encode(x, d, convert) for x in tuple.__iter__(v)]]
     if convert is not None:
         return convert(v, t, depth)
     raise PlainDataError(f"{type_label(t)} is not plain data (builtin types only)")
@@ -252,6 +256,39 @@ def hashable_items(items: list) -> list:
     return items
 
 
+def namedtuple_fields(t: type) -> Optional[tuple]:
+    """The field names of a namedtuple class (made by ``collections.namedtuple`` or
+    ``typing.NamedTuple``, or a subclass of one), else None."""
+    if not issubclass(t, tuple):
+        return None
+    try:
+        fields = getattr(t, "_fields", None)
+    except Exception:
+        return None
+    if type(fields) is tuple and all(type(f) is str for f in fields) and type(t.__name__) is str:
+        return fields
+    return None
+
+
+_NAMEDTUPLES: dict = {}  # (name, fields) -> the class rebuilt here; bounded
+_MAX_NAMEDTUPLES = 256
+
+
+def _namedtuple_class(name: Any, fields: Any) -> type:
+    if type(name) is not str or type(fields) is not tuple or len(name) > 200 or len(fields) > 1000:
+        raise PlainDataError("malformed namedtuple")
+    key = (name, fields)
+    cls = _NAMEDTUPLES.get(key)
+    if cls is None:
+        try:  # validates the names (identifiers, not keywords, no duplicates, no leading "_")
+            cls = namedtuple(name, fields)
+        except (ValueError, TypeError) as e:
+            raise PlainDataError(f"malformed namedtuple: {e}") from None
+        if len(_NAMEDTUPLES) < _MAX_NAMEDTUPLES:
+            _NAMEDTUPLES[key] = cls
+    return cls
+
+
 # Mutable values a call may change in place, and the values a walk looks inside.
 MUTABLE_TYPES = frozenset((list, dict, set, bytearray, OrderedDict, Counter, deque))
 _NESTING_TYPES = frozenset((list, tuple, dict, OrderedDict, Counter, deque))
@@ -322,6 +359,12 @@ def decode_item(r: Any, depth: int, extra=None) -> Any:
         for i in range(len(keys)):
             out[keys[i]] = values[i]
         return out
+    if tag == "N" and n >= 3:
+        cls = _namedtuple_class(r[1], decode_item(r[2], d))
+        items = [decode_item(r[i], d, extra) for i in range(3, n)]
+        if len(items) != len(cls._fields):
+            raise PlainDataError("a namedtuple with another number of items than fields")
+        return cls._make(items)
     if tag == "Q" and n >= 2 and (r[1] is None or (type(r[1]) is int and r[1] >= 0)):
         return deque([decode_item(r[i], d, extra) for i in range(2, n)], r[1])
     if tag in ("b", "y") and n == 2 and type(r[1]) is str:
