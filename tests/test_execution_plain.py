@@ -50,7 +50,7 @@ def test_too_deep_is_refused():
 
 
 def test_candidate_encoding_reads_subclasses_as_their_base_data():
-    from collections import Counter, OrderedDict, defaultdict, deque, namedtuple
+    from collections import Counter, OrderedDict, deque, namedtuple
 
     from next_jax.execution.candidate import Server
 
@@ -69,7 +69,7 @@ def test_candidate_encoding_reads_subclasses_as_their_base_data():
     moved.move_to_end("a")
     for value, expected in [(Liar(0), 0), (point, point), (Counter("aab"), Counter(a=2, b=1)),
                             (OrderedDict(z=1), OrderedDict(z=1)), ([Liar(5)], [5]),
-                            (moved, OrderedDict(b=2, a=1)), (defaultdict(int, k=1), {"k": 1}),
+                            (moved, OrderedDict(b=2, a=1)),
                             (deque([1, 2], 3), deque([1, 2], 3))]:
         back = plain.from_wire(encode(value))
         assert back == expected and type(back).__name__ == type(expected).__name__

@@ -8,7 +8,7 @@ import marshal
 import os
 import threading
 
-from collections import Counter, OrderedDict, deque
+from collections import Counter, OrderedDict, defaultdict, deque
 
 import pytest
 
@@ -142,6 +142,11 @@ def ordered():
     return OrderedDict([("b", 1), ("a", 2)]), Counter(x=0), deque([1], 3)
 
 
+def defaults():
+    from collections import defaultdict
+    return defaultdict(list, a=[1]), defaultdict(lambda: "?"), defaultdict(None)
+
+
 Box.KIND = "box"
 '''
 
@@ -155,7 +160,7 @@ def cand():
     c = Candidate(request_fd=req_w, reply_fd=rep_r)
     names = ["add", "gen", "endless", "broken_gen", "views", "lazy", "sort_it", "raise_", "make",
              "size", "adder", "half", "counts", "Box", "Counter", "kinds", "same", "missing",
-             "ident", "get_add", "rows", "relink", "ordered", "shadow"]
+             "ident", "get_add", "rows", "relink", "ordered", "shadow", "defaults"]
     c.found = c.load([marshal.dumps(compile(PROGRAM, "<fix>", "exec"))], names)
     yield c
     os.close(req_w)
@@ -276,6 +281,14 @@ def test_ordered_counted_and_double_ended_results_keep_their_type(cand):
     assert type(dq) is deque and dq.maxlen == 3 and dq != [1]
 
 
+def test_a_defaultdict_answers_a_missing_key_with_its_factory(cand):
+    lists, asks, plain_one = cand.found["defaults"]()
+    assert type(lists) is defaultdict and lists == {"a": [1]} and lists["b"] == []
+    assert asks["k"] == "?" and isinstance(asks.default_factory, Proxy)  # called in the candidate
+    with pytest.raises(KeyError):
+        plain_one["k"]
+
+
 def test_functions_and_classes_cross_as_proxies(cand):
     inc = cand.found["adder"](1)
     assert isinstance(inc, Proxy) and [inc(i) for i in range(3)] == [1, 2, 3]
@@ -325,8 +338,13 @@ def test_malformed_replies_are_faults(reply, why):
 
 
 def test_strict_eq():
+    from collections import namedtuple
     assert judge.strict_eq([1, (2.0,)], [1, (2.0,)])
     assert not judge.strict_eq(1, 1.0) and not judge.strict_eq([True], [1])
+    assert not judge.strict_eq(OrderedDict(a=1, b=2), OrderedDict(b=2, a=1))
+    assert not judge.strict_eq(deque([1]), deque([1.0])) and not judge.strict_eq(deque([1]), [1])
+    assert judge.strict_eq(namedtuple("P", "x")(1), namedtuple("P", "x")(1))  # two classes
+    assert not judge.strict_eq(namedtuple("P", "x")(1), namedtuple("Q", "x")(1))
 
 
 def _code(source, name="<x>"):
