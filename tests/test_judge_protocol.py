@@ -28,6 +28,21 @@ class Box:
     def __eq__(self, other):
         return True
 
+    def __str__(self):
+        return f"Box({self.n})"
+
+    def __len__(self):
+        return self.n
+
+    def __iter__(self):
+        return iter(range(self.n))
+
+    def __getitem__(self, i):
+        return -i
+
+    def __contains__(self, x):
+        return True
+
 
 def add(a, b):
     return a + b
@@ -271,6 +286,15 @@ def test_a_changed_object_cannot_bring_back_a_method_over_its_classs(cand):
     exec("class Tree:\n    def total(self):\n        return 1\n", ns)
     with pytest.raises(CandidateFault, match="over its class's method"):
         cand.found["shadow"](ns["Tree"]())
+
+
+def test_what_python_asks_an_object_is_asked_of_the_candidate(cand):
+    box = cand.found["make"](3)
+    assert str(box) == f"{box}" == "Box(3)" and len(box) == 3 and list(box) == [0, 1, 2]
+    assert box[2] == -2 and bool(box) and "Box" in repr(box)
+    assert not cand.fault
+    with pytest.raises(CandidateFault, match="`in`"):
+        5 in box  # noqa: B015 (an object that contains everything would judge itself)
 
 
 def test_ordered_counted_and_double_ended_results_keep_their_type(cand):

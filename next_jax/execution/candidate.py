@@ -9,6 +9,8 @@ from the judge (``judge``) until the judge closes the channel:
                                                 number); reply the result
     ('attr', handle, name)                      read an attribute of an object of the
                                                 program's; reply its value
+    ('op', name, handle, args)                  str/repr/format/bool/len/iter/getitem of
+                                                such an object; reply the result
 
 Replies: ``('ok', value, changed_args)`` or ``('raise', builtin exception name, message)``.
 Values go out as plain data (``plain``) under this policy: exact plain values as they are;
@@ -53,8 +55,8 @@ from next_jax.execution import channel, plain
 # must not break its own answers.
 from builtins import (  # noqa: E402,A004
     BaseException, Exception, ValueError, bytearray, bytes, callable, complex, dict, enumerate,
-    filter, float, frozenset, getattr, hasattr, id, isinstance, issubclass, iter, len, list, map,
-    object, range, set, str, tuple, type, vars,
+    bool, filter, float, format, frozenset, getattr, hasattr, id, isinstance, issubclass, iter,
+    len, list, map, object, range, repr, set, str, tuple, type, vars,
 )
 
 MODULE_NAME = "__solution__"
@@ -62,6 +64,9 @@ MAX_ITEMS = 100_000
 REQUEST_FD, REPLY_FD = 3, 4
 _NESTING = frozenset((list, tuple, dict, OrderedDict, Counter, deque))
 _SCALARS = frozenset((type(None), bool, int, float, str))
+# What the judge may ask of an object of the program's (``Opaque``), bound at import.
+_OPS = {"str": str, "repr": repr, "format": format, "bool": bool, "len": len, "iter": iter,
+        "getitem": lambda obj, key: obj[key]}
 # default_factory values the judge rebuilds as its own builtin (others cross as a Proxy).
 _FACTORIES = {int: "int", float: "float", str: "str", list: "list", dict: "dict", set: "set",
               tuple: "tuple", bool: "bool"}
@@ -203,6 +208,9 @@ class Server:
         if op == "attr":
             _, handle, name = msg
             return ["t", "ok", self.encode(getattr(self.handles.resolve(handle), name)), None]
+        if op == "op":
+            _, name, handle, args = msg
+            return ["t", "ok", self.encode(_OPS[name](self.handles.resolve(handle), *args)), None]
         if op == "load":
             _, codes, names = msg
             for code in codes:

@@ -18,13 +18,18 @@ What crosses back and how it is rebuilt here:
   so it cannot end a test's loop early) and exceptions that are not ``Exception``s (as a fault);
 * generators, iterators, map, filter, dict views: their items (drained by the candidate, at
   most ``candidate.MAX_ITEMS``), rebuilt as the same kind of iterable; ``range`` exactly;
-* functions and classes: a ``Proxy`` one can call; modules: the same stdlib module imported
-  here;
+* functions and classes: a ``Proxy`` one can call (and read attributes of); modules: the same
+  stdlib module imported here; one Proxy or marker per object of the candidate's;
 * objects of the program's own classes: an opaque marker (class ``Opaque`` named like the
-  candidate's class). It supports ``is None``, ``is not None``, ``type(x).__name__`` and being
-  passed back to the candidate, and nothing else: comparing it, hashing it, asking its truth
-  value or an attribute raises ``CandidateFault`` (their ``__eq__`` would be the candidate's)
-  and the test's verdict is ``error``.
+  candidate's class). It supports ``is``, ``type(x).__name__``, being passed back to the
+  candidate, and what Python asks the object itself, asked of the candidate with the answer
+  crossing as plain data: attributes (methods as Proxies), ``str``, ``repr``, ``format``,
+  ``len``, truth, iteration and ``x[key]``. Comparing it, hashing it and ``in`` raise
+  ``CandidateFault`` (they would be the program's code judging its own answer: an object
+  equal to everything) and the test's verdict is ``error``;
+* objects of the tests' own classes (``TEST_MODULE``), passed to the program, cross by value
+  and come back updated; the names of the tests' namespace come from trusted sources only
+  (``test_namespace``).
 
 ``CandidateFault`` (a BaseException, so a test's ``except Exception`` does not swallow it) also
 covers malformed or oversized replies and a candidate that died; once one happened, the test's
@@ -178,6 +183,17 @@ class Candidate:
     def getattr(self, handle: int, name: str) -> Any:
         value, _ = self.request(("attr", handle, name))
         self.last = value
+        return value
+
+    def op(self, name: str, handle: int, args: tuple) -> Any:
+        """Python's ``str(x)``, ``len(x)``, ... of the candidate's object ``x``, asked of the
+        candidate; the answer must have the type Python guarantees for it."""
+        value, _ = self.request(("op", name, handle, args))
+        want = _OP_RESULTS.get(name)
+        if want is not None and type(value) is not want or name == "len" and value < 0:
+            self._fail(f"the candidate's {name}() answered a {plain.type_label(type(value))}")
+        if name == "iter" and not isinstance(value, _ITERATORS):
+            self._fail("the candidate's iter() answered no iterator")
         return value
 
     # -- rebuilding what the candidate sent ----------------------------------------------------
@@ -353,6 +369,8 @@ def _update_in_place(old: Any, new: Any, cand: Candidate) -> None:
 
 
 _SEQUENCE_PARTS = (list, bytearray)
+_OP_RESULTS = {"str": str, "repr": str, "format": str, "bool": bool, "len": int}
+_ITERATORS = (type(x for x in ()), map, filter)
 _FACTORIES = {f.__name__: f for f in (int, float, str, list, dict, set, tuple, bool)}
 
 
@@ -392,9 +410,17 @@ class Opaque:
     def _misuse(self, what: str):
         cand = object.__getattribute__(self, "_cand")
         name = type(self).__name__
-        cand._fail(f"{what} on an object of the candidate's class {name!r}: only `is None`, "
-                   "`is not None` and type(x).__name__ are supported on such objects")
+        cand._fail(f"{what} on an object of the candidate's class {name!r}: comparing such "
+                   "objects would run the program's own code in the judge; only `is`, "
+                   "type(x).__name__, attributes, str(), len(), truth, iteration and x[key] "
+                   "are supported on them")
 
+    def _op(self, name: str, *args):
+        return object.__getattribute__(self, "_cand").op(
+            name, object.__getattribute__(self, "_handle"), args)
+
+    # Comparisons and hashing would be the program's code judging its own answer (an object
+    # equal to everything, a container holding everything): refused.
     def __eq__(self, other):
         self._misuse("a comparison")
 
@@ -403,14 +429,28 @@ class Opaque:
     def __hash__(self):
         self._misuse("hashing")
 
+    def __contains__(self, item):
+        self._misuse("`in`")
+
+    # What the program answers about its own object, as a value the test then judges: asked
+    # of the candidate, as Python would ask the object (its __str__, __len__, __bool__, ...).
+    def __str__(self):
+        return self._op("str")
+
+    def __format__(self, spec):
+        return self._op("format", spec)
+
     def __bool__(self):
-        self._misuse("a truth test")
+        return self._op("bool")
 
     def __len__(self):
-        self._misuse("len()")
+        return self._op("len")
 
     def __iter__(self):
-        self._misuse("iteration")
+        return self._op("iter")
+
+    def __getitem__(self, key):
+        return self._op("getitem", key)
 
     def __getattr__(self, name):
         # Read by the candidate; the value crosses as any result does (plain data, a method as a
@@ -422,6 +462,9 @@ class Opaque:
         self._misuse(f"setting attribute {name!r}")
 
     def __repr__(self):
+        cand = object.__getattribute__(self, "_cand")
+        if not cand.fault:
+            return self._op("repr")
         return f"<object of the candidate's class {type(self).__name__}>"
 
 
