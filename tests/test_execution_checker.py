@@ -164,3 +164,16 @@ def test_a_judge_stuck_past_its_alarm_is_replaced():
         assert check_one(c, stuck, sample(GOOD)).status == "timeout"
         v = check_one(c, task(), sample(GOOD))
         assert v.status == "pass", v.detail
+
+
+def test_values_nested_up_to_the_limit_cross_both_ways_and_deeper_are_refused(checker):
+    # In the sandbox's real processes (their stacks and recursion limits): a result 2,990 lists
+    # deep compared with Python's ==, the same depth as an argument the program returns (the
+    # test's own object comes back), then a result past plain.MAX_DEPTH (3,000): error.
+    deep = ("e = []\nfor _ in range(2990):\n    e = [e]\n"
+            "assert nest(2990) == e\nassert nest(2990, e) is e\n")
+    t = task("deep", tests=[deep, "nest(3100)"], entry_point="nest")
+    fix = ("def nest(n, same=None):\n    if same is not None:\n        return same\n"
+           "    e = []\n    for _ in range(n):\n        e = [e]\n    return e\n")
+    v = check_one(checker, t, sample(fix, task_id="deep"))
+    assert (v.status, v.tests_passed) == ("error", 1) and "deeper than 3000" in v.detail, v.detail

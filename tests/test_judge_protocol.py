@@ -340,8 +340,8 @@ def _fake_candidate(reply: bytes):
     return Candidate(request_fd=req_w, reply_fd=rep_r, max_reply_bytes=1 << 20)
 
 
-@pytest.mark.parametrize("reply", [b'["t","ok",["@",1],null]', b'["t","ok",["@",0,["d"]],null]',
-                                   b'["t","ok",1,["@",0,["l",["@",7]]]]'])
+@pytest.mark.parametrize("reply", [b'["t","ok",["@",1],null]', b'["t","ok",["@",0,"d"],null]',
+                                   b'["t","ok",1,["@",0,"l",["@",7]]]', b'["t","ok",["@",0,5],null]'])
 def test_forged_part_numbers_are_faults(reply):
     cand = _fake_candidate(channel.HEADER.pack(len(reply), 0) + reply)
     with pytest.raises(CandidateFault, match="not plain data|another type"):

@@ -28,8 +28,8 @@ class so named, with the same attributes.
 number the mutable parts of the arguments (lists, dicts, sets, bytearrays, OrderedDicts,
 Counters, deques, objects that arrived by value) in the same pre-order (``mutable_parts``);
 when any of them changed, the arguments are sent back with each such part written as ``["@",
-k, contents]`` (its first appearance) or ``["@", k]`` (later ones), and the judge updates its
-own part k in place. So a nested list the test holds an alias to is updated, a list moved from
+k, tag, items...]`` (its first appearance: its own wire form after its number) or ``["@", k]``
+(later ones), and the judge updates its own part k in place. So a nested list the test holds an alias to is updated, a list moved from
 one place to another stays the same object, and a result that is an argument (``return xs``)
 is the test's own object.
 
@@ -252,7 +252,7 @@ class Server:
 
 class _Tracked:
     """Encodes values of one reply in which the mutable parts of the call's arguments are
-    written by their number (``["@", k, contents]`` the first time, ``["@", k]`` after)."""
+    written by their number (``["@", k, tag, items...]`` the first time, ``["@", k]`` after)."""
 
     def __init__(self, server: Server, parts: list):
         self.server = server
@@ -267,7 +267,7 @@ class _Tracked:
             if k in self.emitted:
                 return ["@", k]
             self.emitted.add(k)
-            return ["@", k, self.contents(v, depth + 1)]
+            return ["@", k, *self.contents(v, depth)]  # no extra level: as deep as the value
         if type(v) in _NESTING:
             return self.contents(v, depth)
         return plain.encode_at(v, depth, self.server._convert)

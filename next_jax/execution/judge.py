@@ -229,10 +229,12 @@ class Candidate:
             if marker is None:
                 marker = self._opaques[r[1]] = self._opaque_type(r[2][:200])(self, r[1])
             return marker
-        if tag == "@" and n in (2, 3) and type(r[1]) is int and 0 <= r[1] < len(self._parts):
+        if tag == "@" and type(r[1]) is int and 0 <= r[1] < len(self._parts):
+            # ["@", k]: part k of the call's arguments; ["@", k, tag, items...]: part k, whose
+            # contents are now the value [tag, items...] (at this same depth).
             old = self._parts[r[1]]
-            if n == 3:
-                _update_in_place(old, plain.decode_item(r[2], depth + 1, self._rebuild), self)
+            if n > 2:
+                _update_in_place(old, plain.decode_item(r[2:], depth, self._rebuild), self)
             return old
         if tag == "r" and n == 4 and all(type(x) is int for x in r[1:]) and r[3] != 0:
             return range(r[1], r[2], r[3])

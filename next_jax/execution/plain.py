@@ -51,9 +51,9 @@ from fractions import Fraction
 from sys import getrecursionlimit, setrecursionlimit
 
 MAX_DEPTH = 3000
-# Frames one nesting level may take while encoding or decoding (the Python encoder and decoder
-# take two, json's C code one), plus slack for the frames of the caller.
-_RECURSION_ROOM = 3 * MAX_DEPTH + 200
+# Frames one nesting level may take while encoding or decoding (the Python decoder takes up to
+# four through a caller's tags, json's C code one), plus slack for the frames of the caller.
+_RECURSION_ROOM = 5 * MAX_DEPTH + 200
 MAX_BYTES = 64 << 20
 _SAME_HASH_LIMIT = 8  # distinct elements allowed to share one hash value in a set or dict
 _CHECK_HASHES_FROM = 32  # smaller collections cannot take long to build whatever their hashes
