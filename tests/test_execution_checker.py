@@ -14,8 +14,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def task(task_id="add", tests=None, **kw):
-    kw = {"buggy_code": "def add(a, b):\n    return a - b\n", "entry_point": "add", **kw}
-    return RepairTask(task_id=task_id, source="unit", description="add two numbers",
+    kw = {"buggy_code": "def add(a, b):\n    return a - b\n", "entry_point": "add",
+          "description": "add two numbers", **kw}
+    return RepairTask(task_id=task_id, source="unit",
                       tests=tests or ["assert add(1, 2) == 3", "assert add(2, 2) == 4"], **kw)
 
 
@@ -177,3 +178,17 @@ def test_values_nested_up_to_the_limit_cross_both_ways_and_deeper_are_refused(ch
            "    e = []\n    for _ in range(n):\n        e = [e]\n    return e\n")
     v = check_one(checker, t, sample(fix, task_id="deep"))
     assert (v.status, v.tests_passed) == ("error", 1) and "deeper than 3000" in v.detail, v.detail
+
+
+def test_a_tests_helpers_come_from_the_first_trusted_program_that_defines_them():
+    from next_jax.execution.checker import build_plan, top_level_names
+    tests = ["assert add(helper(1), other(2)) == 5"]
+    t = task(tests=tests, reference_fix="def add(a, b):\n    return a + b\n\ndef helper(x):\n    return x\n",
+             buggy_code="def helper(x):\n    return 0\n\ndef other(x):\n    return x + 2\n",
+             description="Adds two numbers; see helper().")  # prose: provides nothing
+    plan = build_plan(t, CheckOptions())
+    # Both programs run, the original code first, so the reference's helper wins.
+    assert len(plan.trusted) == 2 and plan.names == ("add",)
+    assert not build_plan(task(reference_fix="def helper(x):\n    return x\n"), CheckOptions()).trusted
+    assert top_level_names("import os.path as p, sys\nif 1:\n    x = 1\ndef f():\n    y = 2\n") == {
+        "p", "sys", "x", "f"}

@@ -24,7 +24,8 @@ def load_corpus():
     with open(os.path.join(HERE, "tasks.json")) as f:
         specs = json.load(f)
     tasks = {
-        name: RepairTask(task_id=name, source="hostile", description="", buggy_code="",
+        name: RepairTask(task_id=name, source="hostile", description=spec.get("description", ""),
+                         buggy_code=spec.get("buggy_code", ""),
                          entry_point=spec["entry_point"], tests=spec["tests"],
                          setup_code=spec.get("setup_code", ""),
                          reference_fix=spec.get("reference_fix"))

@@ -19,8 +19,8 @@ The candidate's program is: the setup code's top-level imports, the fix, then th
 code (the fix may use what the setup defines, as it would in one module; the imports go first
 so the fix can rely on them). Nothing it defines takes part in judging it but the entry point:
 the tests' namespace in the judge (``judge.test_namespace``) holds the judge's builtins, the
-task's trusted program (reference fix, else original code) when the tests read a helper it
-defines, the candidate's entry point, and the setup code run again in the judge (its objects
+task's trusted program (reference fix, else original code, else a description that is code)
+when the tests read a helper it defines, the candidate's entry point, and the setup code run again in the judge (its objects
 cross to the candidate by value). Tests share that namespace and run in order, each stopping at
 its first failing assert (as in Python); the first test that does not pass decides the verdict
 and ends the run (the remaining tests are not run).
@@ -125,9 +125,11 @@ def top_level_names(source: str) -> set:
     return names
 
 
-def trusted_program(task: RepairTask) -> str:
-    """The program the tests' helpers come from: the reference fix, else the original code."""
-    return task.reference_fix if task.reference_fix is not None else task.buggy_code
+def trusted_programs(task: RepairTask) -> Tuple[str, ...]:
+    """Where the tests' helpers come from, first choice first: the reference fix, the original
+    code, and the description when it is code (a HumanEval prompt: helpers and signature)."""
+    return tuple(s for s in (task.reference_fix, task.buggy_code, task.description)
+                 if s and s.strip())
 
 
 def build_plan(task: RepairTask, options: CheckOptions) -> _Plan:
@@ -158,16 +160,23 @@ def build_plan(task: RepairTask, options: CheckOptions) -> _Plan:
         imports = first_import_statements(task.setup_code)
         if imports:
             plan.before_fix = (_compile(imports, "<setup_code imports>"),)
-    source = trusted_program(task)
-    if source and source.strip():
-        # Run in the judge only when the tests (or the setup code) read a name it defines
-        # besides the entry point: most tasks' tests read nothing else of the program.
+    # A trusted program runs in the judge only when the tests (or the setup code) read a name
+    # it defines besides the entry point (most tasks' tests read nothing else of the program),
+    # and only the first program that defines a name provides it: they run last choice first.
+    wanted = read - {task.entry_point}
+    trusted = []
+    for source in trusted_programs(task):
+        if not wanted:
+            break
         try:
-            helpers = (read & top_level_names(source)) - {task.entry_point}
-            if helpers:
-                plan.trusted = (_compile(source, "<trusted program>"),)
-        except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
-            return _Plan(broken=f"task {task.task_id}: its trusted program does not compile: {e}")
+            defined = top_level_names(source)
+            code = _compile(source, "<trusted program>") if wanted & defined else None
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue  # a description in prose; a program that does not compile provides nothing
+        if code is not None:
+            trusted.append(code)
+            wanted -= defined
+    plan.trusted = tuple(reversed(trusted))
     return plan
 
 
@@ -201,7 +210,7 @@ class Checker:
 
     def plan(self, task: RepairTask) -> _Plan:
         tests = tuple(getattr(task, self.options.tests_field))
-        key = (task.task_id, tests, task.setup_code, task.entry_point, trusted_program(task))
+        key = (task.task_id, tests, task.setup_code, task.entry_point, trusted_programs(task))
         plan = self._plans.get(key)
         if plan is None:
             plan = build_plan(task, self.options)

@@ -584,8 +584,9 @@ def test_namespace(payload: dict, cand: Candidate) -> Dict[str, Any]:
     """The tests' namespace, built from trusted sources only (in this order, later ones win):
 
     * the judge's own builtins; modules are the judge's (tests import them here);
-    * ``trusted``: the task's trusted program (its reference fix, else its original code), run
-      here when the tests read a helper it defines (a HumanEval prompt's ``encode_cyclic``);
+    * ``trusted``: the task's trusted programs (its reference fix, original code, a description
+      that is code; last choice first, so the first choice wins), run here when the tests read
+      a helper one defines (a HumanEval prompt's ``encode_cyclic``);
     * ``names`` (the entry point): the candidate's object (a Proxy), and nothing else of the
       candidate's. Where the program lacks it, the trusted program's definition is removed too,
       so a test never runs the reference in the candidate's place;
