@@ -292,6 +292,7 @@ def test_what_python_asks_an_object_is_asked_of_the_candidate(cand):
     box = cand.found["make"](3)
     assert str(box) == f"{box}" == "Box(3)" and len(box) == 3 and list(box) == [0, 1, 2]
     assert box[2] == -2 and bool(box) and "Box" in repr(box)
+    assert isinstance(box, cand.found["Box"]) and not isinstance(3, cand.found["Box"])
     assert not cand.fault
     with pytest.raises(CandidateFault, match="`in`"):
         5 in box  # noqa: B015 (an object that contains everything would judge itself)

@@ -10,7 +10,8 @@ from the judge (``judge``) until the judge closes the channel:
     ('attr', handle, name)                      read an attribute of an object of the
                                                 program's; reply its value
     ('op', name, handle, args)                  str/repr/format/bool/len/iter/getitem of
-                                                such an object; reply the result
+                                                such an object, isinstance(args[0], handle's
+                                                class); reply the result
 
 Replies: ``('ok', value, changed_args)`` or ``('raise', builtin exception name, message)``.
 Values go out as plain data (``plain``) under this policy: exact plain values as they are;
@@ -66,7 +67,7 @@ _NESTING = frozenset((list, tuple, dict, OrderedDict, Counter, deque))
 _SCALARS = frozenset((type(None), bool, int, float, str))
 # What the judge may ask of an object of the program's (``Opaque``), bound at import.
 _OPS = {"str": str, "repr": repr, "format": format, "bool": bool, "len": len, "iter": iter,
-        "getitem": lambda obj, key: obj[key]}
+        "getitem": lambda obj, key: obj[key], "isinstance": lambda cls, obj: isinstance(obj, cls)}
 # default_factory values the judge rebuilds as its own builtin (others cross as a Proxy).
 _FACTORIES = {int: "int", float: "float", str: "str", list: "list", dict: "dict", set: "set",
               tuple: "tuple", bool: "bool"}

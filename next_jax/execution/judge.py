@@ -371,7 +371,8 @@ def _update_in_place(old: Any, new: Any, cand: Candidate) -> None:
 
 
 _SEQUENCE_PARTS = (list, bytearray)
-_OP_RESULTS = {"str": str, "repr": str, "format": str, "bool": bool, "len": int}
+_OP_RESULTS = {"str": str, "repr": str, "format": str, "bool": bool, "len": int,
+               "isinstance": bool}
 _ITERATORS = (type(x for x in ()), map, filter)
 _FACTORIES = {f.__name__: f for f in (int, float, str, list, dict, set, tuple, bool)}
 
@@ -395,6 +396,9 @@ class Proxy:
         if name in Proxy.__slots__:
             raise AttributeError(name)
         return self._cand.getattr(self._handle, name)
+
+    def __instancecheck__(self, obj):  # isinstance(x, Cls) with the program's class: its answer
+        return self._cand.op("isinstance", self._handle, (obj,))
 
     def __repr__(self):
         return f"<candidate's {self.__name__}>"
