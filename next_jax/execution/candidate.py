@@ -30,9 +30,9 @@ number the mutable parts of the arguments (lists, dicts, sets, bytearrays, Order
 Counters, deques, objects that arrived by value) in the same pre-order (``mutable_parts``);
 when any of them changed, the arguments are sent back with each such part written as ``["@",
 k, tag, items...]`` (its first appearance: its own wire form after its number) or ``["@", k]``
-(later ones), and the judge updates its own part k in place. So a nested list the test holds an alias to is updated, a list moved from
-one place to another stays the same object, and a result that is an argument (``return xs``)
-is the test's own object.
+(later ones), and the judge updates its own part k in place. So a nested list the test holds
+an alias to is updated, a list moved from one place to another stays the same object, and a
+result that is an argument (``return xs``) is the test's own object.
 
 Everything here runs in the candidate's own process and may be subverted by the program; that
 is harmless by construction: the judge only ever reads plain data from this process.
@@ -239,7 +239,6 @@ class Server:
             except BaseException as e:  # SystemExit and KeyboardInterrupt too: the judge decides
                 body = plain.wire_bytes(["t", "raise", builtin_exception_name(e), _message(e)])
             channel.write_frame(reply_fd, 0, body)
-
 
     def _snapshot(self, roots: tuple, parts: list, top: bool) -> Any:
         if top:

@@ -92,6 +92,7 @@ class Candidate:
         self._proxies: Dict[int, Any] = {}
         self._opaques: Dict[int, Any] = {}
         self.found: Dict[str, Any] = {}  # the loaded program's globals the tests may read
+        self.describing = False  # while a verdict's detail is written (``_last_result``)
         self._parts: list = []  # the mutable parts of the current call's arguments
         self._sent: Dict[int, int] = {}  # objects sent by value in the current request
         self.last: Any = _NOTHING  # the latest result, for the detail of a failed assert
@@ -307,10 +308,13 @@ def _last_result(cand: Candidate) -> str:
         return ""
     short = reprlib.Repr()
     short.maxstring = short.maxother = 120
+    cand.describing = True  # markers describe themselves here: no call after the test ended
     try:
         return f" (the candidate's last result: {short.repr(cand.last)})"
-    except BaseException:  # an opaque object: its repr is ours, but be safe
+    except BaseException:  # be safe: a detail is not worth an error
         return ""
+    finally:
+        cand.describing = False
 
 
 def _replay(items: list, stop: Any):
@@ -469,7 +473,7 @@ class Opaque:
 
     def __repr__(self):
         cand = object.__getattribute__(self, "_cand")
-        if not cand.fault:
+        if not cand.fault and not cand.describing:
             return self._op("repr")
         return f"<object of the candidate's class {type(self).__name__}>"
 
