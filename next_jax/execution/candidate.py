@@ -195,12 +195,15 @@ class Server:
             # Parts that are all arguments themselves (a list of numbers, the common case) are
             # compared one by one; nested ones by one walk of all the arguments.
             top = len(parts) == sum(type(r) in plain.MUTABLE_TYPES for r in roots)
-            with plain.deep():  # the program itself runs with its own recursion limit
+            if top:  # flat arguments: their snapshots do not recurse
                 before = self._snapshot(roots, parts, top)
+            else:
+                with plain.deep():  # the program itself runs with its own recursion limit
+                    before = self._snapshot(roots, parts, top)
             value = fn(*args, **kwargs)
+            if top and type(value) in _SCALARS and self._snapshot(roots, parts, top) == before:
+                return ["t", "ok", plain.encode_at(value, 0), None]
             with plain.deep():
-                if type(value) in _SCALARS and self._snapshot(roots, parts, top) == before:
-                    return ["t", "ok", plain.encode_at(value, 0), None]
                 tracked = _Tracked(self, parts)  # one numbering for the result and the arguments
                 out = tracked.encode(value, 0)
                 changed = (None if self._snapshot(roots, parts, top) == before

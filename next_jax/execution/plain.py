@@ -306,6 +306,18 @@ def mutable_parts(roots: Any, attributes: Callable[[Any], Optional[list]]) -> li
     attribute values walked. Iterative: as deep as the values themselves.
     """
     out: list = []
+    for v in roots:  # the common case first: arguments that are scalars or flat containers
+        t = type(v)
+        if t in LEAF_TYPES:
+            continue
+        if t in MUTABLE_TYPES and (t is set or t is bytearray or set(
+                map(type, v.values() if t in _MAPPING_TYPES else v)) <= LEAF_TYPES):
+            out.append(v)
+            continue
+        out = []
+        break
+    else:
+        return out
     seen: set = set()
     stack = [roots]
     while stack:
