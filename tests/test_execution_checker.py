@@ -84,8 +84,15 @@ def test_eval_tests_option():
 def test_strict_types_option():
     t = task(tests=["assert add(1, 2) == 3"])
     fix = "def add(a, b):\n    return float(a + b)\n"
+    # A program that also binds every name the equality could have had (and the entry point
+    # of a test that reads it) still meets the judge's own strict equality.
+    redirect = fix + "__nj_strict_eq__ = strict_eq = lambda a, b: True\n"
+    t2 = task("eq", tests=["assert add(1, 2) == 3 and __nj_strict_eq__(0, 1) is False"],
+              entry_point="__nj_strict_eq__", buggy_code="")
     with Checker(workers=1, options=CheckOptions(strict_types=True)) as c:
         assert check_one(c, t, sample(fix)).status == "fail"
+        assert check_one(c, t, sample(redirect)).status == "fail"
+        assert check_one(c, t2, sample(redirect, task_id="eq")).status in ("fail", "error")
     with Checker(workers=1) as c:
         assert check_one(c, t, sample(fix)).status == "pass"
 
