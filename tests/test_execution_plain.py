@@ -173,3 +173,18 @@ def test_flat_and_nested_containers_round_trip_exactly(value):
 def test_a_long_int_in_a_flat_list_is_written_with_its_tag():
     assert plain.to_wire([1, 2 ** 5000])[2][0] == "i"
     assert plain.to_wire([1, True, 2.0]) == ["l", 1, True, 2.0]
+
+
+def test_deep_raises_the_recursion_limit_once_and_reset_forgets_a_use_cut_short():
+    import sys
+    limit = sys.getrecursionlimit()
+    with plain.deep():
+        raised = sys.getrecursionlimit()
+        with plain.deep():  # nested: no further raise
+            assert sys.getrecursionlimit() == raised > limit
+    assert sys.getrecursionlimit() == limit
+    plain.deep().__enter__()  # a use an alarm cut short: never exited
+    plain.deep.reset(limit)
+    with plain.deep():
+        assert sys.getrecursionlimit() == raised
+    assert sys.getrecursionlimit() == limit

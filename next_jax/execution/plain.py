@@ -92,6 +92,13 @@ class deep:
             setrecursionlimit(self.limit)
         return False
 
+    @classmethod
+    def reset(cls, limit: int) -> None:
+        """Forgets any use that a signal cut short (between raising the limit and counting
+        the use) and sets ``limit``: called where a process starts a new unit of work."""
+        cls._active[0] = 0
+        setrecursionlimit(limit)
+
 
 def to_wire(value: Any, convert: Optional[Callable[[Any, type, int], Any]] = None) -> Any:
     """Returns a JSON-ready form of ``value``; raises PlainDataError on any non-plain part.
