@@ -152,6 +152,12 @@ def shadow(node):
     node.total = lambda: 100
 
 
+def half_done(xs, ys):
+    xs.append(1)
+    ys[0].append(2)
+    raise ValueError("stopped")
+
+
 def ordered():
     from collections import OrderedDict, deque
     return OrderedDict([("b", 1), ("a", 2)]), Counter(x=0), deque([1], 3)
@@ -175,7 +181,7 @@ def cand():
     c = Candidate(request_fd=req_w, reply_fd=rep_r)
     names = ["add", "gen", "endless", "broken_gen", "views", "lazy", "sort_it", "raise_", "make",
              "size", "adder", "half", "counts", "Box", "Counter", "kinds", "same", "missing",
-             "ident", "get_add", "rows", "relink", "ordered", "shadow", "defaults"]
+             "ident", "get_add", "rows", "relink", "ordered", "shadow", "defaults", "half_done"]
     c.found = c.load([marshal.dumps(compile(PROGRAM, "<fix>", "exec"))], names)
     yield c
     os.close(req_w)
@@ -269,6 +275,14 @@ def test_changed_parts_are_updated_in_place_at_every_depth(cand):
     assert out is grid  # the result is the argument itself
     assert grid[1] is first and first == [1, 3] and grid[0] == [0, 2]  # moved, not replaced
     assert grid[2] is grid and inner == [2] and d["k"][0] is inner
+
+
+def test_a_call_that_raises_still_changes_its_arguments(cand):
+    xs, ys = [], [[]]
+    inner = ys[0]
+    with pytest.raises(ValueError, match="stopped"):
+        cand.found["half_done"](xs, ys)
+    assert xs == [1] and inner == [2] and ys[0] is inner
 
 
 def test_objects_of_the_tests_classes_cross_by_value_and_come_back_updated(cand):

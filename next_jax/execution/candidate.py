@@ -13,7 +13,8 @@ from the judge (``judge``) until the judge closes the channel:
                                                 such an object, isinstance(args[0], handle's
                                                 class); reply the result
 
-Replies: ``('ok', value, changed_args)`` or ``('raise', builtin exception name, message)``.
+Replies: ``('ok', value, changed_args)`` or ``('raise', builtin exception name, message[,
+changed_args])``.
 Values go out as plain data (``plain``) under this policy: exact plain values as they are;
 instances of subclasses of builtin types as their base type's data (defaultdict -> dict, a
 hostile ``int`` subclass -> its int value; OrderedDict, Counter, deque and namedtuples keep
@@ -200,7 +201,13 @@ class Server:
             else:
                 with plain.deep():  # the program itself runs with its own recursion limit
                     before = self._snapshot(roots, parts, top)
-            value = fn(*args, **kwargs)
+            try:
+                value = fn(*args, **kwargs)
+            except Exception as e:  # raised with what the call had changed by then, as in Python
+                with plain.deep():
+                    changed = (None if self._snapshot(roots, parts, top) == before
+                               else _Tracked(self, parts).encode(roots, 0))
+                return ["t", "raise", builtin_exception_name(e), _message(e), changed]
             if top and type(value) in _SCALARS and self._snapshot(roots, parts, top) == before:
                 return ["t", "ok", plain.encode_at(value, 0), None]
             with plain.deep():

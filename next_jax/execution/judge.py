@@ -141,11 +141,11 @@ class Candidate:
             reply = plain.loads(data, self._rebuild, max_bytes=self.max_reply_bytes)
         except (plain.PlainDataError, MemoryError) as e:
             self._fail(f"the candidate's reply is not plain data: {e}")
-        if type(reply) is not tuple or len(reply) != 3 or reply[0] not in ("ok", "raise"):
+        if type(reply) is not tuple or not (
+                len(reply) == 3 and reply[0] == "ok" or 3 <= len(reply) <= 4 and reply[0] == "raise"):
             self._fail("malformed reply from the candidate")
-        if reply[0] == "raise":
-            _, name, message = reply
-            raise self._exception(name, message)
+        if reply[0] == "raise":  # what the call changed before it raised was updated in decoding
+            raise self._exception(reply[1], reply[2])
         return reply[1], reply[2]
 
     def _judge_side(self, v: Any, t: type, depth: int) -> Any:
