@@ -247,7 +247,8 @@ class Checker:
                                "trusted": list(plan.trusted), "setup": list(plan.setup),
                                "timeout": self.options.test_timeout_s,
                                "modules": list(self.modules)}
-                    yield payload, self.limits_for(plan)
+                    # A task's runs may share a judge; different tasks' runs never do.
+                    yield payload, self.limits_for(plan), sample.task_id
 
         results = self.pool.map_each(JUDGE_TARGET, jobs(), partner=CANDIDATE_TARGET)
         while True:

@@ -77,7 +77,10 @@ class SandboxWorker:
         # those no descriptor counts (a mapping keeps its file open after close()).
         self.kernel_limit = self.file_budget * isolation.FILE_SLOT_BYTES
         self.oom_mark = self.group.oom_kills() if self.group else 0
-        self.spare: Optional[_Spare] = None  # a judge and candidate forked ahead for the next run
+        self.spare: Optional[_Spare] = None  # a candidate forked ahead for the next judged run
+        self.spare_judge: Optional[_Judge] = None  # a judge forked ahead, that has held nothing
+        self.kept: Optional[tuple] = None  # (group, judge) of the last run, for its group's next
+        self.last_judge_key: Optional[tuple] = None
         self.last_key: Optional[tuple] = None
         self.runs = 0  # judged runs so far: the judge tags each result with its number
 
@@ -150,9 +153,9 @@ class SandboxWorker:
             frame = channel.read_frame(req_fd)
             if frame is None:
                 return
-            seq, target, payload, limits, partner = marshal.loads(frame[1])
+            seq, target, payload, limits, partner, group = marshal.loads(frame[1])
             try:
-                result = self.run_one(target, payload, limits, partner)
+                result = self.run_one(target, payload, limits, partner, group)
             except Exception as e:  # a bug or a resource failure here must not kill the pool
                 result = ("error", None, [], "", "", 0.0, f"worker: {e.__class__.__name__}: {e}", "")
             channel.write_frame(resp_fd, 0, marshal.dumps((seq,) + result))
@@ -160,7 +163,8 @@ class SandboxWorker:
 
     # ----------------------------------------------------------------------------------------
 
-    def run_one(self, target: str, payload: Any, limits: tuple, partner: str = ""):
+    def run_one(self, target: str, payload: Any, limits: tuple, partner: str = "",
+                group: Optional[str] = None):
         t0 = time.monotonic()
         for name in (target, partner):
             if name:
@@ -192,12 +196,13 @@ class SandboxWorker:
         judge = None
         try:
             if partner:
-                spare = self._judged_pair(target, partner, limits, workdir)
-                judge = spare.judge
+                judge = self._judge_for(target, limits, group)
+                spare = self._candidate(partner, limits, workdir)
                 pids["candidate"] = spare.pid
                 pinned["candidate"] = spare.pidfd
                 spare.pidfd = -1  # owned by this run now
                 self.last_key = spare.key if self.mech.mount_namespace else None
+                self.last_judge_key = judge.key
                 opened[:] = [spare.out_r, spare.err_r, spare.req_w, spare.rep_r]
                 out_r, err_r = spare.out_r, spare.err_r
                 self.runs += 1
@@ -224,12 +229,10 @@ class SandboxWorker:
                     os.close(fd)
             opened[:] = list(keep)
             return self._supervise(pids, pinned, t0, limits, out_r, err_r, res_r, pay_w, pending,
-                                   judge)
+                                   judge, group)
         except BaseException:
-            if judge is not None and judge.pid:  # not handed to _supervise, or it failed
-                self._kill(judge.pid)
-                self.zombies.append(judge.pid)
-                judge.close()
+            if judge is not None and judge.pid and not (self.kept and self.kept[1] is judge):
+                self._drop_judge(judge)  # not handed to _supervise, or it failed
             raise
         finally:
             for fd in pinned.values():
@@ -256,61 +259,101 @@ class SandboxWorker:
                 raise RuntimeError(f"kernel keys of uid {self.uid} outlived its last run")
             time.sleep(0.001)
 
-    def _judged_pair(self, target: str, partner: str, limits: tuple, workdir: str) -> "_Spare":
-        """A judge and a candidate process for this run: the pair forked ahead of time if it
-        fits (same targets and rlimits, both alive), else a new pair. Either way neither has
-        held anything yet: every run gets a judge fresh from the zygote, so nothing one
-        task's tests change in the judge's modules (``decimal``'s context, a module global,
-        the random state) reaches another task's tests."""
-        spare, self.spare = self.spare, None
-        key = (target, partner, tuple(limits[1:5]), workdir)
+    def _judge_for(self, target: str, limits: tuple, group: Optional[str]) -> "_Judge":
+        """The judge of this run: the last run's if it belongs to the same group (task) and
+        ended cleanly, else one that has held nothing yet (forked ahead, or now). A judge never
+        serves two groups, so nothing one task's tests change in its modules (``decimal``'s
+        context, a module global, the random state) reaches another task's tests."""
+        key = (target, tuple(limits[2:5]))
+        kept, self.kept = self.kept, None
+        if kept is not None:
+            kept_group, judge = kept
+            if group is not None and kept_group == group and judge.key == key and not judge.dead():
+                return judge
+            self._drop_judge(judge)
+        spare, self.spare_judge = self.spare_judge, None
         if spare is not None:
             if spare.key == key and not spare.dead():
                 return spare
-            self._drop_spare(spare)
-        return self._fork_pair(key)
+            self._drop_judge(spare)
+        return self._fork_ahead(judge_key=key)[0]
 
-    def _fork_pair(self, key: tuple) -> "_Spare":
-        target, partner, rlimits, workdir = key
-        ends = [os.pipe() for _ in range(6)]  # candidate: stdout, stderr, requests, replies;
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)  # judge: result,
-        (res_r, res_w), (pay_r, pay_w) = ends[4], ends[5]  # payload and the control socket
-        child_ends = [res_w, theirs.fileno(), pay_r, ends[0][1], ends[1][1], ends[2][0], ends[3][1]]
-        judge_limits = (0.0, 1e9, *rlimits[1:], 0, 0)  # CPU: the run's cgroup, per run
+    def _candidate(self, partner: str, limits: tuple, workdir: str) -> "_Spare":
+        """A candidate process for this run: the one forked ahead of time if it fits (same
+        target and rlimits, alive), else a new one. Either way it has held nothing yet."""
+        spare, self.spare = self.spare, None
+        key = (partner, tuple(limits[1:5]), workdir)
+        if spare is not None:
+            if spare.key == key and not spare.dead():
+                return spare
+            self._kill(spare.pid)
+            self.zombies.append(spare.pid)
+            spare.close()
+        return self._fork_ahead(candidate_key=key)[1]
+
+    def _fork_ahead(self, judge_key: Optional[tuple] = None, candidate_key: Optional[tuple] = None):
+        """Forks a judge, a candidate or both (one request to the zygote); returns both
+        (None for the one not asked for)."""
+        specs, fds, ends, owned, judge_end = [], [], [], [], None
         try:
-            pids = self._spawn(
-                [("judge", target, judge_limits, self.uid + JUDGE_UID_OFFSET, "/", 0, 5),
-                 ("candidate", partner, (0.0, *rlimits, 0, 0), self.uid, workdir, 0, 4)],
-                [self.devnull_w, self.devnull_w] + child_ends[:3] + child_ends[3:])
+            if judge_key is not None:
+                target, (memory, fsize, nproc) = judge_key
+                res_r, res_w = os.pipe()
+                pay_r, pay_w = os.pipe()
+                ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                judge_end = (ours, res_r, pay_w)
+                owned += [res_r, pay_w]
+                ends += [res_w, pay_r]
+                specs.append(("judge", target, (0.0, 1e9, memory, fsize, nproc, 0, 0),
+                              self.uid + JUDGE_UID_OFFSET, "/", 0, 5))
+                fds += [self.devnull_w, self.devnull_w, res_w, theirs.fileno(), pay_r]
+            if candidate_key is not None:
+                partner, rlimits, workdir = candidate_key
+                pipes = [os.pipe() for _ in range(4)]  # stdout, stderr, requests, replies
+                ours_c = [pipes[0][0], pipes[1][0], pipes[2][1], pipes[3][0]]
+                theirs_c = [pipes[0][1], pipes[1][1], pipes[2][0], pipes[3][1]]
+                owned += ours_c
+                ends += theirs_c
+                specs.append(("candidate", partner, (0.0, *rlimits, 0, 0), self.uid, workdir, 0, 4))
+                fds += theirs_c
+            pids = self._spawn(specs, fds)
         except BaseException:
-            for r, w in ends:
-                os.close(r), os.close(w)
-            ours.close(), theirs.close()
-            raise
-        for fd in child_ends:
-            if fd != theirs.fileno():
+            for fd in owned + ends:
                 os.close(fd)
-        theirs.close()
-        judge = _Judge(key, pids[0], ours, res_r, pay_w, _pidfd(pids[0]))
-        return _Spare(key, pids[1], ends[0][0], ends[1][0], ends[2][1], ends[3][0],
-                      _pidfd(pids[1]), judge)
+            if judge_end is not None:
+                judge_end[0].close()
+                theirs.close()
+            raise
+        for fd in ends:
+            os.close(fd)
+        judge = spare = None
+        if judge_key is not None:
+            theirs.close()
+            pid = pids.pop(0)
+            judge = _Judge(judge_key, pid, *judge_end, _pidfd(pid))
+        if candidate_key is not None:
+            spare = _Spare(candidate_key, pids[0], *ours_c, _pidfd(pids[0]))
+        return judge, spare
 
-    def _drop_spare(self, spare: "_Spare") -> None:
-        for pid in (spare.pid, spare.judge.pid):
-            self._kill(pid)
-            self.zombies.append(pid)
-        spare.judge.close()
-        spare.close()
+    def _drop_judge(self, judge: "_Judge") -> None:
+        if judge.pid:
+            self._kill(judge.pid)
+            self.zombies.append(judge.pid)
+        judge.pid = 0
+        judge.close()
 
     def _prepare_spare(self) -> None:
-        """Forks the next judge and candidate while the parent reads the last result, so the
-        forks and the candidate's namespace set-up are off the next run's path."""
+        """Forks the next candidate (and a judge, if none is waiting) while the parent reads the
+        last result, so the forks and the namespace set-up are off the next run's path."""
         if self.last_key is None or self.spare is not None or self.broken:
             return
+        judge_key = self.last_judge_key if self.spare_judge is None else None
         try:
-            self.spare = self._fork_pair(self.last_key)
+            judge, self.spare = self._fork_ahead(judge_key, self.last_key)
         except Exception:
-            self.spare = None
+            return
+        if judge is not None:
+            self.spare_judge = judge
 
     def _spawn(self, specs: list, fds: list) -> List[int]:
         forget, self.zombies = self.zombies, []
@@ -319,7 +362,7 @@ class SandboxWorker:
     def _supervise(self, pids: Dict[str, int], pinned: Dict[str, int], t0: float, limits: tuple,
                    out_fd: int,
                    err_fd: int, res_fd: int, pay_fd: int, payload: bytes,
-                   judge: Optional["_Judge"] = None):
+                   judge: Optional["_Judge"] = None, group: Optional[str] = None):
         timeout_s, cpu_s, _, _, _, max_output_bytes, max_result_bytes = limits
         parser = channel.FrameParser(max_result_bytes)
         outputs = {out_fd: bytearray(), err_fd: bytearray()}
@@ -423,14 +466,16 @@ class SandboxWorker:
                         _keep(fd, data, outputs, dropped, max_output_bytes)
         finally:
             statuses = {}
-            if judge is not None:  # a judge serves one run only
+            if judge is not None:
                 if "main" in exited:  # it ended (or was killed) during the run
                     statuses["main"] = self._ask(("reap", judge.pid))
+                    judge.pid = 0
+                    self._drop_judge(judge)
+                elif killed_for or group is None or not any(
+                        kind != channel.KIND_MESSAGE for kind, _ in frames):
+                    self._drop_judge(judge)  # killed, or mid-run, or not to be shared
                 else:
-                    self._kill(judge.pid)
-                    self.zombies.append(judge.pid)
-                judge.pid = 0
-                judge.close()  # its pidfd too
+                    self.kept = (group, judge)  # it may judge its group's next run
             for pidfd, role in pidfds.items():
                 if judge is not None and role == "main":
                     continue
@@ -492,17 +537,15 @@ class SandboxWorker:
 
 
 class _Spare:
-    """A candidate process forked ahead of its run with its judge, and the worker's ends of
-    their pipes."""
+    """A candidate process forked ahead of its run, and the worker's ends of its pipes."""
 
     def __init__(self, key: tuple, pid: int, out_r: int, err_r: int, req_w: int, rep_r: int,
-                 pidfd: int, judge: "_Judge"):
-        self.key, self.pid, self.pidfd, self.judge = key, pid, pidfd, judge
+                 pidfd: int):
+        self.key, self.pid, self.pidfd = key, pid, pidfd
         self.out_r, self.err_r, self.req_w, self.rep_r = out_r, err_r, req_w, rep_r
 
     def dead(self) -> bool:
-        fds = [self.pidfd, self.judge.pidfd]
-        return min(fds) < 0 or bool(select.select(fds, [], [], 0)[0])
+        return self.pidfd < 0 or bool(select.select([self.pidfd], [], [], 0)[0])
 
     def close(self) -> None:
         for fd in (self.out_r, self.err_r, self.req_w, self.rep_r, self.pidfd):
@@ -526,6 +569,9 @@ class _Judge:
                  pidfd: int):
         self.key, self.pid, self.control, self.res_r, self.pay_w = key, pid, control, res_r, pay_w
         self.pidfd = pidfd
+
+    def dead(self) -> bool:
+        return self.pidfd < 0 or bool(select.select([self.pidfd], [], [], 0)[0])
 
     def close(self) -> None:
         self.control.close()
