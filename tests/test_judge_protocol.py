@@ -152,6 +152,19 @@ def shadow(node):
     node.total = lambda: 100
 
 
+def sort_by(xs, key, swallow=False):
+    try:
+        return sorted(xs, key=key)
+    except AssertionError:
+        if swallow:
+            return [3, 2, 1]
+        raise
+
+
+def apply(f, *args):
+    return f(*args)
+
+
 def half_done(xs, ys):
     xs.append(1)
     ys[0].append(2)
@@ -181,7 +194,8 @@ def cand():
     c = Candidate(request_fd=req_w, reply_fd=rep_r)
     names = ["add", "gen", "endless", "broken_gen", "views", "lazy", "sort_it", "raise_", "make",
              "size", "adder", "half", "counts", "Box", "Counter", "kinds", "same", "missing",
-             "ident", "get_add", "rows", "relink", "ordered", "shadow", "defaults", "half_done"]
+             "ident", "get_add", "rows", "relink", "ordered", "shadow", "defaults", "half_done",
+             "sort_by", "apply"]
     c.found = c.load([marshal.dumps(compile(PROGRAM, "<fix>", "exec"))], names)
     yield c
     os.close(req_w)
@@ -277,6 +291,35 @@ def test_changed_parts_are_updated_in_place_at_every_depth(cand):
     assert grid[2] is grid and inner == [2] and d["k"][0] is inner
 
 
+def test_a_function_of_the_tests_is_called_back_in_the_judge(cand):
+    f = cand.found
+    seen = []
+
+    def key(x):
+        seen.append(x)
+        return -x
+
+    assert f["sort_by"]([1, 3, 2], key) == [3, 2, 1] and sorted(seen) == [1, 2, 3]
+    assert f["sort_by"](["b", "A"], str.lower) == ["A", "b"]  # a method of a builtin type
+    assert f["apply"](len, [1, 2]) == 2 and f["apply"](isinstance, 1, int) is True  # builtins
+    # The test's function calls the program again while the program waits for it.
+    assert f["apply"](lambda n: f["add"](n, 1), 4) == 5
+    with pytest.raises(ZeroDivisionError):
+        f["apply"](lambda: 1 / 0)
+    assert not cand.fault
+
+
+def test_the_tests_own_assert_inside_a_callback_fails_the_test_even_if_swallowed(cand):
+    def key(x):
+        assert x != 2, "the program passed 2"
+        return x
+
+    with pytest.raises(AssertionError, match="passed 2") as info:
+        cand.found["sort_by"]([1, 2, 3], key, swallow=True)
+    assert not getattr(info.value, "from_candidate", False)  # the test's own: a fail
+    assert cand.found["add"](1, 1) == 2 and not cand.fault  # and the channel is in step
+
+
 def test_a_call_that_raises_still_changes_its_arguments(cand):
     xs, ys = [], [[]]
     inner = ys[0]
@@ -338,6 +381,8 @@ def test_functions_and_classes_cross_as_proxies(cand):
 def test_judge_side_values_that_cannot_cross(cand):
     with pytest.raises(TypeError, match="cannot pass"):
         cand.found["add"](object(), 1)
+    with pytest.raises(TypeError, match="cannot pass"):
+        cand.found["apply"](lambda: object())  # its result cannot cross: raised in the program
     assert not cand.fault  # the test's own mistake, not the candidate's
 
 

@@ -14,7 +14,9 @@ from the judge (``judge``) until the judge closes the channel:
                                                 class); reply the result
 
 Replies: ``('ok', value, changed_args)`` or ``('raise', builtin exception name, message[,
-changed_args])``.
+changed_args])``; while a call runs, ``('cb', number, args, kwargs)`` calls a function of the
+test's (``["F", number]`` in a request) in the judge, which answers ``('cbret', 'ok', value)``
+or ``('cbret', 'raise', name, message)`` after any requests of its own.
 Values go out as plain data (``plain``) under this policy: exact plain values as they are;
 instances of subclasses of builtin types as their base type's data (defaultdict -> dict, a
 hostile ``int`` subclass -> its int value; OrderedDict, Counter, deque and namedtuples keep
@@ -56,7 +58,7 @@ from next_jax.execution import channel, plain
 # Bound at import (in the worker, before any program runs): a program that patches builtins
 # must not break its own answers.
 from builtins import (  # noqa: E402,A004
-    BaseException, Exception, ValueError, bytearray, bytes, callable, complex, dict, enumerate,
+    BaseException, Exception, RuntimeError, SystemExit, ValueError, bytearray, bytes, callable, complex, dict, enumerate,
     bool, filter, float, format, frozenset, getattr, hasattr, id, isinstance, issubclass, iter,
     len, list, map, object, range, repr, set, str, tuple, type, vars,
 )
@@ -77,13 +79,15 @@ _VIEW_KINDS = {type({}.keys()): "dict_keys", type({}.values()): "dict_values",
 
 
 class _Handles:
-    def __init__(self, ns: dict):
+    def __init__(self, ns: dict, stub):
         self.objects: Dict[int, Any] = {}
         self.ids: Dict[int, int] = {}  # id(obj) -> handle; objects stay referenced, ids stable
         self.ns = ns
         self.classes: Dict[str, type] = {}  # bare classes for by-value objects the program lacks
         self.memo: Dict[int, Any] = {}  # this request's by-value objects, by the judge's number
         self.by_value: Dict[int, list] = {}  # id(obj) -> its attribute names, this request
+        self.stub = stub  # makes the callable that calls a function of the test's back
+        self.stubs: Dict[int, Any] = {}
 
     def add(self, obj: Any) -> int:
         i = self.ids.get(id(obj))
@@ -97,6 +101,13 @@ class _Handles:
             return self.objects[r[1]]
         if tag == "r" and len(r) == 4 and all(type(x) is int for x in r[1:]) and r[3] != 0:
             return range(r[1], r[2], r[3])  # the judge sends ranges as they are
+        if tag == "F" and len(r) == 2 and type(r[1]) is int:
+            fn = self.stubs.get(r[1])
+            if fn is None:
+                fn = self.stubs[r[1]] = self.stub(r[1])
+            return fn
+        if tag == "B" and len(r) == 2 and type(r[1]) is str and hasattr(builtins, r[1]):
+            return getattr(builtins, r[1])
         if tag == "O" and len(r) == 2 and r[1] in self.memo:
             return self.memo[r[1]]
         if tag == "O" and len(r) == 4 and type(r[2]) is str:
@@ -142,7 +153,8 @@ class Server:
         sys.modules[MODULE_NAME] = module
         self.ns = module.__dict__
         self.ns["__builtins__"] = builtins
-        self.handles = _Handles(self.ns)
+        self.handles = _Handles(self.ns, self._stub)
+        self.fds = (REQUEST_FD, REPLY_FD)
 
     # -- values out -------------------------------------------------------------------------
 
@@ -234,21 +246,65 @@ class Server:
         raise ValueError(f"unknown request {op!r}")
 
     def serve(self, request_fd: int = REQUEST_FD, reply_fd: int = REPLY_FD) -> None:
+        self.fds = (request_fd, reply_fd)
         while True:
-            frame = channel.read_frame(request_fd)
-            if frame is None:
+            msg = self._next_request()
+            if msg is _NONE:
                 return
-            try:
-                self.handles.start_request()
-                if frame[0] == channel.KIND_TRUSTED:  # from the judge: exact builtin values
-                    msg = _marshal_loads(frame[1])
-                else:
-                    msg = plain.loads(frame[1], self.handles.decode)
-                reply = self.handle(msg)
-                body = plain.wire_bytes(reply)
-            except BaseException as e:  # SystemExit and KeyboardInterrupt too: the judge decides
-                body = plain.wire_bytes(["t", "raise", builtin_exception_name(e), _message(e)])
-            channel.write_frame(reply_fd, 0, body)
+            self._answer(msg)
+
+    def _next_request(self) -> Any:
+        """The judge's next request, decoded (a decoding error: a ('bad', exception) request),
+        or _NONE when the judge closed the channel."""
+        frame = channel.read_frame(self.fds[0])
+        if frame is None:
+            return _NONE
+        try:
+            self.handles.start_request()
+            if frame[0] == channel.KIND_TRUSTED:  # from the judge: exact builtin values
+                return _marshal_loads(frame[1])
+            return plain.loads(frame[1], self.handles.decode)
+        except BaseException as e:
+            return ("bad", e)
+
+    def _answer(self, msg: Any) -> None:
+        try:
+            if msg[0] == "bad":
+                raise msg[1]
+            body = plain.wire_bytes(self.handle(msg))
+        except BaseException as e:  # SystemExit and KeyboardInterrupt too: the judge decides
+            body = plain.wire_bytes(["t", "raise", builtin_exception_name(e), _message(e)])
+        channel.write_frame(self.fds[1], 0, body)
+
+    def _stub(self, number: int):
+        """The program's stand-in for a function of the test's: calling it sends the call to
+        the judge and serves the judge's requests (calls the test's function makes of the
+        program) until the judge answers."""
+        def call_back(*args, **kwargs):
+            return self._call_back(number, args, kwargs)
+        return call_back
+
+    def _call_back(self, number: int, args: tuple, kwargs: dict) -> Any:
+        body = plain.wire_bytes(["t", "cb", number, self.encode(args), self.encode(kwargs)])
+        channel.write_frame(self.fds[1], 0, body)
+        # This request's by-value objects: a nested request must not forget them.
+        memo, by_value = dict(self.handles.memo), dict(self.handles.by_value)
+        try:
+            while True:
+                msg = self._next_request()
+                if msg is _NONE:
+                    raise SystemExit(0)  # the judge is gone: nothing to answer any more
+                if type(msg) is tuple and len(msg) >= 3 and msg[0] == "cbret":
+                    if msg[1] == "ok":
+                        return msg[2]
+                    cls = getattr(builtins, msg[2], None) if len(msg) == 4 else None
+                    if not (isinstance(cls, type) and issubclass(cls, Exception)):
+                        cls = RuntimeError
+                    raise cls(msg[3] if len(msg) == 4 else "")
+                self._answer(msg)
+        finally:
+            self.handles.memo.update(memo)
+            self.handles.by_value.update(by_value)
 
     def _snapshot(self, roots: tuple, parts: list, top: bool) -> Any:
         if top:

@@ -28,8 +28,9 @@ What crosses back and how it is rebuilt here:
   ``CandidateFault`` (they would be the program's code judging its own answer: an object
   equal to everything) and the test's verdict is ``error``;
 * objects of the tests' own classes (``TEST_MODULE``), passed to the program, cross by value
-  and come back updated; the names of the tests' namespace come from trusted sources only
-  (``test_namespace``).
+  and come back updated; the tests' functions passed to it are called back here (``cb``
+  replies, answered by ``cbret`` requests); the names of the tests' namespace come from
+  trusted sources only (``test_namespace``).
 
 ``CandidateFault`` (a BaseException, so a test's ``except Exception`` does not swallow it) also
 covers malformed or oversized replies and a candidate that died; once one happened, the test's
@@ -96,6 +97,10 @@ class Candidate:
         self.describing = False  # while a verdict's detail is written (``_last_result``)
         self._parts: list = []  # the mutable parts of the current call's arguments
         self._sent: Dict[int, int] = {}  # objects sent by value in the current request
+        # Functions of the test's passed to the program, by number (kept referenced).
+        self._callbacks: Dict[int, Any] = {}
+        self._callback_numbers: Dict[int, int] = {}
+        self._callback_failure: Optional[BaseException] = None
         self.last: Any = _NOTHING  # the latest result, for the detail of a failed assert
 
     def _fail(self, why: str):
@@ -107,6 +112,21 @@ class Candidate:
         if self.fault:
             raise CandidateFault(self.fault)
         self._parts = parts
+        self._send(msg)
+        while True:
+            reply = self._reply()
+            if reply[0] != "cb":
+                break
+            self._callback(reply)  # the program called a function of the test's
+            self._parts = parts  # the callback may have made calls of its own
+        failure, self._callback_failure = self._callback_failure, None
+        if failure is not None:  # the test's own assert failed inside the program: it fails
+            raise failure
+        if reply[0] == "raise":  # what the call changed before it raised was updated in decoding
+            raise self._exception(reply[1], reply[2])
+        return reply[1], reply[2]
+
+    def _send(self, msg: Any) -> None:
         body = None
         with plain.deep():
             safe = _marshal_safe(msg, 0)
@@ -128,6 +148,8 @@ class Candidate:
             channel.write_frame(self.request_fd, kind, body)
         except OSError:
             self._fail("the candidate process is gone")
+
+    def _reply(self) -> tuple:
         header = channel.read_exact(self.reply_fd, channel.HEADER.size)
         if header is None:
             self._fail("the candidate process ended")
@@ -142,11 +164,31 @@ class Candidate:
         except (plain.PlainDataError, MemoryError) as e:
             self._fail(f"the candidate's reply is not plain data: {e}")
         if type(reply) is not tuple or not (
-                len(reply) == 3 and reply[0] == "ok" or 3 <= len(reply) <= 4 and reply[0] == "raise"):
+                len(reply) == 3 and reply[0] == "ok" or 3 <= len(reply) <= 4 and reply[0] == "raise"
+                or len(reply) == 4 and reply[0] == "cb"):
             self._fail("malformed reply from the candidate")
-        if reply[0] == "raise":  # what the call changed before it raised was updated in decoding
-            raise self._exception(reply[1], reply[2])
-        return reply[1], reply[2]
+        return reply
+
+    def _callback(self, reply: tuple) -> None:
+        """Runs a function of the test's that the program called (a key, a predicate the test
+        passed it) here, on the plain data the program passed, and sends back its result or
+        exception. A test's own AssertionError raised in it fails the test whatever the program
+        does with it (``request``)."""
+        _, number, args, kwargs = reply
+        fn = self._callbacks.get(number) if type(number) is int else None
+        if fn is None or type(args) is not tuple or type(kwargs) is not dict or not all(
+                type(k) is str for k in kwargs):
+            self._fail("malformed callback from the candidate")
+        try:
+            answer = ("cbret", "ok", fn(*args, **kwargs))
+        except Exception as e:  # BaseExceptions (the alarm, a fault) end the test here
+            if isinstance(e, AssertionError) and self._callback_failure is None:
+                self._callback_failure = e
+            answer = ("cbret", "raise", _builtin_name(type(e)), _describe(e))
+        try:
+            self._send(answer)
+        except TypeError as e:  # a result that cannot cross: raised in the program
+            self._send(("cbret", "raise", "TypeError", str(e)))
 
     def _judge_side(self, v: Any, t: type, depth: int) -> Any:
         """How the judge sends what is not plain data: the candidate's own objects by handle,
@@ -162,6 +204,15 @@ class Candidate:
                 return ["O", i]
             i = self._sent[id(v)] = len(self._sent)
             return ["O", i, t.__name__, plain.encode_at(dict(vars(v)), depth + 1, self._judge_side)]
+        name = getattr(v, "__name__", None)
+        if type(name) is str and getattr(builtins, name, None) is v:  # len, int, sorted, ...
+            return ["B", name]  # the candidate's own builtin of that name
+        if callable(v):  # a function of the test's: the program calls it back here
+            i = self._callback_numbers.get(id(v))
+            if i is None:
+                i = self._callback_numbers[id(v)] = len(self._callbacks) + 1
+                self._callbacks[i] = v
+            return ["F", i]
         raise plain.PlainDataError(f"{plain.type_label(t)} is not plain data")
 
     def load(self, program: List[bytes], names: List[str]) -> dict:
@@ -531,6 +582,13 @@ def strict_eq(a: Any, b: Any) -> bool:
 def _same_namedtuple(a: type, b: type) -> bool:
     fields = plain.namedtuple_fields(a)
     return fields is not None and fields == plain.namedtuple_fields(b) and a.__name__ == b.__name__
+
+
+def _builtin_name(t: type) -> str:
+    for c in t.__mro__:
+        if c.__module__ == "builtins" and getattr(builtins, c.__name__, None) is c:
+            return c.__name__
+    return "Exception"
 
 
 def _describe(e: BaseException) -> str:
