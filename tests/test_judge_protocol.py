@@ -165,6 +165,15 @@ def apply(f, *args):
     return f(*args)
 
 
+def touch_all(box):
+    s, b, od, c, dq = box["set"], box["bytes"], box["od"], box["counter"], box["deque"]
+    s.add(9)
+    b.extend(b"!")
+    od.move_to_end("a")
+    c["x"] += 2
+    dq.appendleft(0)
+
+
 def half_done(xs, ys):
     xs.append(1)
     ys[0].append(2)
@@ -195,7 +204,7 @@ def cand():
     names = ["add", "gen", "endless", "broken_gen", "views", "lazy", "sort_it", "raise_", "make",
              "size", "adder", "half", "counts", "Box", "Counter", "kinds", "same", "missing",
              "ident", "get_add", "rows", "relink", "ordered", "shadow", "defaults", "half_done",
-             "sort_by", "apply"]
+             "sort_by", "apply", "touch_all"]
     c.found = c.load([marshal.dumps(compile(PROGRAM, "<fix>", "exec"))], names)
     yield c
     os.close(req_w)
@@ -318,6 +327,17 @@ def test_the_tests_own_assert_inside_a_callback_fails_the_test_even_if_swallowed
         cand.found["sort_by"]([1, 2, 3], key, swallow=True)
     assert not getattr(info.value, "from_candidate", False)  # the test's own: a fail
     assert cand.found["add"](1, 1) == 2 and not cand.fault  # and the channel is in step
+
+
+def test_every_kind_of_mutable_part_is_updated_in_place(cand):
+    box = {"set": {1}, "bytes": bytearray(b"hi"), "od": OrderedDict(a=1, b=2),
+           "counter": Counter(x=1), "deque": deque([1], 2)}
+    parts = dict(box)
+    cand.found["touch_all"](box)
+    assert all(box[k] is parts[k] for k in box)  # each the test's own object, changed
+    assert box["set"] == {1, 9} and box["bytes"] == bytearray(b"hi!")
+    assert list(box["od"]) == ["b", "a"] and box["counter"] == Counter(x=3)
+    assert box["deque"] == deque([0, 1]) and box["deque"].maxlen == 2
 
 
 def test_a_call_that_raises_still_changes_its_arguments(cand):
