@@ -165,3 +165,39 @@ def pool_squares(n):
 def keys_plant_and_find(tag):
     keys_plant(tag)
     return keys_find(tag)
+
+
+def page_cache_probes(_):
+    """How each direct page-cache probe of a read-only file fares: mincore on a mapping,
+    preadv2 with RWF_NOWAIT, cachestat, posix_fadvise, /proc/self/pagemap."""
+    import errno
+    out = {}
+    libc = _libc()
+    fd = os.open(os.__file__, os.O_RDONLY)
+    try:
+        libc.mmap.restype = ctypes.c_void_p
+        libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                              ctypes.c_int, ctypes.c_long]
+        addr = libc.mmap(None, 4096, 1, 2, fd, 0)
+        vec = ctypes.create_string_buffer(1)
+        r = libc.syscall(27, ctypes.c_void_p(addr), ctypes.c_size_t(4096), vec)
+        out["mincore"] = "ok" if r == 0 else errno.errorcode[ctypes.get_errno()]
+        try:
+            os.preadv(fd, [bytearray(16)], 0, os.RWF_NOWAIT)
+            out["preadv2_nowait"] = "ok"
+        except OSError as e:
+            out["preadv2_nowait"] = errno.errorcode[e.errno]
+        r = libc.syscall(451, fd, ctypes.create_string_buffer(16), ctypes.create_string_buffer(64), 0)
+        out["cachestat"] = "ok" if r == 0 else errno.errorcode[ctypes.get_errno()]
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        out["fadvise"] = "ok"
+        out["read"] = len(os.pread(fd, 16, 0))
+        try:
+            with open("/proc/self/pagemap", "rb") as f:
+                f.read(8)
+            out["pagemap"] = "ok"
+        except OSError as e:
+            out["pagemap"] = type(e).__name__
+    finally:
+        os.close(fd)
+    return out

@@ -127,3 +127,13 @@ def test_a_tasks_tests_cannot_change_the_next_tasks_module_state():
     with Checker(workers=1, options=CheckOptions(test_timeout_s=5.0)) as checker:
         verdicts = [v.status for v in checker.check(tasks, samples)]
     assert verdicts == ["pass", "pass", "pass", "fail"]
+
+
+def test_direct_page_cache_probes_are_refused(pool):
+    # The page cache of the shared read-only files cannot be made private; what reads its
+    # state directly is refused (the threat model in next_jax/execution/README.md bounds the
+    # rest). A plain read still works.
+    r = pool.run(f"{T}:page_cache_probes", None)
+    assert r.status == "ok", r.detail
+    assert r.value == {"mincore": "ENOSYS", "preadv2_nowait": "ENOTSUP", "cachestat": "ENOSYS",
+                       "fadvise": "ok", "read": 16, "pagemap": "PermissionError"}

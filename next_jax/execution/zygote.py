@@ -167,6 +167,8 @@ def _child(worker, role, fn, limits, uid, workdir, payload_fd, fds) -> None:
         isolation.drop_identity(m, uid, uid)
         if own_root and m.uid_drop and m.pid_namespace:  # (its maps are written in /proc)
             isolation.enter_run_user_namespace(uid, uid)
+        if own_root:
+            isolation.deny_page_cache_probes()
         sys.stdin, sys.stdout, sys.stderr = worker.streams
         sys.__stdin__, sys.__stdout__, sys.__stderr__ = worker.streams
         payload = None
