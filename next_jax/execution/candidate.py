@@ -58,7 +58,8 @@ from next_jax.execution import channel, plain
 # Bound at import (in the worker, before any program runs): a program that patches builtins
 # must not break its own answers.
 from builtins import (  # noqa: E402,A004
-    BaseException, Exception, RuntimeError, SystemExit, ValueError, bytearray, bytes, callable, complex, dict, enumerate,
+    BaseException, Exception, RuntimeError, SystemExit, ValueError, bytearray, bytes, callable,
+    complex, dict, enumerate,
     bool, filter, float, format, frozenset, getattr, hasattr, id, isinstance, issubclass, iter,
     len, list, map, object, range, repr, set, str, tuple, type, vars,
 )

@@ -12,18 +12,18 @@ pass. Verdict statuses (``records.VERDICT_STATUSES``):
   fail          the first test that did not pass raised AssertionError
   error         the program or the first non-passing test raised anything else, the candidate
                 died, broke the protocol, sent what is not plain data, or a test used one of its
-                opaque objects for more than identity
+                opaque objects in a comparison, a hash or ``in``
   timeout       the program or the first non-passing test ran past the per-test timeout
 
 The candidate's program is: the setup code's top-level imports, the fix, then the whole setup
-code (the fix may use what the setup defines, as it would in one module; the imports go first
-so the fix can rely on them). Nothing it defines takes part in judging it but the entry point:
-the tests' namespace in the judge (``judge.test_namespace``) holds the judge's builtins, the
-task's trusted program (reference fix, else original code, else a description that is code)
-when the tests read a helper it defines, the candidate's entry point, and the setup code run again in the judge (its objects
-cross to the candidate by value). Tests share that namespace and run in order, each stopping at
-its first failing assert (as in Python); the first test that does not pass decides the verdict
-and ends the run (the remaining tests are not run).
+code (the fix may use what the setup defines, as it would in one module; the imports go first so
+the fix can rely on them). Nothing it defines takes part in judging it but the entry point: the
+tests' namespace in the judge (``judge.test_namespace``) holds the judge's builtins, the task's
+trusted program (reference fix, else original code, else a description that is code) when the
+tests read a helper it defines, the candidate's entry point, and the setup code run again in the
+judge (its objects cross to the candidate by value). Tests share that namespace and run in
+order, each stopping at its first failing assert (as in Python); the first test that does not
+pass decides the verdict and ends the run (the remaining tests are not run).
 """
 
 from __future__ import annotations

@@ -12,14 +12,15 @@ code that trusts nothing about it. Values are restricted to exact builtin and ex
 (OrderedDict, Counter and deque because Python's ``==`` on them is not a dict's or a list's: an
 OrderedDict compares its order with another OrderedDict, a Counter ignores zero counts, a deque
 never equals a list; a namedtuple compares as a tuple but its fields are read by name, so it is
-rebuilt as a namedtuple made here with the same type name and fields). The wire form is JSON arrays (no JSON objects) with every container tagged, so a decoded
-value has exactly the types that were encoded: ``[tag, ...]`` where tag is one of ``l t s f d b
-y c i q m D C Q N`` (list, tuple, set, frozenset, dict as flat key/value pairs, bytes and
-bytearray as hex, complex as (re, im), an int too long for a JSON number as hex, Fraction as
-(numerator, denominator), Decimal as its string, OrderedDict and Counter as a dict's pairs,
-deque as (maxlen, items...), a namedtuple as (type name, field names, items...)). Bare JSON strings, numbers, true/false/null are str,
-int/float, bool and None. Callers may add tags of their own (``convert`` to encode, ``extra``
-to decode: the judge's handles and iterables).
+rebuilt as a namedtuple made here with the same type name and fields). The wire form is JSON
+arrays (no JSON objects) with every container tagged, so a decoded value has exactly the types
+that were encoded: ``[tag, ...]`` where tag is one of ``l t s f d b y c i q m D C Q N`` (list,
+tuple, set, frozenset, dict as flat key/value pairs, bytes and bytearray as hex, complex as (re,
+im), an int too long for a JSON number as hex, Fraction as (numerator, denominator), Decimal as
+its string, OrderedDict and Counter as a dict's pairs, deque as (maxlen, items...), a namedtuple
+as (type name, field names, items...)). Bare JSON strings, numbers, true/false/null are str,
+int/float, bool and None. Callers may add tags of their own (``convert`` to encode, ``extra`` to
+decode: the judge's handles and iterables).
 
 Decoding is linear in the input and bounded: the byte length is capped before anything is
 parsed; input holding a ``{`` is refused unparsed (so the JSON parser never builds an object and
@@ -161,7 +162,8 @@ def _encode(v: Any, depth: int, convert=None) -> Any:
         return ["Q", v.maxlen, *[_encode(x, d, convert) for x in v]]
     fields = namedtuple_fields(t)
     if fields is not None:
-        return ["N", t.__name__, ["t", *fields], *[_encode(x, d, convert) for x in tuple.__iter__(v)]]
+        items = [_encode(x, d, convert) for x in tuple.__iter__(v)]
+        return ["N", t.__name__, ["t", *fields], *items]
     if convert is not None:
         return convert(v, t, depth)
     raise PlainDataError(f"{type_label(t)} is not plain data (builtin types only)")
