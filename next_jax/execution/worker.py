@@ -294,7 +294,7 @@ class SandboxWorker:
     def _fork_ahead(self, judge_key: Optional[tuple] = None, candidate_key: Optional[tuple] = None):
         """Forks a judge, a candidate or both (one request to the zygote); returns both
         (None for the one not asked for)."""
-        specs, fds, ends, owned, judge_end = [], [], [], [], None
+        specs, fds, ends, owned, judge_end, theirs = [], [], [], [], None, None
         try:
             if judge_key is not None:
                 target, (memory, fsize, nproc) = judge_key
@@ -309,10 +309,13 @@ class SandboxWorker:
                 fds += [self.devnull_w, self.devnull_w, res_w, theirs.fileno(), pay_r]
             if candidate_key is not None:
                 partner, rlimits, workdir = candidate_key
-                pipes = [os.pipe() for _ in range(4)]  # stdout, stderr, requests, replies
+                pipes = []
+                for _ in range(4):  # stdout, stderr, requests, replies
+                    pipes.append(os.pipe())
+                    owned += pipes[-1]
                 ours_c = [pipes[0][0], pipes[1][0], pipes[2][1], pipes[3][0]]
                 theirs_c = [pipes[0][1], pipes[1][1], pipes[2][0], pipes[3][1]]
-                owned += ours_c
+                owned[-8:] = ours_c
                 ends += theirs_c
                 specs.append(("candidate", partner, (0.0, *rlimits, 0, 0), self.uid, workdir, 0, 4))
                 fds += theirs_c
@@ -320,9 +323,9 @@ class SandboxWorker:
         except BaseException:
             for fd in owned + ends:
                 os.close(fd)
-            if judge_end is not None:
-                judge_end[0].close()
-                theirs.close()
+            for sock in (judge_end[0] if judge_end else None, theirs):
+                if sock is not None:
+                    sock.close()
             raise
         for fd in ends:
             os.close(fd)
