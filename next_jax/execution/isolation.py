@@ -422,11 +422,14 @@ def join_fresh_session_keyring() -> None:
     _libc.syscall(_SYS_KEYCTL, _KEYCTL_JOIN_SESSION_KEYRING, None)
 
 
-def keys_of_uid(uid: int) -> int:
-    """How many kernel keys ``uid`` owns (``/proc/key-users``, which root sees whole)."""
+def keys_of_uid(uid: int, fd: int = -1) -> int:
+    """How many kernel keys ``uid`` owns (``/proc/key-users``, which root sees whole; ``fd``:
+    that file held open, read from its start)."""
     try:
-        with open("/proc/key-users", "rb") as f:
-            text = f.read()
+        text = os.pread(fd, 1 << 16, 0) if fd >= 0 else b""
+        if len(text) in (0, 1 << 16):  # no fd, or more than one read holds
+            with open("/proc/key-users", "rb") as f:
+                text = f.read()
     except OSError:
         return 0
     for line in text.splitlines():

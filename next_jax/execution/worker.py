@@ -72,6 +72,10 @@ class SandboxWorker:
         self.cpu_mark = self.group.cpu_seconds() if self.group else 0.0
         self.kernel_mark = self.group.kernel_bytes() if self.group else 0
         self.file_budget = isolation.run_file_budget()
+        try:
+            self.key_users_fd = os.open("/proc/key-users", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            self.key_users_fd = -1
         # A file-table slot costs at least a struct file (256 bytes of slab charged to the
         # run's cgroup), so this much kernel memory bounds the files a run can hold, also
         # those no descriptor counts (a mapping keeps its file open after close()).
@@ -254,7 +258,7 @@ class SandboxWorker:
         if not self.mech.uid_drop:
             return
         deadline = time.monotonic() + _KEYS_GONE_TIMEOUT_S
-        while isolation.keys_of_uid(self.uid):
+        while isolation.keys_of_uid(self.uid, self.key_users_fd):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"kernel keys of uid {self.uid} outlived its last run")
             time.sleep(0.001)
