@@ -407,11 +407,15 @@ def enter_run_namespaces(m: Mechanisms, scratch_bytes: int, uid: int) -> str:
             mount("proc", root + "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
         except OSError:
             pass  # an empty /proc: the host's process list stays out of sight either way
-    if root:
+    if root and not m.uid_drop:
+        # In our own user namespace the host's mounts are locked to their mount namespace
+        # (they cannot be detached), and the child gets no user namespace of its own anyway.
+        os.chroot(root)
+    elif root:
         os.chdir(root)
         _check(_libc.syscall(_SYS_PIVOT_ROOT, b".", b"."), "pivot_root")  # old root on "."
         _check(_libc.umount2(b".", _MNT_DETACH), "umount old root")  # ... and detached
-        os.chdir("/")
+    os.chdir("/")
     return "/tmp"
 
 
