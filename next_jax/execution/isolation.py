@@ -514,17 +514,29 @@ def _page_cache_filter() -> list:
     return prog
 
 
+def _built_filter():
+    """The filter as the kernel takes it, built once in the worker: a child only passes its
+    address (every page a child touches is a copy-on-write fault, and building ctypes
+    structures touches many)."""
+    if os.uname().machine != "x86_64":
+        return None
+    rows = _page_cache_filter()
+    filters = (_SockFilter * len(rows))(*[_SockFilter(*r) for r in rows])
+    prog = _SockFprog(len(rows), filters)
+    return prog, filters, ctypes.c_void_p(ctypes.addressof(prog))
+
+
+_FILTER = _built_filter()
+
+
 def deny_page_cache_probes() -> bool:
     """Installs ``_page_cache_filter`` (inherited by every process the program starts; needs
     no_new_privs, set in the worker). Without the speculative-store-bypass mitigation seccomp
     would otherwise switch on (a slowdown, not isolation). False where unsupported."""
-    if os.uname().machine != "x86_64":
+    if _FILTER is None:
         return False
-    rows = _page_cache_filter()
-    filters = (_SockFilter * len(rows))(*[_SockFilter(*r) for r in rows])
-    prog = _SockFprog(len(rows), filters)
     return _libc.syscall(_SYS_SECCOMP, _SECCOMP_SET_MODE_FILTER, _SECCOMP_FILTER_FLAG_SPEC_ALLOW,
-                         ctypes.byref(prog)) == 0
+                         _FILTER[2]) == 0
 
 
 class PidNamespaceFork:
