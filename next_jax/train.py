@@ -136,6 +136,34 @@ def host_shard(partitioner: partitioning.Partitioner, batch_size: int):
     return seqio.ShardInfo(index=index, num_shards=count), batch_size // count
 
 
+def generated_source(dataset_fn, splits: Sequence[str]):
+    """A seqio DataSource over examples that ``dataset_fn(split)`` builds in memory.
+
+    Unlike seqio's FunctionDataSource, it shards (each input shard takes every n-th example) and
+    does not warn that restarts reshuffle: its examples are fixed, the shuffle happens downstream
+    in seqio with the run's seed, and a resumed run skips exactly the batches it consumed.
+    """
+    import seqio
+
+    class GeneratedSource(seqio.DataSource):
+        @property
+        def supports_arbitrary_sharding(self) -> bool:
+            return True
+
+        def list_shards(self, split: str):
+            return [split]
+
+        def get_dataset(self, split: str = "train", shuffle: bool = True, seed=None, shard_info=None, *,
+                        sequence_length=None, use_cached: bool = False, num_epochs=1):
+            del shuffle, seed, sequence_length, use_cached, num_epochs  # fixed examples, shuffled downstream
+            dataset = dataset_fn(split)
+            if shard_info is not None and shard_info.num_shards > 1:
+                dataset = dataset.shard(shard_info.num_shards, shard_info.index)
+            return dataset
+
+    return GeneratedSource(splits=splits)
+
+
 def demo_repair_task(*, name: str = "demo_repair", seed: int = 0, num_train: int = 1024, num_eval: int = 64,
                      vocabulary=None, pass_at_k: Sequence[int] = (1,)) -> str:
     """Registers the CPU demo's repair task (compact no-trace prompt -> one-line edit answer) and
@@ -156,8 +184,7 @@ def demo_repair_task(*, name: str = "demo_repair", seed: int = 0, num_train: int
 
     task_seed = seed
 
-    def dataset_fn(split: str, shuffle_files: bool, seed: Optional[int] = None):
-        del shuffle_files, seed  # the tasks are fixed by task_seed; shuffling happens downstream
+    def dataset_fn(split: str):
         tasks = domain.generate(task_seed, split, counts[split])
         return tf.data.Dataset.from_tensor_slices({
             "inputs": [prompts.build_compact_prompt(t, "no_trace") for t in tasks],
@@ -168,7 +195,7 @@ def demo_repair_task(*, name: str = "demo_repair", seed: int = 0, num_train: int
         seqio.TaskRegistry.remove(name)
     seqio.TaskRegistry.add(
         name,
-        source=seqio.FunctionDataSource(dataset_fn, splits=list(counts)),
+        source=generated_source(dataset_fn, splits=list(counts)),
         preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos],
         output_features={"inputs": seqio.Feature(vocabulary, add_eos=False),
                          "targets": seqio.Feature(vocabulary, add_eos=True)},
@@ -300,15 +327,15 @@ def _run(lm, trainer, checkpointer, *, task_name, task_feature_lengths, batch_si
          train_steps, model_dir, initial_checkpoint, split, eval_split, eval_period, eval_batches,
          summary_period, pack, shuffle, seed, peak_flops) -> TrainResult:
     config = lm.config
-    latest = checkpointer.latest_step()
     position = {"batches": 0, "seed": seed}
-    if latest is not None:
+    # The newest step that reads back whole (a crash mid-save can leave the newest one partial).
+    restored = checkpointer.restore_latest(trainer.abstract_state, set_aside=True)
+    if restored is not None:
+        latest, state, position, summary = restored
         if latest >= train_steps:
-            summary = checkpointer.read_summary(latest)
             logging.info("train: %s already holds step %d >= train_steps=%d", checkpointer.directory, latest, train_steps)
             return TrainResult(step=latest, checkpoint=checkpointer.step_path(latest), metrics=summary.get("metrics", {}))
         logging.info("train: resuming from %s", checkpointer.step_path(latest))
-        state, position, _ = checkpointer.restore(latest, trainer.abstract_state)
         if position.get("seed", seed) != seed:
             raise ValueError(
                 f"train: {checkpointer.step_path(latest)} was written with seed={position.get('seed')}, this run has "
