@@ -185,6 +185,7 @@ class Checkpointer:
             try:
                 state, position, summary = self.restore(step, abstract_state)
             except Exception as e:  # orbax/TensorStore raise ValueError, KeyError, JSONDecodeError, ...
+                quiet_abandoned_reads()
                 first_error = first_error or e
                 skipped.append(step)
                 continue
@@ -274,6 +275,38 @@ def params_item_dir(path: str) -> str:
     return path
 
 
+def quiet_abandoned_reads() -> None:
+    """After a restore failed, keeps the reads it left in flight from printing tracebacks.
+
+    When one array of a step fails to read, orbax stops waiting and closes its event loop while
+    TensorStore still completes the step's other reads; each completion then finds the loop
+    closed (``RuntimeError: Event loop is closed``, raised in a TensorStore thread) or leaves a
+    failed task nobody awaits (``Task exception was never retrieved``), dozens of tracebacks after
+    the one-line warning that already said which step was skipped and why. Only those two are
+    dropped, and only once a restore has failed; everything else is still reported.
+    """
+    import logging as std_logging
+    import sys
+
+    previous = sys.unraisablehook
+    if not getattr(previous, "next_jax_abandoned_reads", False):
+        def hook(unraisable):
+            error = unraisable.exc_value
+            if isinstance(error, RuntimeError) and str(error) == "Event loop is closed" and unraisable.object is None:
+                return
+            previous(unraisable)
+
+        hook.next_jax_abandoned_reads = True
+        sys.unraisablehook = hook
+    asyncio_logger = std_logging.getLogger("asyncio")
+    if _drop_unretrieved_task not in asyncio_logger.filters:
+        asyncio_logger.addFilter(_drop_unretrieved_task)
+
+
+def _drop_unretrieved_task(record) -> bool:
+    return not str(record.msg).startswith("Task exception was never retrieved")
+
+
 def short_reason(error: BaseException, limit: int = 300) -> str:
     """An orbax/TensorStore error as one short line (their messages embed whole specs)."""
     text = f"{type(error).__name__}: {one_line(error)}"
@@ -307,6 +340,7 @@ def restore_params(path: str, abstract_params):
         try:
             params = _restore_params(step_path, abstract_params)
         except Exception as e:
+            quiet_abandoned_reads()
             first_error = first_error or e
             continue
         for bad in steps[:index]:

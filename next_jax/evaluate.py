@@ -268,6 +268,7 @@ def evaluate(
             if not newest_only or index == len(targets) - 1:
                 raise first_error or e
             first_error = first_error or e
+            checkpoints.quiet_abandoned_reads()
             logging.warning("evaluate: checkpoint %s does not read back whole (%s); scoring the step before it; "
                             "it is left in place", path, checkpoints.short_reason(e))
             continue

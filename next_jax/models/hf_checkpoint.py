@@ -343,8 +343,13 @@ def stream_params(directory: str, abstract_params, config: ModelConfig, model_ty
 
     Either layout works: a stacked parameter (scanned layers, ``layers/...`` with a leading layer
     axis) is filled from the per-layer tensors, each block from the layers it covers.
+
+    Every tensor read is checked (``import_checks``: floating-point dtype, finite values, no
+    classification head) unless ``accept`` names the kind of mismatch.
     """
+    accept = import_checks.accepted(accept)
     reader = safetensors_io.CheckpointReader(directory)
+    import_checks.check_head_tensors(reader.keys(), directory, accept)
     plan = tensor_plan(config, model_type)
     used = set()
 
