@@ -340,7 +340,20 @@ def run(run_mode, gin_files, gin_bindings, search_paths, multihost: bool = False
         is_chief = jax.process_index() == 0
     # One run per MODEL_DIR: the lease is taken before anything is written there (process 0 of a
     # pod holds it for all), and given back however the run ends.
-    lease = run_lease.acquire(model_dir, what="MODEL_DIR") if model_dir and is_chief else None
+    lease, refused = None, None
+    if model_dir and is_chief:
+        try:
+            lease = run_lease.acquire(model_dir, what="MODEL_DIR")
+        except UserError as e:
+            refused = e
+    if multihost:  # the other processes stop with process 0 instead of waiting for it in a collective
+        from next_jax.selftrain import multihost as multihost_lib
+
+        message = multihost_lib.broadcast_json(str(refused) if refused is not None else None)
+        if message is not None and refused is None:
+            refused = run_lease.LeaseHeldError(message)
+    if refused is not None:
+        raise refused
     try:
         if model_dir and is_chief:
             write_config(model_dir, gin.config_str())
