@@ -28,8 +28,8 @@ import numpy as np
 from absl import logging
 
 from next_jax import checkpoints, io, partitioning
-from next_jax.errors import UserFileNotFoundError
 from next_jax.decoding import SamplingSettings
+from next_jax.errors import UserFileNotFoundError, UserValueError
 from next_jax.models import lm as lm_lib
 from next_jax.models import weights
 
@@ -74,7 +74,7 @@ class TeacherForced:
             sums = self._step(params, self.partitioner.global_batch(batch, axes))
             totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
         if totals is None:
-            raise ValueError(f"eval split {self.split!r} of task {self.task_name!r} is empty")
+            raise UserValueError(f"eval split {self.split!r} of task {self.task_name!r} is empty")
         values = {f"{self.prefix}{k}": float(v) for k, v in lm_lib.summarize(jax.device_get(totals)).items()}
         logging.info("eval at step %d on %s/%s: %s", step, self.task_name, self.split, values)
         if self.writer is not None:

@@ -27,9 +27,10 @@ from typing import Mapping, Optional, Sequence
 from absl import logging
 
 from next_jax import io
-from next_jax.errors import UserFileNotFoundError, UserValueError
 from next_jax.data import bug_injection, humaneval, humanevalfix
-from next_jax.data.records import RepairTask, require_records, Sample, TracedTask, Verdict, read_all, read_records, write_records
+from next_jax.data.records import (RepairTask, Sample, TracedTask, Verdict, read_all, read_records, require_records,
+                                   write_records)
+from next_jax.errors import UserFileNotFoundError, UserValueError
 from next_jax.evaluation.repair import EvalSettings
 from next_jax.decoding import SamplingSettings
 from next_jax.evaluation.runs import ExecutionSettings
@@ -153,9 +154,9 @@ def run_pipeline(
     from next_jax import partitioning
 
     if tasks_format not in TASK_FORMATS:
-        raise ValueError(f"pipeline: tasks_format {tasks_format!r} is not one of {sorted(TASK_FORMATS)}")
+        raise UserValueError(f"pipeline: tasks_format {tasks_format!r} is not one of {sorted(TASK_FORMATS)}")
     if tasks_file is None and not TASK_FORMATS[tasks_format][1]:
-        raise ValueError(f"pipeline: tasks_format {tasks_format!r} needs a tasks_file")
+        raise UserValueError(f"pipeline: tasks_format {tasks_format!r} needs a tasks_file")
     if tasks_file is not None and not any(c in tasks_file for c in "*?[") and not io.exists(tasks_file):
         raise UserFileNotFoundError(f"pipeline: tasks_file {tasks_file!r} does not exist; check TASKS_FILE")
     if tasks_file is not None and not any(c in tasks_file for c in "*?["):

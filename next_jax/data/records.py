@@ -14,8 +14,8 @@ import gzip
 import json
 from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping, Optional, Sequence, Tuple, Type, TypeVar
 
-from next_jax.errors import UserValueError
 from next_jax import io as nj_io
+from next_jax.errors import UserValueError
 
 SCHEMA_VERSION = 1
 

@@ -21,7 +21,6 @@ accepted mismatch is still logged.
 from __future__ import annotations
 
 import contextlib
-import threading
 from typing import Iterable, Mapping, Optional
 
 import numpy as np
@@ -34,7 +33,8 @@ _HEAD_TENSOR_PREFIXES = ("score.", "classifier.", "qa_outputs.")
 _FLOAT_KINDS = "f"  # numpy kind of float16/32/64; bfloat16 (ml_dtypes) is checked by name
 _ACCEPT_HINT = "to import it anyway, bind ACCEPT_IMPORT_MISMATCH = ['{kind}'] (or pass accept=('{kind}',))"
 
-_state = threading.local()
+# Process-wide (the binary's setting applies to imports on any thread, e.g. a sampling worker).
+_accepted_here: frozenset = frozenset()
 
 
 class ImportMismatchError(UserValueError):
@@ -52,17 +52,18 @@ def _as_kinds(accept: Optional[Iterable[str]]) -> frozenset:
 @contextlib.contextmanager
 def accepting(accept: Optional[Iterable[str]]):
     """Within the block, every import accepts these kinds of mismatch (as if passed ``accept=``)."""
-    previous = getattr(_state, "accepted", frozenset())
-    _state.accepted = previous | _as_kinds(accept)
+    global _accepted_here
+    previous = _accepted_here
+    _accepted_here = previous | _as_kinds(accept)
     try:
         yield
     finally:
-        _state.accepted = previous
+        _accepted_here = previous
 
 
 def accepted(accept: Optional[Iterable[str]] = None) -> frozenset:
     """The kinds accepted by an import: its own ``accept`` plus an enclosing :func:`accepting`."""
-    return _as_kinds(accept) | getattr(_state, "accepted", frozenset())
+    return _as_kinds(accept) | _accepted_here
 
 
 def _refuse(kind: str, message: str, accept: frozenset) -> None:
