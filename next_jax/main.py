@@ -33,6 +33,7 @@ import tokenize
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from next_jax import io as nj_io
+from next_jax.errors import UserError, one_line
 
 # The run modes and the entry function each one calls. Entry functions are keyword-only and take
 # everything from gin; the modules are imported lazily so `--help` stays fast.
@@ -52,7 +53,7 @@ DEFAULT_SEARCH_PATHS = (REPO_ROOT, os.path.join(REPO_ROOT, "gin_configs"))
 _MISSING_ARGUMENT = re.compile(r"^\w+\(\) (missing \d+ required|got an unexpected keyword)")
 
 
-class ConfigError(Exception):
+class ConfigError(UserError):
     """A configuration problem the user must fix; printed without a traceback."""
 
 
@@ -125,9 +126,37 @@ def parse_gin(gin_files: Sequence[str], gin_bindings: Sequence[str], search_path
     except ValueError:
         gin.external_configurable(entry)
     _check_overrides(overrides, defined_by_files, *_macro_use(gin.config_str()))
+    from next_jax import gin_types
+
+    gin_types.check(gin.config_str(), overrides)
+    _check_real_model_dir(gin.config_str())
     with _as_config_error():
         gin.finalize()  # reports %gin.REQUIRED values left unbound
     return entry
+
+
+def _check_real_model_dir(config_text: str) -> None:
+    """A real-model run whose HF_CHECKPOINT_DIR lacks the files it reads stops before any work,
+    naming the Hugging Face repository to download and the layout expected."""
+    import gin
+
+    from next_jax import gin_types
+    from next_jax.models import hf_repos
+
+    directory = _macro_value("HF_CHECKPOINT_DIR")
+    if not isinstance(directory, str) or nj_io.is_remote(directory):
+        return
+    readers = gin_types.parameters_reading(config_text, "HF_CHECKPOINT_DIR", directory)
+    tokenizer = any(r.endswith(".tokenizer_path") for r in readers)
+    weights = any(not r.endswith(".tokenizer_path") for r in readers)
+    shape = []
+    for field in ("vocab_size", "hidden_size", "num_layers"):
+        try:
+            shape.append(gin.query_parameter(f"models.ModelConfig.{field}"))
+        except ValueError:
+            shape.append(None)
+    hf_repos.require(directory, repo=hf_repos.repo_for(*shape), what="HF_CHECKPOINT_DIR", weights=weights,
+                     tokenizer=tokenizer)
 
 
 @contextlib.contextmanager
@@ -141,7 +170,7 @@ def _as_config_error():
 
 
 # Macros this binary reads itself (``gin.query_parameter``), so overriding them is never a typo.
-_READ_BY_MAIN = frozenset({"RUN_MODE", "MODEL_DIR"})
+_READ_BY_MAIN = frozenset({"RUN_MODE", "MODEL_DIR", "ACCEPT_IMPORT_MISMATCH"})
 _MACRO_ASSIGNMENT = re.compile(r"^\s*([A-Za-z_]\w*)\s*=")
 
 
@@ -294,6 +323,9 @@ def run(run_mode, gin_files, gin_bindings, search_paths, multihost: bool = False
     """
     import gin
 
+    from next_jax import run_lease
+    from next_jax.models import import_checks
+
     if multihost:
         import jax
 
@@ -306,18 +338,39 @@ def run(run_mode, gin_files, gin_bindings, search_paths, multihost: bool = False
         import jax
 
         is_chief = jax.process_index() == 0
+    # One run per MODEL_DIR: the lease is taken before anything is written there (process 0 of a
+    # pod holds it for all), and given back however the run ends.
+    lease, refused = None, None
     if model_dir and is_chief:
-        write_config(model_dir, gin.config_str())
+        try:
+            lease = run_lease.acquire(model_dir, what="MODEL_DIR")
+        except UserError as e:
+            refused = e
+    if multihost:  # the other processes stop with process 0 instead of waiting for it in a collective
+        from next_jax.selftrain import multihost as multihost_lib
+
+        message = multihost_lib.broadcast_json(str(refused) if refused is not None else None)
+        if message is not None and refused is None:
+            refused = run_lease.LeaseHeldError(message)
+    if refused is not None:
+        raise refused
     try:
-        result = configured()
-    except TypeError as e:
-        # An entry argument that no gin file or binding supplied fails at the call itself; any
-        # other error comes from inside the run and keeps its traceback.
-        if _MISSING_ARGUMENT.match(str(e)) and not _raised_inside(e, entry):
-            raise ConfigError(f"{e} (bind it in a gin file or with --gin.NAME=VALUE)") from None
-        raise
-    if model_dir and is_chief:
-        write_config(model_dir, gin.operative_config_str())
+        if model_dir and is_chief:
+            write_config(model_dir, gin.config_str())
+        with import_checks.accepting(_macro_value("ACCEPT_IMPORT_MISMATCH") or ()):
+            try:
+                result = configured()
+            except TypeError as e:
+                # An entry argument that no gin file or binding supplied fails at the call itself;
+                # any other error comes from inside the run and keeps its traceback.
+                if _MISSING_ARGUMENT.match(str(e)) and not _raised_inside(e, entry):
+                    raise ConfigError(f"{e} (bind it in a gin file or with --gin.NAME=VALUE)") from None
+                raise
+        if model_dir and is_chief:
+            write_config(model_dir, gin.operative_config_str())
+    finally:
+        if lease is not None:
+            lease.release()
     return result
 
 
@@ -331,6 +384,13 @@ def _quiet_cuda_probe() -> None:
     """
     if "TF_CPP_MIN_LOG_LEVEL" not in os.environ and not os.path.exists("/proc/driver/nvidia/version"):
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+
+
+def user_message(error: UserError) -> str:
+    """A user error on one line, without the call-site notes gin appends to what passes through it."""
+    lines = [line.strip() for line in str(error).splitlines()
+             if line.strip() and not line.strip().startswith("In call to configurable")]
+    return " ".join(lines) if lines else one_line(error)
 
 
 def main(argv=None) -> int:
@@ -350,8 +410,8 @@ def main(argv=None) -> int:
     def _main(_):
         try:
             run(FLAGS.run_mode, FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.gin_search_paths, FLAGS.multihost)
-        except ConfigError as e:
-            print(f"next_jax: {e}", file=sys.stderr)
+        except UserError as e:  # wherever it was found, before or after start-up
+            print(f"next_jax: {user_message(e)}", file=sys.stderr)
             sys.exit(2)
 
     raw = sys.argv if argv is None else argv

@@ -28,6 +28,8 @@ from absl import logging
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from next_jax.errors import UserValueError
+
 MESH_AXES = ("data", "fsdp", "model")
 
 # Priority-ordered: for each array, rules are applied in this order and a rule only takes a mesh
@@ -64,7 +66,7 @@ DEFAULT_RULES: tuple = (
 )
 
 
-class ShardingError(ValueError):
+class ShardingError(UserValueError):
     """An array whose logical axes cannot be laid out on the mesh; the message names the array."""
 
 

@@ -22,8 +22,9 @@ From Python (every argument keyword-only; the same function gin calls)::
     result.metrics       # {'loss': ..., 'accuracy': ..., ...} of the last summary period
     result.step          # 200
 
-Resuming is implicit: when ``model_dir`` holds checkpoints, the latest one is restored (state and
-input position; ``initial_checkpoint`` is then ignored) and training continues to
+Resuming is implicit: when ``model_dir`` holds checkpoints, the newest one that reads back whole is
+restored (state and input position; a step a crash left partial is skipped with a warning and moved
+aside, never deleted; ``initial_checkpoint`` is then ignored) and training continues to
 ``train_steps``; calling again on a finished run returns its result without training. The input
 pipeline is deterministic given ``seed``, so a resumed run sees exactly the batches an
 uninterrupted one would, and ends with bitwise the same parameters on the same machine.
@@ -41,6 +42,7 @@ import jax
 from absl import logging
 
 from next_jax import checkpoints, io, partitioning, trainer as trainer_lib
+from next_jax.errors import UserFileNotFoundError, UserValueError
 from next_jax.models import count_params, weights
 from next_jax.models import lm as lm_lib
 from next_jax.models.config import ModelConfig
@@ -75,30 +77,30 @@ def check_task(task_name: str, task_feature_lengths: Mapping[str, int], config: 
     try:
         task = seqio.get_mixture_or_task(task_name)
     except ValueError as e:
-        raise ValueError(f"task_name={task_name!r} is not a registered SeqIO task or mixture ({e})") from None
+        raise UserValueError(f"task_name={task_name!r} is not a registered SeqIO task or mixture ({e})") from None
     features = task.output_features
     wanted = {k for k in ("inputs", "targets") if k in features}
     if "targets" not in wanted:
-        raise ValueError(f"task {task_name!r} has no 'targets' feature (has {sorted(features)}); nothing to learn")
+        raise UserValueError(f"task {task_name!r} has no 'targets' feature (has {sorted(features)}); nothing to learn")
     given = set(task_feature_lengths)
     if given != wanted:
-        raise ValueError(
+        raise UserValueError(
             f"task_feature_lengths={dict(task_feature_lengths)} must give exactly the lengths of task "
             f"{task_name!r}'s features {sorted(wanted)}"
         )
     for key, length in task_feature_lengths.items():
         if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-            raise ValueError(f"task_feature_lengths[{key!r}] must be a positive int, got {length!r}")
+            raise UserValueError(f"task_feature_lengths[{key!r}] must be a positive int, got {length!r}")
     total = sum(task_feature_lengths.values())
     if total > config.max_seq_len:
-        raise ValueError(
+        raise UserValueError(
             f"task_feature_lengths sum to {total} tokens, more than the model's max_seq_len={config.max_seq_len}; "
             "shorten them or raise ModelConfig.max_seq_len"
         )
     for key in wanted:
         vocab = features[key].vocabulary
         if vocab.vocab_size > config.vocab_size:
-            raise ValueError(
+            raise UserValueError(
                 f"task {task_name!r} feature {key!r}: vocabulary {type(vocab).__name__} has {vocab.vocab_size} "
                 f"ids but the model's vocab_size is {config.vocab_size}; use the model's vocabulary (its "
                 "model gin file's VOCABULARY) or a model whose vocab_size covers it"
@@ -132,8 +134,36 @@ def host_shard(partitioner: partitioning.Partitioner, batch_size: int):
 
     index, count = partitioner.data_shard_info()
     if batch_size % count:
-        raise ValueError(f"batch_size={batch_size} is not divisible by the {count} input shards of the mesh")
+        raise UserValueError(f"batch_size={batch_size} is not divisible by the {count} input shards of the mesh")
     return seqio.ShardInfo(index=index, num_shards=count), batch_size // count
+
+
+def generated_source(dataset_fn, splits: Sequence[str]):
+    """A seqio DataSource over examples that ``dataset_fn(split)`` builds in memory.
+
+    Unlike seqio's FunctionDataSource, it shards (each input shard takes every n-th example) and
+    does not warn that restarts reshuffle: its examples are fixed, the shuffle happens downstream
+    in seqio with the run's seed, and a resumed run skips exactly the batches it consumed.
+    """
+    import seqio
+
+    class GeneratedSource(seqio.DataSource):
+        @property
+        def supports_arbitrary_sharding(self) -> bool:
+            return True
+
+        def list_shards(self, split: str):
+            return [split]
+
+        def get_dataset(self, split: str = "train", shuffle: bool = True, seed=None, shard_info=None, *,
+                        sequence_length=None, use_cached: bool = False, num_epochs=1):
+            del shuffle, seed, sequence_length, use_cached, num_epochs  # fixed examples, shuffled downstream
+            dataset = dataset_fn(split)
+            if shard_info is not None and shard_info.num_shards > 1:
+                dataset = dataset.shard(shard_info.num_shards, shard_info.index)
+            return dataset
+
+    return GeneratedSource(splits=splits)
 
 
 def demo_repair_task(*, name: str = "demo_repair", seed: int = 0, num_train: int = 1024, num_eval: int = 64,
@@ -156,8 +186,7 @@ def demo_repair_task(*, name: str = "demo_repair", seed: int = 0, num_train: int
 
     task_seed = seed
 
-    def dataset_fn(split: str, shuffle_files: bool, seed: Optional[int] = None):
-        del shuffle_files, seed  # the tasks are fixed by task_seed; shuffling happens downstream
+    def dataset_fn(split: str):
         tasks = domain.generate(task_seed, split, counts[split])
         return tf.data.Dataset.from_tensor_slices({
             "inputs": [prompts.build_compact_prompt(t, "no_trace") for t in tasks],
@@ -168,7 +197,7 @@ def demo_repair_task(*, name: str = "demo_repair", seed: int = 0, num_train: int
         seqio.TaskRegistry.remove(name)
     seqio.TaskRegistry.add(
         name,
-        source=seqio.FunctionDataSource(dataset_fn, splits=list(counts)),
+        source=generated_source(dataset_fn, splits=list(counts)),
         preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos],
         output_features={"inputs": seqio.Feature(vocabulary, add_eos=False),
                          "targets": seqio.Feature(vocabulary, add_eos=True)},
@@ -260,15 +289,15 @@ def train(
     config = lm.config
     for name, value in (("batch_size", batch_size), ("train_steps", train_steps)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"train: {name} must be a positive int, got {value!r}")
+            raise UserValueError(f"train: {name} must be a positive int, got {value!r}")
     check_task(task_name, task_feature_lengths, config)
     if initial_checkpoint is not None and not io.isdir(initial_checkpoint):
-        raise FileNotFoundError(
+        raise UserFileNotFoundError(
             f"train: initial_checkpoint={initial_checkpoint!r} does not exist; give a Hugging Face directory, an "
             "orbax checkpoint, or None to start from random weights"
         )
     if checkpoint_cfg.enabled and io.is_remote(model_dir) and model_dir.startswith("ram://"):
-        raise ValueError(
+        raise UserValueError(
             f"train: model_dir={model_dir!r}: orbax writes checkpoints through TensorStore, which has no ram:// "
             "filesystem; pass checkpoint_cfg=CheckpointConfig(enabled=False) (metrics still go there) or use a "
             "local or gs:// MODEL_DIR"
@@ -278,7 +307,7 @@ def train(
     trainer = trainer_lib.Trainer(lm, optimizer, partitioner, num_microbatches=num_microbatches, seed=seed)
     shard_info, local_rows = host_shard(partitioner, batch_size)
     if batch_size % (num_microbatches * partitioner.num_batch_shards):
-        raise ValueError(
+        raise UserValueError(
             f"train: batch_size={batch_size} must be a multiple of num_microbatches={num_microbatches} x "
             f"{partitioner.num_batch_shards} data-parallel devices (mesh {dict(partitioner.mesh.shape)})"
         )
@@ -300,17 +329,17 @@ def _run(lm, trainer, checkpointer, *, task_name, task_feature_lengths, batch_si
          train_steps, model_dir, initial_checkpoint, split, eval_split, eval_period, eval_batches,
          summary_period, pack, shuffle, seed, peak_flops) -> TrainResult:
     config = lm.config
-    latest = checkpointer.latest_step()
     position = {"batches": 0, "seed": seed}
-    if latest is not None:
+    # The newest step that reads back whole (a crash mid-save can leave the newest one partial).
+    restored = checkpointer.restore_latest(trainer.abstract_state, set_aside=True)
+    if restored is not None:
+        latest, state, position, summary = restored
         if latest >= train_steps:
-            summary = checkpointer.read_summary(latest)
             logging.info("train: %s already holds step %d >= train_steps=%d", checkpointer.directory, latest, train_steps)
             return TrainResult(step=latest, checkpoint=checkpointer.step_path(latest), metrics=summary.get("metrics", {}))
         logging.info("train: resuming from %s", checkpointer.step_path(latest))
-        state, position, _ = checkpointer.restore(latest, trainer.abstract_state)
         if position.get("seed", seed) != seed:
-            raise ValueError(
+            raise UserValueError(
                 f"train: {checkpointer.step_path(latest)} was written with seed={position.get('seed')}, this run has "
                 f"seed={seed}; resume with the same seed (or use another MODEL_DIR)"
             )

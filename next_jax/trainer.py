@@ -30,6 +30,7 @@ import optax
 from absl import logging
 
 from next_jax import partitioning, train_state
+from next_jax.errors import UserError
 from next_jax.models import lm as lm_lib
 from next_jax.optimizers import Optimizer
 from next_jax.progress import Progress
@@ -37,7 +38,7 @@ from next_jax.progress import Progress
 BATCH_AXES = ("batch", "length")
 
 
-class NaNLossError(FloatingPointError):
+class NaNLossError(UserError, FloatingPointError):
     """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
 
 

@@ -75,7 +75,10 @@ class HuggingFaceVocabulary(seqio.Vocabulary):
         else:
             directory = nj_io.dirname(path)
         if not nj_io.exists(path) or nj_io.isdir(path):
-            raise FileNotFoundError(f"HuggingFaceVocabulary: no tokenizer file at {path}")
+            from next_jax.errors import UserFileNotFoundError
+
+            raise UserFileNotFoundError(f"HuggingFaceVocabulary: no tokenizer file at {path} (a Hugging Face "
+                                        "checkpoint directory holds config.json, *.safetensors and tokenizer.json)")
         self._path = path
         self._tokenizer = None
         super().__init__(extra_ids=extra_ids)

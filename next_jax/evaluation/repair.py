@@ -206,7 +206,8 @@ class RepairEvaluator:
     ``evaluate`` calls ``evaluator(params, step)`` for each checkpoint it scores; this one samples
     from that checkpoint (``MODEL_DIR/checkpoints/STEP``, or ``checkpoint`` when one is given)
     and returns pass@k with and without traces, greedy pass@1 and proxy pass@k as flat scalars,
-    also written to TensorBoard under ``MODEL_DIR/eval``. Bind it in gin::
+    also written to TensorBoard beside ``evaluate``'s own (``MODEL_DIR/eval_checkpoints``, tags
+    ``repair/<tasks file name>/...``). Bind it in gin::
 
         evaluate.evaluate.evaluators = [@repair.RepairEvaluator()]
         repair.RepairEvaluator:
@@ -243,9 +244,12 @@ class RepairEvaluator:
             execution=self.execution, partitioner=self.partitioner)
         values = flat_metrics(result)
         if self.write_summaries and multihost.is_chief():
+            from next_jax.evaluate import tensorboard_run
             from next_jax.train import metric_writer
 
-            writer = metric_writer(self.model_dir, "eval")
-            writer.write_scalars(int(step), values)
+            # The standalone evaluation's TensorBoard run, tags naming the tasks scored.
+            writer = metric_writer(self.model_dir, tensorboard_run(self.checkpoint))
+            data = io.basename(self.tasks_file)
+            writer.write_scalars(int(step), {f"repair/{data}/{k}": v for k, v in values.items()})
             writer.close()
         return values

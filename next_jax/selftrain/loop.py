@@ -27,6 +27,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Union
 from absl import logging
 
 from next_jax import io
+from next_jax.errors import UserFileNotFoundError, UserValueError
 from next_jax.data.records import Sample, Verdict, read_all, read_records, read_tasks, write_records
 from next_jax.evaluation import formats as formats_lib
 from next_jax.evaluation.repair import EvalSettings, evaluate_model, headline
@@ -122,13 +123,13 @@ def run_next(
     """Runs (or resumes) Algorithm 1; returns the per-iteration metrics (see ``next_jax.selftrain``)."""
     started = time.monotonic()
     if num_iterations < 0:
-        raise ValueError(f"run_next: num_iterations must be >= 0, got {num_iterations}")
+        raise UserValueError(f"run_next: num_iterations must be >= 0, got {num_iterations}")
     if num_iterations and train_file is None:
-        raise ValueError("run_next: num_iterations > 0 needs a train_file")
+        raise UserValueError("run_next: num_iterations > 0 needs a train_file")
     if prompt_variant not in ("trace", "no_trace"):
-        raise ValueError(f"run_next: prompt_variant must be 'trace' or 'no_trace', got {prompt_variant!r}")
+        raise UserValueError(f"run_next: prompt_variant must be 'trace' or 'no_trace', got {prompt_variant!r}")
     if select_by not in evaluation.variants:
-        raise ValueError(f"run_next: select_by={select_by!r} is not among evaluation.variants {evaluation.variants}")
+        raise UserValueError(f"run_next: select_by={select_by!r} is not among evaluation.variants {evaluation.variants}")
     fmt = formats_lib.get_format(answer_format)
     if partitioner is None:
         from next_jax import partitioning
@@ -217,7 +218,7 @@ def _materialize(model_dir: str, name: str, path: Optional[str]) -> Optional[str
     if multihost.is_chief():
         shards = io.glob(path)
         if not shards:
-            raise FileNotFoundError(f"run_next: {name} files {path!r} match nothing")
+            raise UserFileNotFoundError(f"run_next: {name} files {path!r} match nothing")
         text = "".join(io.read_text(shard).rstrip("\n") + "\n" for shard in shards)
         if not io.exists(out) or io.read_text(out) != text:
             io.write_text(out, text)

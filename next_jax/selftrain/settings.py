@@ -13,6 +13,7 @@ import math
 from typing import Any, Optional
 
 from next_jax.evaluation.runs import SamplingSettings
+from next_jax.errors import UserValueError
 
 DEDUP_MODES = ("none", "text", "fix")
 
@@ -32,7 +33,7 @@ class SelectionSettings:
 
     def __post_init__(self):
         if self.threshold is not None and not 0 < self.threshold <= 1:
-            raise ValueError(f"SelectionSettings.threshold must be in (0, 1] or None, got {self.threshold}")
+            raise UserValueError(f"SelectionSettings.threshold must be in (0, 1] or None, got {self.threshold}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,11 +59,11 @@ class BuildSettings:
 
     def __post_init__(self):
         if self.dedup not in DEDUP_MODES:
-            raise ValueError(f"BuildSettings.dedup must be one of {DEDUP_MODES}, got {self.dedup!r}")
+            raise UserValueError(f"BuildSettings.dedup must be one of {DEDUP_MODES}, got {self.dedup!r}")
         if self.tests_field not in ("tests", "eval_tests"):
-            raise ValueError(f"BuildSettings.tests_field must be 'tests' or 'eval_tests', got {self.tests_field!r}")
+            raise UserValueError(f"BuildSettings.tests_field must be 'tests' or 'eval_tests', got {self.tests_field!r}")
         if self.max_per_problem is not None and self.max_per_problem < 1:
-            raise ValueError(f"BuildSettings.max_per_problem must be None or >= 1, got {self.max_per_problem}")
+            raise UserValueError(f"BuildSettings.max_per_problem must be None or >= 1, got {self.max_per_problem}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,11 +99,11 @@ class FinetuneSettings:
 
     def __post_init__(self):
         if self.num_steps is not None and self.num_steps < 1:
-            raise ValueError(f"FinetuneSettings.num_steps must be None or >= 1, got {self.num_steps}")
+            raise UserValueError(f"FinetuneSettings.num_steps must be None or >= 1, got {self.num_steps}")
         if self.num_steps is None and not self.epochs > 0:
-            raise ValueError(f"FinetuneSettings.epochs must be > 0, got {self.epochs}")
+            raise UserValueError(f"FinetuneSettings.epochs must be > 0, got {self.epochs}")
         if self.max_steps is not None and self.max_steps < self.min_steps:
-            raise ValueError(f"FinetuneSettings.max_steps={self.max_steps} < min_steps={self.min_steps}")
+            raise UserValueError(f"FinetuneSettings.max_steps={self.max_steps} < min_steps={self.min_steps}")
 
     def steps_for(self, examples: int) -> int:
         if self.num_steps is not None:

@@ -29,12 +29,13 @@ from typing import Any, Callable, Dict, Mapping, Optional
 from absl import logging
 
 from next_jax import io
+from next_jax.errors import UserValueError
 from next_jax.selftrain import multihost
 
 MANIFEST = "manifest.json"
 
 
-class SettingsChangedError(ValueError):
+class SettingsChangedError(UserValueError):
     """A stage under this MODEL_DIR was started with other settings or inputs."""
 
 
