@@ -1,9 +1,9 @@
 r"""Runs one next_jax job as N CPU processes on this machine: a multi-host run, tested on one host.
 
     python -m next_jax.local_launch --num_processes=2 --devices_per_process=2 -- \
-        --gin_file=gin_configs/experiments/train_tiny_cpu.gin --gin.MODEL_DIR=\"/tmp/train_2x2\"
+        --gin_file=gin_configs/experiments/train_tiny_cpu.gin --gin.MODEL_DIR=\"/tmp/train_2x2\" --gin.TRAIN_STEPS=4
 
-(``launch/tpu_run.sh --local_processes=2 --devices_per_process=2 ...`` runs this.) Every argument
+(``launch/tpu_run.sh --local_processes=2 --devices_per_process=2`` runs this.) Every argument
 after ``--`` goes to each ``python -m next_jax.main``, which is also given
 ``--coordinator_address=127.0.0.1:PORT --num_processes=N --process_id=I`` (a free port on the
 loopback interface). Each process sees its own ``devices_per_process`` fake CPU devices

@@ -233,7 +233,6 @@ def test_training_in_two_processes_matches_one_and_checkpoints_cross_process_cou
         _resume_copy(saved_by, resumed, keep_step=3)
         _job(_train_args(resumed), processes=resumed_in)
         assert _losses(resumed / "train") == reference[3:], saved_by.name
-        _assert_states(_state(resumed / "checkpoints" / "3"), _state(saved_by / "checkpoints" / "3"), exact=True)
         _assert_states(_state(resumed / "checkpoints" / "6"), _state(saved_by / "checkpoints" / "6"), exact=False)
         with open(resumed / "checkpoints" / "6" / "input" / "metadata") as f:
             assert json.load(f)["batches"] == 6

@@ -1,9 +1,8 @@
 r"""Dress rehearsal at real shapes: one whole NExT iteration of the real experiment file, tiny counts.
 
-    python -m next_jax.benchmarks.rehearsal --mbpp=../shared/data/mbpp/mbpp.jsonl \
-        --mbppplus=../shared/data/evalplus/MbppPlus-prerelease-767efcc.jsonl.gz
+    python -m next_jax.benchmarks.rehearsal [--mbpp=mbpp.jsonl] [--mbppplus=MbppPlus.jsonl.gz] [--work_dir=DIR]
 
-It runs ``gin_configs/experiments/qwen2_5_coder_1_5b_mbpp_r.gin`` (the MBPP-R experiment: bfloat16
+(``--mbpp`` and ``--mbppplus`` default to the files in ``../shared/data``.) It runs ``gin_configs/experiments/qwen2_5_coder_1_5b_mbpp_r.gin`` (the MBPP-R experiment: bfloat16
 compute, 2,048-token prompts, 512 new tokens, its remat and attention settings) with the model
 file of ``--model`` (default Qwen2.5-Coder 0.5B) and random weights, on real MBPP-R tasks built
 from the MBPP files by ``next_jax.data.build`` (the first ``--problems`` problems), with a
@@ -14,8 +13,8 @@ answers never pass.
 
 While the loop runs, the process's resident memory is sampled (``--sample_s``) and the peak of each
 stage (select, sample, check, build, finetune, eval) is recorded; the README's formulas for the
-same model and settings are printed beside it. Prints one JSON line: per stage wall seconds and
-peak RSS (GB), the formula estimates, the dev pass@1 (of a random model: 0) and the total time.
+same model and settings are printed beside it. Prints one JSON line: the RSS before the loop
+(interpreter, JAX, TensorFlow), per stage wall seconds and peak RSS (GB), the formula estimates, the dev pass@1 (of a random model: 0) and the total time.
 """
 
 from __future__ import annotations
@@ -201,6 +200,7 @@ def _rehearse(opts, work: str, repo: str) -> dict:
     ] + list(opts.overrides)
 
     memory = PeakMemory(opts.sample_s)
+    baseline = memory.mark()  # the interpreter, JAX, TensorFlow and the data, before any stage
     per_stage: Dict[str, dict] = {}
     run_stage = stages.StageRunner.run
 
@@ -226,7 +226,8 @@ def _rehearse(opts, work: str, repo: str) -> dict:
     config = _model_config()
     estimate = formula_gb(config, rows=opts.batch_size, prompt=opts.inputs_length, answer=opts.targets_length,
                           sampling_rows=2 * max(opts.train_tasks, opts.dev_tasks))
-    return {"model": os.path.basename(opts.model), "params": estimate["params"], "stages": per_stage,
+    return {"model": os.path.basename(opts.model), "params": estimate["params"],
+            "baseline_rss_gb": round(baseline / GB, 2), "stages": per_stage,
             "formula_train_gb": estimate["train_gb"], "formula_sampling_gb": estimate["sampling_gb"],
             "dev_pass_at_1": _pass_at_1(result), "tasks": {"train": len(train), "dev": len(dev)}, **timings}
 
