@@ -16,8 +16,12 @@ The operative config (only the values the run used) is written to ``MODEL_DIR/co
 entry function returns; the full parsed config is written there first, so a crashed run still
 leaves a record of what it was asked to do.
 
-``--multihost`` (set by ``launch/tpu_run.sh --tpu=...``) calls ``jax.distributed.initialize()``
-before anything touches a device, which every multi-host JAX program must do.
+A multi-process job (a TPU pod, several GPU hosts, or ``launch/tpu_run.sh --local_processes=N`` on
+one machine) joins before anything touches a device: ``--coordinator_address=HOST:PORT
+--num_processes=N --process_id=I`` (``--local_device_ids`` where one host runs several processes),
+or ``--multihost`` to let JAX detect them (TPU pods, SLURM; ``launch/tpu_run.sh --tpu=...`` sets
+it). ``--initialization_timeout``, ``--heartbeat_timeout`` and ``--collective_timeout`` bound every
+wait on the other processes (``next_jax/distributed.py``), so one process stopping stops the job.
 """
 
 from __future__ import annotations
@@ -315,26 +319,28 @@ def write_config(model_dir: str, text: str) -> str:
     return path
 
 
-def run(run_mode, gin_files, gin_bindings, search_paths, multihost: bool = False):
+def run(run_mode, gin_files, gin_bindings, search_paths, cluster=None):
     """Parses the configuration, calls the entry function, records the operative config.
 
     ``run_mode`` may be None: experiment files name their own with ``RUN_MODE = 'infer'``, so
-    ``launch/tpu_run.sh --gin_file=EXPERIMENT.gin`` is a whole command.
+    ``launch/tpu_run.sh --gin_file=EXPERIMENT.gin`` is a whole command. ``cluster`` (a
+    ``distributed.DistributedSettings``) makes this process one of a multi-process job.
     """
     import gin
 
-    from next_jax import run_lease
+    from next_jax import distributed, run_lease
     from next_jax.models import import_checks
 
-    if multihost:
-        import jax
-
-        jax.distributed.initialize()
+    cluster = cluster or distributed.DistributedSettings()
+    try:
+        distributed.initialize(cluster)
+    except distributed.DistributedConfigError as e:
+        raise ConfigError(str(e)) from None
     entry = parse_gin(gin_files, gin_bindings, search_paths, run_mode)
     configured = gin.get_configurable(entry)
     model_dir = model_dir_from_gin()
     is_chief = True
-    if multihost:
+    if cluster.enabled:
         import jax
 
         is_chief = jax.process_index() == 0
@@ -346,7 +352,7 @@ def run(run_mode, gin_files, gin_bindings, search_paths, multihost: bool = False
             lease = run_lease.acquire(model_dir, what="MODEL_DIR")
         except UserError as e:
             refused = e
-    if multihost:  # the other processes stop with process 0 instead of waiting for it in a collective
+    if cluster.enabled:  # the other processes stop with process 0 instead of waiting for it in a collective
         from next_jax.selftrain import multihost as multihost_lib
 
         message = multihost_lib.broadcast_json(str(refused) if refused is not None else None)
@@ -357,7 +363,8 @@ def run(run_mode, gin_files, gin_bindings, search_paths, multihost: bool = False
     try:
         if model_dir and is_chief:
             write_config(model_dir, gin.config_str())
-        with import_checks.accepting(_macro_value("ACCEPT_IMPORT_MISMATCH") or ()):
+        with distributed.stop_job_on_failure(cluster, passthrough=(UserError,)), \
+                import_checks.accepting(_macro_value("ACCEPT_IMPORT_MISMATCH") or ()):
             try:
                 result = configured()
             except TypeError as e:
@@ -404,15 +411,31 @@ def main(argv=None) -> int:
     flags.DEFINE_multi_string("gin_file", [], "Gin config files, parsed in order.")
     flags.DEFINE_multi_string("gin_bindings", [], "Individual gin bindings, applied after the files.")
     flags.DEFINE_list("gin_search_paths", [], "Directories searched for gin files and includes.")
-    flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() first (TPU pods, multi-host GPU).")
+    from next_jax import distributed
+
+    distributed.define_flags(flags)
+    flags.DEFINE_bool("check_config", False, "Only parse and bind the gin files and overrides (exit 0, or 2 "
+                      "naming the bad binding), then exit; launch/tpu_run.sh --dry_run runs this.")
     FLAGS = flags.FLAGS
 
     def _main(_):
         try:
-            run(FLAGS.run_mode, FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.gin_search_paths, FLAGS.multihost)
+            try:
+                cluster = distributed.settings_from_flags(FLAGS)
+                cluster.validate()
+            except distributed.DistributedConfigError as e:
+                raise ConfigError(str(e)) from None
+            if FLAGS.check_config:
+                parse_gin(FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.gin_search_paths, FLAGS.run_mode)
+                print("next_jax: the gin files and bindings parse and bind")
+                return
+            run(FLAGS.run_mode, FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.gin_search_paths, cluster)
         except UserError as e:  # wherever it was found, before or after start-up
             print(f"next_jax: {user_message(e)}", file=sys.stderr)
             sys.exit(2)
+        except distributed.JoinError as e:
+            print(f"next_jax: {e}", file=sys.stderr)
+            sys.exit(1)
 
     raw = sys.argv if argv is None else argv
     try:

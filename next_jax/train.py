@@ -354,8 +354,12 @@ def _run(lm, trainer, checkpointer, *, task_name, task_feature_lengths, batch_si
     trainer.partitioner.log_param_table(state.params, trainer.params_logical,
                                         io.join(model_dir, "param_table.txt") if jax.process_index() == 0 else None)
 
-    dataset = get_dataset(task_name, task_feature_lengths, split=split, batch_size=local_rows, shuffle=shuffle,
-                          seed=seed, pack=pack, repeat=True, shard_info=shard_info)
+    # Every process reads the whole stream of global batches and keeps its own rows, so the batches,
+    # and the input position a checkpoint records, are the same whatever the number of processes: a
+    # run saved by N processes resumes on M with exactly the batches it would have seen.
+    dataset = get_dataset(task_name, task_feature_lengths, split=split, batch_size=batch_size, shuffle=shuffle,
+                          seed=seed, pack=pack, repeat=True)
+    rows = slice(shard_info.index * local_rows, (shard_info.index + 1) * local_rows)
     consumed = int(position.get("batches", 0))
     iterator = dataset.skip(consumed).prefetch(2).as_numpy_iterator()
     counter = {"batches": consumed}
@@ -364,7 +368,7 @@ def _run(lm, trainer, checkpointer, *, task_name, task_feature_lengths, batch_si
         while True:
             batch = next(iterator)
             counter["batches"] += 1
-            yield batch
+            yield {name: rows_of[rows] for name, rows_of in batch.items()}
 
     writer = metric_writer(model_dir, "train")
     text = _gin_config_text()
