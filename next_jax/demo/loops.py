@@ -64,7 +64,7 @@ class LoopConfig:
     """
 
     num_accumulators: int = 4
-    min_len: int = 3
+    min_len: int = 2
     max_len: int = 3
     num_eval_tests: int = 3
 
@@ -100,10 +100,10 @@ class _Program:
         return [values[-1] for values in self.history(xs)]
 
     def code(self, returned: str) -> str:
-        body = [f"def f(xs):", f"    {', '.join(self.names)} = {', '.join(map(str, self.inits))}",
-                "    for x in xs:"]
-        body += [f"        {n} = {e}" for n, e in zip(self.names, self.updates)]
-        body.append(f"    return {returned}")
+        # Two-space indentation: every character of the prompt costs the byte-level model.
+        body = [f"def f(xs):", f"  {', '.join(self.names)} = {', '.join(map(str, self.inits))}", "  for x in xs:"]
+        body += [f"    {n} = {e}" for n, e in zip(self.names, self.updates)]
+        body.append(f"  return {returned}")
         return "\n".join(body) + "\n"
 
 

@@ -61,7 +61,7 @@ class DataConfig:
     """Tasks per split for each seed (disjoint programs across splits), how they are drawn, and
     how many fresh tasks fit the guessing baselines."""
 
-    num_seed: int = 24
+    num_seed: int = 32
     num_train: int = 400
     num_val: int = 100
     num_test: int = 200
@@ -73,7 +73,7 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class BootstrapConfig:
-    steps: int = 150
+    steps: int = 200
     train: TrainSettings = TrainSettings(learning_rate=3e-3, warmup_steps=20, batch_size=16)
 
 
@@ -89,8 +89,8 @@ class NextConfig:
     num_iterations: int = 2
     num_samples: int = 4
     temperature: float = 1.0
-    finetune_steps: int = 100
-    finetune: TrainSettings = TrainSettings(learning_rate=1e-3, warmup_steps=10, batch_size=16)
+    finetune_steps: int = 150
+    finetune: TrainSettings = TrainSettings(learning_rate=2e-3, warmup_steps=10, batch_size=16)
     filter: str = "fix"
     build: BuildSettings = BuildSettings(dedup="text", max_per_problem=1, include_seed=True,
                                          tests_field="eval_tests")
@@ -121,7 +121,7 @@ class DemoConfig:
     seeds: Tuple[int, ...] = (0, 1, 2)
     data: DataConfig = DataConfig()
     model: ModelConfig = TINY_MODEL
-    prompt_width: int = 480
+    prompt_width: int = 464
     answer_width: int = 24
     sample_batch: int = 100
     bootstrap: BootstrapConfig = BootstrapConfig()
@@ -376,6 +376,22 @@ def run_seed(seed: int, config: DemoConfig, engine: Engine, checker, pool, clock
     return row
 
 
+def _seed_figures(row: Mapping[str, Any]) -> dict:
+    """One seed's test pass rates per arm (the per-seed progress file)."""
+    rate = lambda e: round(float(np.mean(e["test"]["passed"])), 4)  # noqa: E731
+    out = {"seed": row["seed"], "best_iteration": row["best_iteration"],
+           "next_trace": [rate(e) for e in row["trace"]["evals"]], "ablation": rate(row["ablation"])}
+    if "control" in row:
+        out["control"] = [rate(e) for e in row["control"]]
+    if "no_trace" in row:
+        out["next_no_trace"] = [rate(e) for e in row["no_trace"]["evals"]]
+    if "upper_bound" in row:
+        out["upper_bound"] = rate(row["upper_bound"])
+    if "counterfactual" in row:
+        out["counterfactual_follows_edit"] = round(float(np.mean(row["counterfactual"]["follows"])), 4)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Statistics.
 
@@ -504,6 +520,9 @@ def run_demo(*, config: DemoConfig = DemoConfig()) -> dict:
                                                                       tests_field="eval_tests")) as checker:
         for seed in config.seeds:
             rows.append(run_seed(seed, config, engine, checker, pool, clock))
+            # Each seed's figures as soon as they exist (a long run can be read before it ends).
+            io.write_text(io.join(config.model_dir, f"seed_{seed}.json"),
+                          json.dumps(_seed_figures(rows[-1]), sort_keys=True) + "\n")
             logging.info("demo seed %d done at %.0f s", seed, time.monotonic() - clock.started)
     wall = time.monotonic() - clock.started
     summary = summarize(rows, config)
