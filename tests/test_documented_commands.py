@@ -77,6 +77,11 @@ TINY_GIN_FIELDS: Dict[str, str] = {
        for scope in ("", "select/", "sample/", "eval/")
        for field, value in (("num_samples", "1"), ("max_new_tokens", "4"), ("batch_size", "4"))},
     "runs.ExecutionSettings.workers": "1",
+    # The CPU demo's DemoConfig parts.
+    "run.DataConfig.num_seed": "4", "run.DataConfig.num_train": "4", "run.DataConfig.num_val": "2",
+    "run.DataConfig.num_test": "4", "run.DataConfig.num_baseline": "20", "run.DataConfig.workers": "1",
+    "run.BootstrapConfig.steps": "1", "run.NextConfig.num_iterations": "1", "run.NextConfig.num_samples": "1",
+    "run.NextConfig.finetune_steps": "1", "run.DemoConfig.sample_batch": "4",
 }
 
 
