@@ -170,3 +170,16 @@ def test_asserts_loops_helpers_and_pure_modules_are_stateless():
             "    assert len(seen) == 6 and (x := sum(map(len, seen))) == 18\n\n\n"
             "check(sort_list)\n")
     assert stateless([test, "", "from typing import List\n\n\ndef helper(x: int):\n    return x\n"])
+
+
+def test_a_tasks_tests_that_change_module_state_do_not_reach_its_next_sample():
+    # Expected value computed before the test changes the context: every run must compute it
+    # in the default context, the second sample of the task as much as the first.
+    tasks = {"third": _task("third", "third", "import decimal\n"
+                            "expected = decimal.Decimal(1) / decimal.Decimal(3)\n"
+                            "decimal.getcontext().prec = 6\nassert third() == expected\n")}
+    fix = "from decimal import Decimal\n\n\ndef third():\n    return Decimal(1) / Decimal(3)\n"
+    with Checker(workers=1, options=CheckOptions(test_timeout_s=5.0)) as checker:
+        verdicts = [v.status for v in checker.check(
+            tasks, [_sample("third", f"s{i}", fix) for i in range(3)])]
+    assert verdicts == ["pass", "pass", "pass"]

@@ -255,9 +255,9 @@ class Checker:
                                "trusted": list(plan.trusted), "setup": list(plan.setup),
                                "timeout": self.options.test_timeout_s,
                                "modules": list(self.modules)}
-                    # A task's runs may share a judge, and so may tasks whose judge-side code
-                    # provably changes nothing of the judge; other tasks' runs never do.
-                    group = _STATELESS_GROUP if plan.stateless else f"task:{sample.task_id}"
+                    # Runs of tasks whose judge-side code provably changes nothing of the
+                    # judge share one; every other run gets a judge that held nothing.
+                    group = _STATELESS_GROUP if plan.stateless else None
                     yield payload, self.limits_for(plan), group
 
         results = self.pool.map_each(JUDGE_TARGET, jobs(), partner=CANDIDATE_TARGET)
