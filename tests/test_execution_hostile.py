@@ -64,8 +64,10 @@ def test_corpus_is_big_enough_and_covers_pass_cases():
 
 def test_every_program_gets_its_declared_verdict(corpus_verdicts):
     programs, verdicts, _ = corpus_verdicts
+    # "a|b": either verdict (an attack whose speed decides which limit stops it first)
     wrong = [f"{name}: expected {h['expect']}, got {v.status} ({v.detail[:300]})"
-             for (name, h, _), v in zip(programs, verdicts) if v.status != h["expect"]]
+             for (name, h, _), v in zip(programs, verdicts)
+             if v.status not in h["expect"].split("|")]
     assert not wrong, "\n".join(wrong)
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from next_jax.data.records import RepairTask, Sample
 from next_jax.execution import isolation
+from next_jax.execution.stateless import stateless
 from next_jax.execution.checker import Checker, CheckOptions
 from next_jax.execution.sandbox import Limits, SandboxPool
 
@@ -137,3 +138,48 @@ def test_direct_page_cache_probes_are_refused(pool):
     assert r.status == "ok", r.detail
     assert r.value == {"mincore": "ENOSYS", "preadv2_nowait": "ENOTSUP", "cachestat": "ENOSYS",
                        "fadvise": "ok", "read": 16, "pagemap": "PermissionError"}
+
+
+@pytest.mark.parametrize("source", [
+    "import decimal\ndecimal.getcontext().prec = 6\n",
+    "from decimal import getcontext\ngetcontext().prec = 6\n",
+    "import random\nrandom.seed(1)\n",
+    "import math\nm = math\nassert m.pi\n",
+    "import sys\nsys.setrecursionlimit(100)\n",
+    "def f():\n    global x\n    x = 1\n",
+    "d = {}\nd['a'] = 1\n",
+    "from math import *\n",
+    "class A:\n    pass\n",
+    "setattr(len, 'x', 1)\n",
+    "type(1).x = 2\n",
+    "f.__globals__.clear()\n",
+    "exec('import os')\n",
+    "with open('x') as f:\n    pass\n",
+    "import math as m\nm.pi = 3\n",
+    "@cache\ndef f():\n    pass\n",
+])
+def test_code_that_can_change_the_judge_is_not_stateless(source):
+    assert not stateless([source])
+
+
+def test_asserts_loops_helpers_and_pure_modules_are_stateless():
+    test = ("import math\nfrom itertools import permutations\n\n\ndef check(candidate):\n"
+            "    seen = []\n    for p in permutations([1, 2, 3]):\n        seen.append(p)\n"
+            "        assert candidate(list(p)) == sorted(p), p\n"
+            "    assert abs(candidate([2.0])[0] - math.sqrt(4)) < 1e-9\n"
+            "    assert len(seen) == 6 and (x := sum(map(len, seen))) == 18\n\n\n"
+            "check(sort_list)\n")
+    assert stateless([test, "", "from typing import List\n\n\ndef helper(x: int):\n    return x\n"])
+
+
+def test_a_tasks_tests_that_change_module_state_do_not_reach_its_next_sample():
+    # Expected value computed before the test changes the context: every run must compute it
+    # in the default context, the second sample of the task as much as the first.
+    tasks = {"third": _task("third", "third", "import decimal\n"
+                            "expected = decimal.Decimal(1) / decimal.Decimal(3)\n"
+                            "decimal.getcontext().prec = 6\nassert third() == expected\n")}
+    fix = "from decimal import Decimal\n\n\ndef third():\n    return Decimal(1) / Decimal(3)\n"
+    with Checker(workers=1, options=CheckOptions(test_timeout_s=5.0)) as checker:
+        verdicts = [v.status for v in checker.check(
+            tasks, [_sample("third", f"s{i}", fix) for i in range(3)])]
+    assert verdicts == ["pass", "pass", "pass"]

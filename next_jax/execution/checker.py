@@ -37,6 +37,7 @@ from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 from next_jax.data.records import RepairTask, Sample, Verdict
 from next_jax.execution import judge
 from next_jax.execution.sandbox import DEFAULT_PRELOAD, Limits, SandboxPool, SandboxResult
+from next_jax.execution.stateless import stateless
 from next_jax.execution.worker import CANDIDATE_TARGET, JUDGE_TARGET
 
 DETAIL_CHARS = 1000
@@ -73,6 +74,10 @@ class _Plan:
     trusted: Tuple[bytes, ...] = ()  # the judge's: the task's trusted program, when tests need it
     setup: Tuple[bytes, ...] = ()  # the judge's: the setup code, whose values the tests read
     broken: str = ""  # why the task itself cannot be checked (tests or setup do not parse)
+    stateless: bool = False  # its judge-side code cannot change the judge (``stateless``)
+
+
+_STATELESS_GROUP = "stateless tasks"
 
 
 def _compile(source, name: str) -> bytes:
@@ -165,6 +170,7 @@ def build_plan(task: RepairTask, options: CheckOptions) -> _Plan:
     # and only the first program that defines a name provides it: they run last choice first.
     wanted = read - {task.entry_point}
     trusted = []
+    judge_side = list(sources) + [task.setup_code]  # all the code the judge runs
     for source in trusted_programs(task):
         if not wanted:
             break
@@ -175,8 +181,10 @@ def build_plan(task: RepairTask, options: CheckOptions) -> _Plan:
             continue  # a description in prose; a program that does not compile provides nothing
         if code is not None:
             trusted.append(code)
+            judge_side.append(source)
             wanted -= defined
     plan.trusted = tuple(reversed(trusted))
+    plan.stateless = stateless(judge_side)
     return plan
 
 
@@ -247,8 +255,10 @@ class Checker:
                                "trusted": list(plan.trusted), "setup": list(plan.setup),
                                "timeout": self.options.test_timeout_s,
                                "modules": list(self.modules)}
-                    # A task's runs may share a judge; different tasks' runs never do.
-                    yield payload, self.limits_for(plan), sample.task_id
+                    # Runs of tasks whose judge-side code provably changes nothing of the
+                    # judge share one; every other run gets a judge that held nothing.
+                    group = _STATELESS_GROUP if plan.stateless else None
+                    yield payload, self.limits_for(plan), group
 
         results = self.pool.map_each(JUDGE_TARGET, jobs(), partner=CANDIDATE_TARGET)
         while True:

@@ -20,6 +20,7 @@ capped, channel frames are decoded as plain data only. The worker never runs can
 
 from __future__ import annotations
 
+import collections
 import gc
 import importlib
 import io
@@ -40,6 +41,7 @@ _EXIT_GRACE_S = 2.0
 _CPU_POLL_S = 0.1
 _ZYGOTE_TIMEOUT_S = 30.0
 _KEYS_GONE_TIMEOUT_S = 5.0
+_KEPT_JUDGES = 2  # e.g. the stateless tasks' judge and the last task's with a judge of its own
 JUDGE_UID_OFFSET = 1  # a judge runs as the candidate's uid + 1: it cannot signal or trace it
 
 
@@ -83,7 +85,8 @@ class SandboxWorker:
         self.oom_mark = self.group.oom_kills() if self.group else 0
         self.spare: Optional[_Spare] = None  # a candidate forked ahead for the next judged run
         self.spare_judge: Optional[_Judge] = None  # a judge forked ahead, that has held nothing
-        self.kept: Optional[tuple] = None  # (group, judge) of the last run, for its group's next
+        # group -> the judge of its last run, for its next (the last _KEPT_JUDGES groups)
+        self.kept: "collections.OrderedDict[str, _Judge]" = collections.OrderedDict()
         self.last_judge_key: Optional[tuple] = None
         self.last_key: Optional[tuple] = None
         self.runs = 0  # judged runs so far: the judge tags each result with its number
@@ -235,7 +238,7 @@ class SandboxWorker:
             return self._supervise(pids, pinned, t0, limits, out_r, err_r, res_r, pay_w, pending,
                                    judge, group)
         except BaseException:
-            if judge is not None and judge.pid and not (self.kept and self.kept[1] is judge):
+            if judge is not None and judge.pid and judge not in self.kept.values():
                 self._drop_judge(judge)  # not handed to _supervise, or it failed
             raise
         finally:
@@ -269,10 +272,9 @@ class SandboxWorker:
         serves two groups, so nothing one task's tests change in its modules (``decimal``'s
         context, a module global, the random state) reaches another task's tests."""
         key = (target, tuple(limits[2:5]))
-        kept, self.kept = self.kept, None
-        if kept is not None:
-            kept_group, judge = kept
-            if group is not None and kept_group == group and judge.key == key and not judge.dead():
+        judge = self.kept.pop(group, None) if group is not None else None
+        if judge is not None:
+            if judge.key == key and not judge.dead():
                 return judge
             self._drop_judge(judge)
         spare, self.spare_judge = self.spare_judge, None
@@ -481,8 +483,10 @@ class SandboxWorker:
                 elif killed_for or group is None or not any(
                         kind != channel.KIND_MESSAGE for kind, _ in frames):
                     self._drop_judge(judge)  # killed, or mid-run, or not to be shared
-                else:
-                    self.kept = (group, judge)  # it may judge its group's next run
+                else:  # it may judge its group's next run
+                    self.kept[group] = judge
+                    while len(self.kept) > _KEPT_JUDGES:
+                        self._drop_judge(self.kept.popitem(last=False)[1])
             for pidfd, role in pidfds.items():
                 if judge is not None and role == "main":
                     continue

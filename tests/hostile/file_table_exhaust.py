@@ -1,6 +1,6 @@
 # task: add
-# expect: error
-# threat: exhausting the kernel's file table for the host and later runs: 12 processes each open, map and close a file 60,000 times (a mapping keeps its file open with no descriptor counted by RLIMIT_NOFILE), then answers right; bounded by the run's kernel-memory limit (and at worst by its memory cgroup)
+# expect: error|timeout
+# threat: exhausting the kernel's file table for the host and later runs: 12 processes each open, map and close a file 60,000 times (a mapping keeps its file open with no descriptor counted by RLIMIT_NOFILE), then answers right; bounded by the run's kernel-memory limit (error), or by the per-test timeout on a machine too busy to reach it in time (tests/test_judge_state.py checks the kernel-memory limit with a longer timeout)
 import ctypes
 import os
 import time
