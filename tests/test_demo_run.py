@@ -47,15 +47,14 @@ def test_the_trace_points_at_one_accumulator_and_is_needed():
         finals = dict(zip(meta["names"], meta["finals"]))
         assert finals[meta["answer"]] == meta["want"] != finals[meta["returned"]]
         assert sorted(finals.values()).count(meta["want"]) == 1
-        assert all(0 <= v <= 9 for v in meta["finals"])
-        assert str(meta["want"]) not in [str(v) for v in meta["inits"]]
+        assert all(0 <= v <= 9 for v in meta["finals"]) and 0 not in meta["xs"]
         assert task.tests[0] in task.eval_tests and len(task.eval_tests) == CONFIG.num_eval_tests
     traced = list(trace_tasks(tasks[:5], demo.DEMO_TRACE_CONFIG, sandbox=False))
     for task in traced:
         meta = task.meta
-        shown = re.findall(r"\b([a-z])=(\d)", task.traces[0].traced_code)
-        holders = {name for name, value in shown if name in meta["names"] and int(value) == meta["want"]}
-        assert holders == {meta["answer"]}, task.traces[0].traced_code
+        # The last value the trace shows for each accumulator is its final value.
+        last = dict(re.findall(r"\b([a-z])=(\d)", task.traces[0].traced_code))
+        assert {n for n in meta["names"] if int(last[n]) == meta["want"]} == {meta["answer"]}
         assert f"__return__={meta['got']}" in task.traces[0].traced_code
 
 
@@ -85,9 +84,7 @@ def test_counterfactual_moves_the_expected_value_to_another_accumulator():
         assert target not in (meta["answer"], meta["returned"])
         text = edited.traces[0].traced_code
         shown = re.findall(r"\b([a-z])=(\d)", text)
-        last = {}
-        for name, value in shown:
-            last[name] = int(value)
+        last = {name: int(value) for name, value in shown}
         assert last[target] == meta["want"]
         assert (meta["answer"], str(meta["want"])) not in shown
         assert edited.buggy_code == task.buggy_code and edited.tests == task.tests
@@ -100,7 +97,7 @@ def test_guessing_rules_score_near_chance_on_fresh_tasks():
     chance = 1.0 / (CONFIG.num_accumulators - 1)
     assert scores["chance"] == pytest.approx(chance)
     for name, score in scores.items():
-        assert abs(score - chance) < 0.07, (name, score)
+        assert abs(score - chance) < 0.05, (name, score)
 
 
 def test_paired_standard_error_adds_seed_and_task_variance():

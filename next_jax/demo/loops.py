@@ -1,7 +1,7 @@
 """The demo's repair domain: loops that keep several accumulators and return the wrong one.
 
 A task is a function ``f(xs)`` that walks a short list of digits and keeps ``k`` accumulators, each
-with its own update (sums, products, weighted mixes, all mod 10 so every value is one digit)::
+with its own update (sums, weighted mixes, all mod 10 so every value is one digit)::
 
     def f(xs):
         q, d, m, s = 4, 0, 7, 2
@@ -18,9 +18,11 @@ shows every accumulator's value at every iteration, so the repair is a READ of t
 accumulator whose final traced value equals the expected one. Without the trace, finding it means
 running the loop in one's head; a model that cannot do that is left with chance, 1 / (k - 1)
 (the returned name is excluded by the failing test). The draws are balanced so that nothing
-visible without the trace predicts the answer: the correct accumulator's position is uniform, the
-names are shuffled, every update form is equally likely at every position, and the final values
-of the k accumulators are distinct (one accumulator matches the expected value).
+visible without the trace predicts the answer: the program and the list are drawn first, then the
+right accumulator uniformly among those whose final value no other one ends with (so its position
+is uniform and only the execution tells which it is); names are shuffled, every update form is
+equally likely at every position, every update is a bijection of the accumulator (no step such as
+``v * x`` with ``x = 5`` collapses it to a value the code gives away) and the list has no 0.
 
 Splits are disjoint at the program level: :func:`make_splits` draws every split from one stream
 and drops any program (normalised text: names renamed in order of appearance) seen before.
@@ -41,17 +43,19 @@ from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 from next_jax.data.records import RepairTask
 
 _NAMES = "abcdeghjkmnpqrstuvwyz"
-# Update forms of accumulator v over the element x; {c} is a constant in 2..9.
+# Update forms of accumulator v over the element x; {c} is a constant prime to 10. Each is a
+# bijection of v for every x, so no step collapses the value to something the code alone gives
+# away (as v * x would with x = 5).
 UPDATES = (
     "({v} + x) % 10",
     "({v} + {c} * x) % 10",
     "({v} * {c} + x) % 10",
     "({v} + x * x) % 10",
     "({v} + x + {c}) % 10",
-    "({v} * x + {c}) % 10",
-    "({v} * {c} + x * x) % 10",
     "({c} * x - {v}) % 10",
+    "({v} * {c} + x * x) % 10",
 )
+_CONSTANTS = (3, 7, 9)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +68,7 @@ class LoopConfig:
     """
 
     num_accumulators: int = 4
-    min_len: int = 2
+    min_len: int = 3
     max_len: int = 3
     num_eval_tests: int = 3
 
@@ -112,12 +116,13 @@ def _draw_program(rng: random.Random, config: LoopConfig) -> _Program:
     names = tuple(rng.sample(_NAMES, k))
     inits = tuple(rng.randint(0, 9) for _ in range(k))
     forms = tuple(rng.randrange(len(UPDATES)) for _ in range(k))
-    updates = tuple(UPDATES[f].format(v=n, c=rng.randint(2, 9)) for f, n in zip(forms, names))
+    updates = tuple(UPDATES[f].format(v=n, c=rng.choice(_CONSTANTS)) for f, n in zip(forms, names))
     return _Program(names, inits, updates, forms)
 
 
 def _draw_list(rng: random.Random, config: LoopConfig) -> List[int]:
-    return [rng.randint(0, 9) for _ in range(rng.randint(config.min_len, config.max_len))]
+    # No 0: a product with it gives away its final value without the trace.
+    return [rng.randint(1, 9) for _ in range(rng.randint(config.min_len, config.max_len))]
 
 
 def normalized(code: str) -> str:
@@ -132,15 +137,17 @@ def normalized(code: str) -> str:
 def _try_task(rng: random.Random, config: LoopConfig, task_id: str) -> Optional[RepairTask]:
     program = _draw_program(rng, config)
     k = config.num_accumulators
-    answer, returned = rng.sample(range(k), 2)
     xs = _draw_list(rng, config)
-    history = program.history(xs)
-    finals = [values[-1] for values in history]
-    want = finals[answer]
-    # The trace must point at one accumulator only: no other accumulator ever holds the expected
-    # value, and no initial value (visible without the trace) equals it.
-    if any(want in values for i, values in enumerate(history) if i != answer) or history[answer][0] == want:
+    finals = program.run(xs)
+    # The trace must point at one accumulator: the right one is drawn uniformly among those whose
+    # final value no other accumulator ends with (drawn after the program and the list, so the
+    # code and the test alone say nothing about which one it is).
+    unique = [i for i in range(k) if finals.count(finals[i]) == 1]
+    if not unique:
         return None
+    answer = rng.choice(unique)
+    returned = rng.choice([i for i in range(k) if i != answer])
+    want = finals[answer]
     lists = [xs]
     for _ in range(50):
         if len(lists) == config.num_eval_tests:

@@ -22,7 +22,7 @@ def plot_png(summary: Mapping[str, Any]) -> bytes:
     import matplotlib.pyplot as plt
 
     iters = list(range(len(summary["next_trace"])))
-    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=110)
+    fig, ax = plt.subplots(figsize=(10, 5), dpi=110)
 
     def curve(figures, label, style, xs=None):
         xs = iters if xs is None else xs

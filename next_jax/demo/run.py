@@ -147,6 +147,8 @@ class _Clock:
     def add(self, name: str, since: float) -> float:
         now = time.monotonic()
         self.seconds[name] = self.seconds.get(name, 0.0) + now - since
+        if now - since > 5.0:  # the long steps show as they end (training, sampling, evaluating)
+            logging.info("demo: %s took %.1f s (at %.0f s)", name, now - since, now - self.started)
         return now
 
 
