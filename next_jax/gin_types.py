@@ -103,7 +103,7 @@ def _accepts(allowed: Tuple[type, ...], value) -> bool:
     return isinstance(value, allowed)
 
 
-def _hints(selector: str) -> Optional[Dict[str, object]]:
+def _target(selector: str):
     import gin
 
     try:
@@ -112,6 +112,45 @@ def _hints(selector: str) -> Optional[Dict[str, object]]:
         return None
     while hasattr(target, "__wrapped__"):
         target = target.__wrapped__
+    return target
+
+
+def _bare(name: str) -> str:
+    return name.rsplit("/", 1)[-1]
+
+
+def _reachable(statements, macros: Mapping[str, object], entry) -> set:
+    """The configurables a call of ``entry`` can reach: the entry, and whatever its bindings
+    reference (``@name``), directly or through macros, transitively. Bindings of other run modes'
+    entry functions (e.g. eval.gin's, included by a training experiment) are never called."""
+    by_selector: Dict[str, list] = {}
+    for s in statements:
+        if s.arg_name:
+            by_selector.setdefault(s.selector, []).append(s.value)
+    roots = [sel for sel in by_selector if _target(sel) is entry]
+    seen, todo = set(), list(roots)
+    while todo:
+        selector = todo.pop()
+        if selector in seen:
+            continue
+        seen.add(selector)
+        stack = list(by_selector.get(selector, ()))
+        while stack:
+            value = stack.pop()
+            value, _ = _resolve(value, macros)
+            if isinstance(value, _Ref):
+                todo.append(_bare(value.name))
+            elif isinstance(value, (list, tuple, set)):
+                stack.extend(value)
+            elif isinstance(value, dict):
+                stack.extend(value.values())
+    return seen
+
+
+def _hints(selector: str) -> Optional[Dict[str, object]]:
+    target = _target(selector)
+    if target is None:
+        return None
     try:
         fn = target.__init__ if inspect.isclass(target) else target
         return typing.get_type_hints(fn)
@@ -119,17 +158,19 @@ def _hints(selector: str) -> Optional[Dict[str, object]]:
         return None
 
 
-def check(config_text: str, overrides: Optional[Mapping[str, str]] = None) -> None:
+def check(config_text: str, overrides: Optional[Mapping[str, str]] = None, entry=None) -> None:
     """Raises GinTypeError at the first literal that its parameter's annotation refuses.
 
     ``config_text``: ``gin.config_str()`` of the parsed config; ``overrides``: macro name -> the
-    command-line binding that set it (named in the message, since that is what the user typed).
+    command-line binding that set it (named in the message, since that is what the user typed);
+    ``entry``: the function the run calls; only what it can reach is checked (None: everything).
     """
     overrides = overrides or {}
     statements = list(_statements(config_text))
     macros = _macros(statements)
+    reachable = _reachable(statements, macros, entry) if entry is not None else None
     for s in statements:
-        if not s.arg_name:
+        if not s.arg_name or (reachable is not None and s.selector not in reachable):
             continue
         value, path = _resolve(s.value, macros)
         if isinstance(value, (_Ref, _Macro)) or not isinstance(value, _SIMPLE):

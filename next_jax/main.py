@@ -132,7 +132,7 @@ def parse_gin(gin_files: Sequence[str], gin_bindings: Sequence[str], search_path
     _check_overrides(overrides, defined_by_files, *_macro_use(gin.config_str()))
     from next_jax import gin_types
 
-    gin_types.check(gin.config_str(), overrides)
+    gin_types.check(gin.config_str(), overrides, entry)
     _check_real_model_dir(gin.config_str())
     with _as_config_error():
         gin.finalize()  # reports %gin.REQUIRED values left unbound

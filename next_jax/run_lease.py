@@ -164,9 +164,10 @@ class Lease:
 
 def _command(argv: Optional[Sequence[str]]) -> str:
     argv = list(sys.argv if argv is None else argv)
-    if argv and argv[0].endswith("main.py"):
-        argv[0] = "python -m next_jax.main"
-    return " ".join(shlex.quote(a) for a in argv)
+    words = [shlex.quote(a) for a in argv]
+    if argv and argv[0].endswith(("next_jax/main.py", "next_jax\\main.py")):
+        words[0] = "python -m next_jax.main"  # how it was typed (``-m`` puts the file's path in argv[0])
+    return " ".join(words)
 
 
 def _read(path: str, attempts: int = 20) -> Optional[dict]:

@@ -84,3 +84,25 @@ def test_real_model_directory_without_weights_names_the_repository(tmp_path):
         f"--local-dir {ckpt}); the directory must hold config.json, the weights as *.safetensors (one "
         "model.safetensors, or shards with model.safetensors.index.json) and tokenizer.json")
     assert not (tmp_path / "run").exists()  # stopped before anything was written
+
+
+def test_gin_type_check_covers_only_what_the_run_calls():
+    import gin
+
+    from next_jax import main
+    from next_jax.gin_types import GinTypeError
+
+    experiment = os.path.join(REPO, "gin_configs/experiments/train_tiny_cpu.gin")
+    try:
+        gin.clear_config()
+        main.parse_gin([experiment], ["EVAL_SPLIT = None"], [], "train")  # train takes eval_split=None
+        gin.clear_config()
+        with pytest.raises(GinTypeError, match=r"evaluate.evaluate.split = None through macro EVAL_SPLIT"):
+            main.parse_gin([experiment], ["EVAL_SPLIT = None"], [], "eval")  # evaluate's split is a string
+        gin.clear_config()
+        with pytest.raises(GinTypeError, match=r"models.ModelConfig.hidden_size = 'x': hidden_size takes an int"):
+            main.parse_gin([experiment], ["models.ModelConfig.hidden_size = 'x'"], [], "train")  # via MODEL
+        gin.clear_config()
+        main.parse_gin([experiment], ["LEARNING_RATE = 1", "TRAIN_STEPS = 3"], [], "train")  # an int is a float
+    finally:
+        gin.clear_config()
