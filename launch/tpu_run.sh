@@ -51,9 +51,11 @@ if [[ -n "$tpu" && -z "$zone" ]]; then
   exit 2
 fi
 
-"$here/launch/setup_env.sh"
-cd "$here"
 python="$here/.venv/bin/python"
+if [[ -z "$tpu" || "$dry_run" == 1 ]]; then
+  "$here/launch/setup_env.sh"  # the run here, or the configuration check of a dry run
+fi
+cd "$here"
 
 if [[ "$dry_run" == 1 ]]; then
   # The same parse and bind the run starts with: a typo stops here, not on the pod.
