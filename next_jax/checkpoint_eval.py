@@ -1,7 +1,8 @@
 r"""Evaluation of trained checkpoints: teacher-forced metrics and inference (sampling) metrics.
 
 ``evaluate(...)`` (``--run_mode=eval``) scores one checkpoint, the latest, or every checkpoint of
-a MODEL_DIR and writes TensorBoard event files under ``MODEL_DIR/eval`` at each checkpoint's step::
+a MODEL_DIR and writes TensorBoard event files under ``MODEL_DIR/eval_checkpoints`` at each
+checkpoint's step (``MODEL_DIR/eval`` is the in-training evaluation's; see ``trainer.tensorboard_run``)::
 
     python -m next_jax.main --run_mode=eval \
         --gin_file=gin_configs/experiments/train_tiny_cpu.gin --gin.MODEL_DIR=\"/tmp/train_tiny\"
@@ -32,6 +33,7 @@ from next_jax import io as nj_io
 from next_jax import trainer as trainer_lib
 from next_jax.decoding import SamplingConfig
 from next_jax.evaluation import metrics
+from next_jax.errors import UserFileNotFoundError, UserValueError
 from next_jax.models import lm as lm_lib
 from next_jax.models import weights
 
@@ -53,6 +55,10 @@ class TeacherForced:
         self.task_name, self.task_feature_lengths, self.split = task_name, dict(task_feature_lengths), split
         self.shard_info, self.local_rows = inputs.host_shard(partitioner, batch_size)
         self.max_batches, self.writer, self.prefix = max_batches, writer, prefix
+        self.batch_size = batch_size
+        # TensorBoard tags name the data scored, so evaluations of other data (or by another
+        # evaluator) never share a tag; the returned metrics keep their plain names.
+        self.tag_prefix = f"{task_name}/{split}/"
         self._step = partitioner.jit(lambda params, batch: model.loss_fn(params, batch)[1],
                                      out_shardings=partitioner.replicated)
 
@@ -69,13 +75,18 @@ class TeacherForced:
             sums = self._step(params, self.partitioner.global_batch(batch, axes))
             totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
         if totals is None:
-            raise ValueError(f"eval split {self.split!r} of task {self.task_name!r} is empty")
+            raise UserValueError(f"eval split {self.split!r} of task {self.task_name!r} is empty")
         values = {f"{self.prefix}{k}": float(v) for k, v in lm_lib.summarize(jax.device_get(totals)).items()}
         logging.info("eval at step %d on %s/%s: %s", step, self.task_name, self.split, values)
         if self.writer is not None:
-            self.writer.write_scalars(step, values)
+            self.writer.write_scalars(step, {f"{self.tag_prefix}{k}": v for k, v in values.items()})
             self.writer.flush()
         return values
+
+    def describe(self) -> str:
+        batches = "all" if self.max_batches is None else f"at most {self.max_batches}"
+        return (f"teacher-forced on task {self.task_name}, split {self.split}, {batches} batches of "
+                f"{self.batch_size} rows")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,16 +194,21 @@ class InferenceEvaluator:
 
 
 def checkpoints_to_evaluate(model_dir: str, which: Union[str, int]) -> list:
-    """Step paths of MODEL_DIR to score: 'latest', 'all', or one step number."""
+    """Step paths of MODEL_DIR to score: 'latest', 'all', or one step number.
+
+    For 'latest', every step, newest first: the newest that reads back whole is scored.
+    """
     directory = checkpoints.checkpoint_dir(model_dir)
     steps = sorted(int(n) for n in nj_io.listdir(directory) if n.isdigit()) if nj_io.isdir(directory) else []
     if not steps:
-        raise FileNotFoundError(f"evaluate: {directory} holds no checkpoints; train first or give checkpoint=...")
+        raise UserFileNotFoundError(f"evaluate: {directory} holds no checkpoints; train first (same MODEL_DIR) "
+                                    "or give one checkpoint (EVAL_CHECKPOINT)")
     if which == "latest":
-        steps = steps[-1:]
+        steps = steps[::-1]
     elif which != "all":
         if int(which) not in steps:
-            raise FileNotFoundError(f"evaluate: no checkpoint for step {which} in {directory} (has {steps})")
+            raise UserFileNotFoundError(f"evaluate: no checkpoint for step {which} in {directory} (has {steps}); "
+                                        "set CHECKPOINT_STEPS to one of them, 'latest' or 'all'")
         steps = [int(which)]
     return [(step, nj_io.join(directory, str(step))) for step in steps]
 
@@ -235,20 +251,35 @@ def evaluate(config: CheckpointEvalConfig) -> dict:
     lm = lm_lib.as_lm(model)
     inputs.check_task(task_name, task_feature_lengths, lm.config)
     partitioner = partitioner or partitioning.Partitioner(partitioning.make_mesh())
-    writer = trainer_lib.metric_writer(model_dir, "eval")
+    targets = [(0, checkpoint)] if checkpoint is not None else checkpoints_to_evaluate(model_dir, checkpoint_steps)
+    writer = trainer_lib.metric_writer(model_dir, trainer_lib.tensorboard_run(checkpoint))
     run = [TeacherForced(lm, partitioner, task_name, task_feature_lengths, split=split, batch_size=batch_size,
                          max_batches=eval_batches, writer=writer)]
     if inference is not None:
         run.append(InferenceEvaluator(lm, partitioner, task_name, task_feature_lengths, split=split,
                                       sampler=inference, writer=writer))
     run.extend(evaluators)
-    targets = [(0, checkpoint)] if checkpoint is not None else checkpoints_to_evaluate(model_dir, checkpoint_steps)
     results = {}
-    for step, path in targets:
-        params, _ = weights.load_params(path, lm.config, partitioner)
+    newest_only = checkpoint is None and checkpoint_steps == "latest"
+    first_error = None
+    for index, (step, path) in enumerate(targets):
+        try:
+            params, _ = weights.load_params(path, lm.config, partitioner)
+        except Exception as e:  # a step left partial by a crash mid-save: score the one before
+            if not newest_only or index == len(targets) - 1:
+                raise first_error or e
+            first_error = first_error or e
+            checkpoints.quiet_abandoned_reads()
+            logging.warning("evaluate: checkpoint %s does not read back whole (%s); scoring the step before it; "
+                            "it is left in place", path, checkpoints.short_reason(e))
+            continue
+        writer.write_texts(step, {"scored": f"checkpoint {nj_io.absolute(path)}; " + "; ".join(
+            e.describe() if hasattr(e, "describe") else type(e).__name__ for e in run)})
         metrics = {}
         for evaluator in run:
             metrics.update(evaluator(params, step))
         results[step] = metrics
+        if newest_only:
+            break
     writer.close()
     return results

@@ -13,6 +13,13 @@ Saves are asynchronous (training continues while the arrays are written), at mos
 kept, and a preemption (orbax's multi-host notice, or SIGTERM to this process) is answered with a
 save at the next step. ``restore_params`` reads only the parameters, from a run directory, a step
 directory or a bare pytree checkpoint, for sampling, evaluation or fine-tuning from a checkpoint.
+
+A crash or preemption in the middle of a save can leave the newest step incomplete (truncated or
+empty array files, missing metadata). Resuming (:meth:`Checkpointer.restore_latest`) and reading a
+run's parameters (:func:`restore_params` on a run directory) therefore take the newest step that
+reads back whole, with a warning that names each step skipped and why; a skipped step is never
+deleted (training that will save that step again first moves it aside, to
+``<step>.unreadable-<time>``).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from typing import Any, Optional, Tuple
 from absl import logging
 
 from next_jax import io as nj_io
+from next_jax.errors import UserFileNotFoundError, UserValueError, one_line
 from next_jax.models import stacking
 
 STATE, INPUT, SUMMARY = "state", "input", "summary"
@@ -161,6 +169,54 @@ class Checkpointer:
         state = stacking.restore_in_any_layout(saved, abstract_state, restore)
         return state, dict(out[INPUT]), dict(out[SUMMARY] or {})
 
+    def restore_latest(self, abstract_state, *, set_aside: bool = False) -> Optional[Tuple[int, Any, dict, dict]]:
+        """(step, state, input position, summary) of the newest step that reads back whole; None
+        when there is no checkpoint.
+
+        Each newer step that fails to restore is skipped with a warning naming it and the reason.
+        ``set_aside`` (a run that will train past the restored step and save those steps again):
+        skipped steps are moved to ``<step>.unreadable-<UTC time>`` beside the others, never deleted,
+        so the new saves do not collide with them. If no step restores, the newest step's error is
+        raised: every step failing means a mismatch (another model), not a crash mid-save.
+        """
+        steps = sorted(self.all_steps(), reverse=True)
+        skipped, first_error = [], None
+        for step in steps:
+            try:
+                state, position, summary = self.restore(step, abstract_state)
+            except Exception as e:  # orbax/TensorStore raise ValueError, KeyError, JSONDecodeError, ...
+                quiet_abandoned_reads()
+                first_error = first_error or e
+                skipped.append(step)
+                continue
+            for bad in skipped:
+                self._report_unreadable(bad, step, first_error if bad == steps[0] else None, set_aside)
+            if skipped and set_aside:
+                self._manager.reload()
+            self.last_saved = step
+            return step, state, position, summary
+        if first_error is not None:
+            raise first_error
+        return None
+
+    def _report_unreadable(self, step: int, restored: int, error: Optional[BaseException], set_aside: bool):
+        import jax
+
+        path = self.step_path(step)
+        reason = short_reason(error) if error is not None else "it does not restore either"
+        kept = f"{path} is left in place"
+        if set_aside:
+            aside = f"{path}.unreadable-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+            if jax.process_index() == 0:
+                nj_io.rename(path, aside)
+            if jax.process_count() > 1:
+                from jax.experimental import multihost_utils
+
+                multihost_utils.sync_global_devices(f"checkpoint_set_aside_{step}")
+            kept = f"moved to {aside}, not deleted"
+        logging.warning("checkpoint step %d does not read back whole (%s); resuming from step %d instead; %s",
+                        step, reason, restored, kept)
+
     def read_summary(self, step: int) -> dict:
         restored = self._manager.restore(int(step), args=self._ocp.args.Composite(**{SUMMARY: self._ocp.args.JsonRestore()}))
         return dict(restored[SUMMARY] or {})
@@ -184,6 +240,18 @@ def _is_step_name(name: str) -> bool:
     return name.isdigit()
 
 
+def step_dirs(path: str) -> list:
+    """The step directories under ``path``, newest first, if it is a run's MODEL_DIR or its
+    ``checkpoints/`` root; ``[]`` for a step directory or a bare pytree checkpoint."""
+    if not nj_io.isdir(path):
+        return []
+    names = nj_io.listdir(path)
+    if SUBDIR in names and not any(_is_step_name(n) for n in names):
+        return step_dirs(nj_io.join(path, SUBDIR))
+    steps = sorted((int(n) for n in names if _is_step_name(n) and nj_io.isdir(nj_io.join(path, n))), reverse=True)
+    return [nj_io.join(path, str(step)) for step in steps]
+
+
 def params_item_dir(path: str) -> str:
     """The pytree directory holding parameters under ``path``.
 
@@ -191,18 +259,15 @@ def params_item_dir(path: str) -> str:
     directory, or a bare pytree checkpoint (e.g. ``StandardCheckpointer().save(path, params)``).
     """
     if not nj_io.isdir(path):
-        raise FileNotFoundError(f"checkpoint {path!r} is not a directory")
-    names = nj_io.listdir(path)
-    if SUBDIR in names and not any(_is_step_name(n) for n in names):
-        return params_item_dir(nj_io.join(path, SUBDIR))
-    steps = [n for n in names if _is_step_name(n) and nj_io.isdir(nj_io.join(path, n))]
+        raise UserFileNotFoundError(f"checkpoint {path!r} is not a directory")
+    steps = step_dirs(path)
     if steps:
-        path = nj_io.join(path, max(steps, key=int))
-        names = nj_io.listdir(path)
+        path = steps[0]
+    names = nj_io.listdir(path)
     if STATE in names and nj_io.isdir(nj_io.join(path, STATE)):
         path = nj_io.join(path, STATE)
     if not nj_io.exists(nj_io.join(path, "_METADATA")):
-        raise ValueError(
+        raise UserValueError(
             f"{path}: neither a Hugging Face checkpoint (config.json + *.safetensors) nor an orbax pytree "
             f"checkpoint (no {nj_io.join(path, '_METADATA')}); give a training MODEL_DIR, one of its step "
             "directories, or a pytree checkpoint"
@@ -210,11 +275,52 @@ def params_item_dir(path: str) -> str:
     return path
 
 
+def quiet_abandoned_reads() -> None:
+    """After a restore failed, keeps the reads it left in flight from printing tracebacks.
+
+    When one array of a step fails to read, orbax stops waiting and closes its event loop while
+    TensorStore still completes the step's other reads; each completion then finds the loop
+    closed (``RuntimeError: Event loop is closed``, raised in a TensorStore thread) or leaves a
+    failed task nobody awaits (``Task exception was never retrieved``), dozens of tracebacks after
+    the one-line warning that already said which step was skipped and why. Only those two are
+    dropped, and only once a restore has failed; everything else is still reported.
+    """
+    import logging as std_logging
+    import sys
+
+    previous = sys.unraisablehook
+    if not getattr(previous, "next_jax_abandoned_reads", False):
+        def hook(unraisable):
+            error = unraisable.exc_value
+            if isinstance(error, RuntimeError) and str(error) == "Event loop is closed" and unraisable.object is None:
+                return
+            previous(unraisable)
+
+        hook.next_jax_abandoned_reads = True
+        sys.unraisablehook = hook
+    asyncio_logger = std_logging.getLogger("asyncio")
+    if _drop_unretrieved_task not in asyncio_logger.filters:
+        asyncio_logger.addFilter(_drop_unretrieved_task)
+
+
+def _drop_unretrieved_task(record) -> bool:
+    return not str(record.msg).startswith("Task exception was never retrieved")
+
+
+def short_reason(error: BaseException, limit: int = 300) -> str:
+    """An orbax/TensorStore error as one short line (their messages embed whole specs)."""
+    text = f"{type(error).__name__}: {one_line(error)}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def saved_tree(directory: str):
     """The structure of the pytree saved in ``directory`` (metadata per leaf, no array read)."""
     import orbax.checkpoint as ocp
+    from etils import epath
 
-    metadata = ocp.PyTreeCheckpointer().metadata(directory)
+    # The item handler, not a Checkpointer: an item directory (``<step>/state``) has no step-level
+    # _CHECKPOINT_METADATA, which a Checkpointer looks for and warns about on every restore.
+    metadata = ocp.PyTreeCheckpointHandler().metadata(epath.Path(directory))
     tree = getattr(metadata, "item_metadata", metadata)
     return getattr(tree, "tree", tree)
 
@@ -223,8 +329,29 @@ def restore_params(path: str, abstract_params):
     """Restores only the parameters under ``path`` into ``abstract_params``' shapes and shardings.
 
     The saved tree is either the parameters themselves or a larger state with a top-level
-    ``params`` entry (a TrainState); optimizer moments are never read.
+    ``params`` entry (a TrainState); optimizer moments are never read. For a run directory, the
+    newest step that reads back whole (skipped ones are named in a warning, and kept).
     """
+    steps = step_dirs(path)
+    if len(steps) < 2:
+        return _restore_params(path, abstract_params)
+    first_error = None
+    for index, step_path in enumerate(steps):
+        try:
+            params = _restore_params(step_path, abstract_params)
+        except Exception as e:
+            quiet_abandoned_reads()
+            first_error = first_error or e
+            continue
+        for bad in steps[:index]:
+            reason = short_reason(first_error) if bad == steps[0] else "it does not restore either"
+            logging.warning("checkpoint %s does not read back whole (%s); using %s instead; it is left in place",
+                            bad, reason, step_path)
+        return params
+    raise first_error
+
+
+def _restore_params(path: str, abstract_params):
     import orbax.checkpoint as ocp
 
     directory = nj_io.absolute(params_item_dir(path))

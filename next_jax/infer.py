@@ -28,6 +28,7 @@ import jax
 import numpy as np
 from absl import logging
 
+from next_jax.errors import UserValueError
 from next_jax import decoding, partitioning
 from next_jax import io as nj_io
 from next_jax.data import prompts
@@ -71,21 +72,21 @@ def read_examples(task_name: str, split: str, task_feature_lengths: Mapping[str,
     for index, features in enumerate(dataset.as_numpy_iterator()):
         for key in ("task_id", "inputs"):
             if key not in features:
-                raise ValueError(
+                raise UserValueError(
                     f"task {task_name!r} split {split!r}: example {index} has no feature {key!r} "
                     f"(has {sorted(features)})"
                 )
         task_id = features["task_id"]
         task_id = task_id.decode("utf-8") if isinstance(task_id, bytes) else str(task_id)
         if task_id in seen:
-            raise ValueError(
+            raise UserValueError(
                 f"task {task_name!r} split {split!r}: task_id {task_id!r} appears at examples {seen[task_id]} "
                 f"and {index}; sample seeds and ids need unique task_ids"
             )
         seen[task_id] = index
         tokens = np.asarray(features["inputs"], np.int32).reshape(-1)
         if tokens.size == 0:
-            raise ValueError(f"task {task_name!r} split {split!r}: example {index} ({task_id}) has an empty prompt")
+            raise UserValueError(f"task {task_name!r} split {split!r}: example {index} ({task_id}) has an empty prompt")
         if tokens.size > budget:  # keep the end of the prompt: that is where the question is
             tokens = tokens[-budget:]
             truncated += 1
@@ -125,7 +126,7 @@ class Output:
 def _check_manifest(found: dict, wanted: dict, path: str) -> None:
     diffs = [f"{key}: {found.get(key)!r} -> {wanted[key]!r}" for key in wanted if found.get(key) != wanted[key]]
     if diffs:
-        raise ValueError(
+        raise UserValueError(
             f"{path}: this output was started with other settings ({'; '.join(diffs)}); "
             "use another MODEL_DIR or output_name, or remove the old output"
         )
@@ -220,23 +221,23 @@ def infer(config: InferConfig) -> str:
     prompt_variant, output_name, model_id = config.prompt_variant, config.output_name, config.model_id
     config = _model_config(model)
     if prompt_variant not in prompts.PROMPT_VARIANTS:
-        raise ValueError(f"infer: prompt_variant {prompt_variant!r} is not one of {prompts.PROMPT_VARIANTS}")
+        raise UserValueError(f"infer: prompt_variant {prompt_variant!r} is not one of {prompts.PROMPT_VARIANTS}")
     if not isinstance(sampling, decoding.SamplingConfig):
         raise TypeError(f"infer: sampling must be a decoding.SamplingConfig, got {type(sampling).__name__}")
     num_samples, max_new_tokens = sampling.num_samples, sampling.max_new_tokens
     batch_size, chunk_size, run_seed = sampling.batch_size, sampling.chunk_size, sampling.seed
     if "inputs" not in task_feature_lengths:
-        raise ValueError(f"infer: task_feature_lengths needs an 'inputs' length, got {dict(task_feature_lengths)}")
+        raise UserValueError(f"infer: task_feature_lengths needs an 'inputs' length, got {dict(task_feature_lengths)}")
     partitioner = ref.partitioner or partitioning.Partitioner(partitioning.make_mesh())
     data_parallel = partitioner.num_batch_shards
     if batch_size % data_parallel:
-        raise ValueError(
+        raise UserValueError(
             f"infer: batch_size={batch_size} must be a multiple of the {data_parallel} data-parallel devices "
             f"of mesh {dict(partitioner.mesh.shape)}"
         )
     width = int(task_feature_lengths["inputs"])
     if width + max_new_tokens > config.max_seq_len:
-        raise ValueError(
+        raise UserValueError(
             f"infer: task_feature_lengths['inputs'] + max_new_tokens = {width + max_new_tokens} exceeds the "
             f"model's max_seq_len={config.max_seq_len}"
         )

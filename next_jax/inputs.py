@@ -9,9 +9,10 @@ checks never pays for it.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from next_jax import partitioning
+from next_jax.errors import UserValueError
 from next_jax.models.config import ModelConfig
 
 
@@ -22,30 +23,30 @@ def check_task(task_name: str, task_feature_lengths: Mapping[str, int], config: 
     try:
         task = seqio.get_mixture_or_task(task_name)
     except ValueError as e:
-        raise ValueError(f"task_name={task_name!r} is not a registered SeqIO task or mixture ({e})") from None
+        raise UserValueError(f"task_name={task_name!r} is not a registered SeqIO task or mixture ({e})") from None
     features = task.output_features
     wanted = {k for k in ("inputs", "targets") if k in features}
     if "targets" not in wanted:
-        raise ValueError(f"task {task_name!r} has no 'targets' feature (has {sorted(features)}); nothing to learn")
+        raise UserValueError(f"task {task_name!r} has no 'targets' feature (has {sorted(features)}); nothing to learn")
     given = set(task_feature_lengths)
     if given != wanted:
-        raise ValueError(
+        raise UserValueError(
             f"task_feature_lengths={dict(task_feature_lengths)} must give exactly the lengths of task "
             f"{task_name!r}'s features {sorted(wanted)}"
         )
     for key, length in task_feature_lengths.items():
         if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-            raise ValueError(f"task_feature_lengths[{key!r}] must be a positive int, got {length!r}")
+            raise UserValueError(f"task_feature_lengths[{key!r}] must be a positive int, got {length!r}")
     total = sum(task_feature_lengths.values())
     if total > config.max_seq_len:
-        raise ValueError(
+        raise UserValueError(
             f"task_feature_lengths sum to {total} tokens, more than the model's max_seq_len={config.max_seq_len}; "
             "shorten them or raise ModelConfig.max_seq_len"
         )
     for key in wanted:
         vocab = features[key].vocabulary
         if vocab.vocab_size > config.vocab_size:
-            raise ValueError(
+            raise UserValueError(
                 f"task {task_name!r} feature {key!r}: vocabulary {type(vocab).__name__} has {vocab.vocab_size} "
                 f"ids but the model's vocab_size is {config.vocab_size}; use the model's vocabulary (its "
                 "model gin file's VOCABULARY) or a model whose vocab_size covers it"
@@ -79,5 +80,33 @@ def host_shard(partitioner: partitioning.Partitioner, batch_size: int):
 
     index, count = partitioner.data_shard_info()
     if batch_size % count:
-        raise ValueError(f"batch_size={batch_size} is not divisible by the {count} input shards of the mesh")
+        raise UserValueError(f"batch_size={batch_size} is not divisible by the {count} input shards of the mesh")
     return seqio.ShardInfo(index=index, num_shards=count), batch_size // count
+
+
+def generated_source(dataset_fn, splits: Sequence[str]):
+    """A seqio DataSource over examples that ``dataset_fn(split)`` builds in memory.
+
+    Unlike seqio's FunctionDataSource, it shards (each input shard takes every n-th example) and
+    does not warn that restarts reshuffle: its examples are fixed, the shuffle happens downstream
+    in seqio with the run's seed, and a resumed run skips exactly the batches it consumed.
+    """
+    import seqio
+
+    class GeneratedSource(seqio.DataSource):
+        @property
+        def supports_arbitrary_sharding(self) -> bool:
+            return True
+
+        def list_shards(self, split: str):
+            return [split]
+
+        def get_dataset(self, split: str = "train", shuffle: bool = True, seed=None, shard_info=None, *,
+                        sequence_length=None, use_cached: bool = False, num_epochs=1):
+            del shuffle, seed, sequence_length, use_cached, num_epochs  # fixed examples, shuffled downstream
+            dataset = dataset_fn(split)
+            if shard_info is not None and shard_info.num_shards > 1:
+                dataset = dataset.shard(shard_info.num_shards, shard_info.index)
+            return dataset
+
+    return GeneratedSource(splits=splits)

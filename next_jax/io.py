@@ -19,6 +19,8 @@ import contextlib
 import fnmatch
 import os
 import posixpath
+import time
+import types
 import uuid
 from typing import IO, Iterator, List
 
@@ -66,6 +68,9 @@ class _GfilePath:
 
     def open(self, mode="r", encoding=None):
         return self._gfile.GFile(self._path, mode)
+
+    def stat(self):
+        return types.SimpleNamespace(mtime=self._gfile.stat(self._path).mtime_nsec / 1e9)
 
 
 def _path(path):
@@ -222,3 +227,43 @@ def write_bytes(path: str, data: bytes) -> None:
 
 def match(name: str, pattern: str) -> bool:
     return fnmatch.fnmatch(name, pattern)
+
+
+def mtime(path: str) -> float:
+    """When ``path`` was last written, in seconds since the epoch (the filesystem's clock)."""
+    path = os.fspath(path)
+    return os.path.getmtime(path) if not is_remote(path) else float(_path(path).stat().mtime)
+
+
+def create_exclusive(path: str, text: str, settle_s: float = 1.0) -> bool:
+    """Creates ``path`` holding ``text`` unless it exists; True if this call created it.
+
+    Local files use ``O_CREAT | O_EXCL``, which the kernel makes atomic: of several processes
+    racing, exactly one gets True. Object stores offer no create-if-absent, so there it is
+    write-then-verify: the file is written only if absent, then read back after ``settle_s``
+    (enough for a rival who saw it absent at the same moment to have written too; the store keeps
+    the last write); True only if the content is still ``text``. ``text`` must be unique to the
+    caller (e.g. hold a random token) for the check to mean anything. ``ram://`` lives in one
+    process, so it needs no settling.
+    """
+    path = os.fspath(path)
+    makedirs(dirname(path))
+    if not is_remote(path):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        return True
+    if exists(path):
+        return False
+    write_text(path, text)
+    if not path.startswith("ram://"):
+        time.sleep(settle_s)
+    try:
+        return read_text(path) == text
+    except Exception:  # removed by a rival in between: not ours
+        return False

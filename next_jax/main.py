@@ -16,8 +16,12 @@ The operative config (only the values the run used) is written to ``MODEL_DIR/co
 entry function returns; the full parsed config is written there first, so a crashed run still
 leaves a record of what it was asked to do.
 
-``--multihost`` (set by ``launch/tpu_run.sh --tpu=...``) calls ``jax.distributed.initialize()``
-before anything touches a device, which every multi-host JAX program must do.
+A multi-process job (a TPU pod, several GPU hosts, or ``launch/tpu_run.sh --local_processes=N`` on
+one machine) joins before anything touches a device: ``--coordinator_address=HOST:PORT
+--num_processes=N --process_id=I`` (``--local_device_ids`` where one host runs several processes),
+or ``--multihost`` to let JAX detect them (TPU pods, SLURM; ``launch/tpu_run.sh --tpu=...`` sets
+it). ``--initialization_timeout``, ``--heartbeat_timeout`` and ``--collective_timeout`` bound every
+wait on the other processes (``next_jax/distributed.py``), so one process stopping stops the job.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import tokenize
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from next_jax import io as nj_io
+from next_jax.errors import UserError, one_line
 
 # The run modes and the entry function each one calls. Entry functions take one typed config (or,
 # not converted yet, keywords) bound by gin; the modules are imported lazily so `--help` stays fast.
@@ -52,7 +57,7 @@ DEFAULT_SEARCH_PATHS = (REPO_ROOT, os.path.join(REPO_ROOT, "gin_configs"))
 _MISSING_ARGUMENT = re.compile(r"^\w+\(\) (missing \d+ required|got an unexpected keyword)")
 
 
-class ConfigError(Exception):
+class ConfigError(UserError):
     """A configuration problem the user must fix; printed without a traceback."""
 
 
@@ -125,6 +130,10 @@ def parse_gin(gin_files: Sequence[str], gin_bindings: Sequence[str], search_path
     except ValueError:
         gin.external_configurable(entry)
     _check_overrides(overrides, defined_by_files, *_macro_use(gin.config_str()))
+    from next_jax import gin_types  # deferred: --help stays fast
+
+    gin_types.check(gin.config_str(), overrides, entry)
+    _check_real_model_dir(gin.config_str())
     with _as_config_error():
         gin.finalize()  # reports %gin.REQUIRED values left unbound
     return entry
@@ -162,6 +171,30 @@ def renamed_hint(message: str) -> str:
     return f" (renamed: {'; '.join(found)})" if found else ""
 
 
+def _check_real_model_dir(config_text: str) -> None:
+    """A real-model run whose HF_CHECKPOINT_DIR lacks the files it reads stops before any work,
+    naming the Hugging Face repository to download and the layout expected."""
+    import gin
+
+    from next_jax import gin_types  # deferred: --help stays fast
+    from next_jax.models import hf_repos  # deferred: next_jax.models imports jax and flax; --help stays fast
+
+    directory = _macro_value("HF_CHECKPOINT_DIR")
+    if not isinstance(directory, str) or nj_io.is_remote(directory):
+        return
+    readers = gin_types.parameters_reading(config_text, "HF_CHECKPOINT_DIR", directory)
+    tokenizer = any(r.endswith(".tokenizer_path") for r in readers)
+    weights = any(not r.endswith(".tokenizer_path") for r in readers)
+    shape = []
+    for field in ("vocab_size", "hidden_size", "num_layers"):
+        try:
+            shape.append(gin.query_parameter(f"models.ModelConfig.{field}"))
+        except ValueError:
+            shape.append(None)
+    hf_repos.require(directory, repo=hf_repos.repo_for(*shape), what="HF_CHECKPOINT_DIR", weights=weights,
+                     tokenizer=tokenizer)
+
+
 @contextlib.contextmanager
 def _as_config_error():
     try:
@@ -173,7 +206,7 @@ def _as_config_error():
 
 
 # Macros this binary reads itself (``gin.query_parameter``), so overriding them is never a typo.
-_READ_BY_MAIN = frozenset({"RUN_MODE", "MODEL_DIR"})
+_READ_BY_MAIN = frozenset({"RUN_MODE", "MODEL_DIR", "ACCEPT_IMPORT_MISMATCH"})
 _MACRO_ASSIGNMENT = re.compile(r"^\s*([A-Za-z_]\w*)\s*=")
 
 
@@ -318,38 +351,65 @@ def write_config(model_dir: str, text: str) -> str:
     return path
 
 
-def run(run_mode, gin_files, gin_bindings, search_paths, multihost: bool = False):
+def run(run_mode, gin_files, gin_bindings, search_paths, cluster=None):
     """Parses the configuration, calls the entry function, records the operative config.
 
     ``run_mode`` may be None: experiment files name their own with ``RUN_MODE = 'infer'``, so
-    ``launch/tpu_run.sh --gin_file=EXPERIMENT.gin`` is a whole command.
+    ``launch/tpu_run.sh --gin_file=EXPERIMENT.gin`` is a whole command. ``cluster`` (a
+    ``distributed.DistributedSettings``) makes this process one of a multi-process job.
     """
     import gin
 
-    if multihost:
-        import jax
+    from next_jax import distributed, run_lease  # deferred: --help stays fast
+    from next_jax.models import import_checks  # deferred: next_jax.models imports jax and flax; --help stays fast
 
-        jax.distributed.initialize()
+    cluster = cluster or distributed.DistributedSettings()
+    try:
+        distributed.initialize(cluster)
+    except distributed.DistributedConfigError as e:
+        raise ConfigError(str(e)) from None
     entry = parse_gin(gin_files, gin_bindings, search_paths, run_mode)
     configured = gin.get_configurable(entry)
     model_dir = model_dir_from_gin()
     is_chief = True
-    if multihost:
+    if cluster.enabled:
         import jax
 
         is_chief = jax.process_index() == 0
+    # One run per MODEL_DIR: the lease is taken before anything is written there (process 0 of a
+    # pod holds it for all), and given back however the run ends.
+    lease, refused = None, None
     if model_dir and is_chief:
-        write_config(model_dir, gin.config_str())
+        try:
+            lease = run_lease.acquire(model_dir, what="MODEL_DIR")
+        except UserError as e:
+            refused = e
+    if cluster.enabled:  # the other processes stop with process 0 instead of waiting for it in a collective
+        from next_jax import multihost as multihost_lib  # deferred: --help stays fast
+
+        message = multihost_lib.broadcast_json(str(refused) if refused is not None else None)
+        if message is not None and refused is None:
+            refused = run_lease.LeaseHeldError(message)
+    if refused is not None:
+        raise refused
     try:
-        result = configured()
-    except TypeError as e:
-        # An entry argument that no gin file or binding supplied fails at the call itself; any
-        # other error comes from inside the run and keeps its traceback.
-        if _MISSING_ARGUMENT.match(str(e)) and not _raised_inside(e, entry):
-            raise ConfigError(f"{e} (bind it in a gin file or with --gin.NAME=VALUE)") from None
-        raise
-    if model_dir and is_chief:
-        write_config(model_dir, gin.operative_config_str())
+        if model_dir and is_chief:
+            write_config(model_dir, gin.config_str())
+        with distributed.stop_job_on_failure(cluster, passthrough=(UserError,)), \
+                import_checks.accepting(_macro_value("ACCEPT_IMPORT_MISMATCH") or ()):
+            try:
+                result = configured()
+            except TypeError as e:
+                # An entry argument that no gin file or binding supplied fails at the call itself;
+                # any other error comes from inside the run and keeps its traceback.
+                if _MISSING_ARGUMENT.match(str(e)) and not _raised_inside(e, entry):
+                    raise ConfigError(f"{e} (bind it in a gin file or with --gin.NAME=VALUE)") from None
+                raise
+        if model_dir and is_chief:
+            write_config(model_dir, gin.operative_config_str())
+    finally:
+        if lease is not None:
+            lease.release()
     return result
 
 
@@ -365,6 +425,13 @@ def _quiet_cuda_probe() -> None:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 
 
+def user_message(error: UserError) -> str:
+    """A user error on one line, without the call-site notes gin appends to what passes through it."""
+    lines = [line.strip() for line in str(error).splitlines()
+             if line.strip() and not line.strip().startswith("In call to configurable")]
+    return " ".join(lines) if lines else one_line(error)
+
+
 def main(argv=None) -> int:
     from absl import app, flags
 
@@ -376,15 +443,31 @@ def main(argv=None) -> int:
     flags.DEFINE_multi_string("gin_file", [], "Gin config files, parsed in order.")
     flags.DEFINE_multi_string("gin_bindings", [], "Individual gin bindings, applied after the files.")
     flags.DEFINE_list("gin_search_paths", [], "Directories searched for gin files and includes.")
-    flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() first (TPU pods, multi-host GPU).")
+    from next_jax import distributed  # deferred: --help stays fast
+
+    distributed.define_flags(flags)
+    flags.DEFINE_bool("check_config", False, "Only parse and bind the gin files and overrides (exit 0, or 2 "
+                      "naming the bad binding), then exit; launch/tpu_run.sh --dry_run runs this.")
     FLAGS = flags.FLAGS
 
     def _main(_):
         try:
-            run(FLAGS.run_mode, FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.gin_search_paths, FLAGS.multihost)
-        except ConfigError as e:
-            print(f"next_jax: {e}", file=sys.stderr)
+            try:
+                cluster = distributed.settings_from_flags(FLAGS)
+                cluster.validate()
+            except distributed.DistributedConfigError as e:
+                raise ConfigError(str(e)) from None
+            if FLAGS.check_config:
+                parse_gin(FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.gin_search_paths, FLAGS.run_mode)
+                print("next_jax: the gin files and bindings parse and bind")
+                return
+            run(FLAGS.run_mode, FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.gin_search_paths, cluster)
+        except UserError as e:  # wherever it was found, before or after start-up
+            print(f"next_jax: {user_message(e)}", file=sys.stderr)
             sys.exit(2)
+        except distributed.JoinError as e:
+            print(f"next_jax: {e}", file=sys.stderr)
+            sys.exit(1)
 
     raw = sys.argv if argv is None else argv
     try:

@@ -29,6 +29,7 @@ from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from next_jax import io as nj_io
+from next_jax.errors import UserValueError
 
 MESH_AXES = ("data", "fsdp", "model")
 
@@ -66,7 +67,7 @@ DEFAULT_RULES: tuple = (
 )
 
 
-class ShardingError(ValueError):
+class ShardingError(UserValueError):
     """An array whose logical axes cannot be laid out on the mesh; the message names the array."""
 
 

@@ -29,8 +29,9 @@ from absl import logging
 from next_jax import io as nj_io
 from next_jax import partitioning
 from next_jax.data import bug_injection, humaneval, humanevalfix
-from next_jax.data.records import (RepairTask, Sample, TracedTask, Verdict, read_all, read_records, tasks_by_id,
-                                   write_records)
+from next_jax.errors import UserFileNotFoundError, UserValueError
+from next_jax.data.records import (RepairTask, Sample, TracedTask, Verdict, read_all, read_records, require_records,
+                                   tasks_by_id, write_records)
 from next_jax.evaluation.repair import EvalConfig
 from next_jax.decoding import SamplingConfig
 from next_jax.evaluation.runs import ExecutionConfig
@@ -45,7 +46,7 @@ def _read_traced(pattern: str):
     """TracedTasks from a file or a glob over shards (e.g. a built dataset's split)."""
     paths = nj_io.glob(pattern) if any(c in pattern for c in "*?[") else [pattern]
     if not paths:
-        raise FileNotFoundError(f"pipeline: tasks_file {pattern!r} matches nothing")
+        raise UserFileNotFoundError(f"pipeline: tasks_file {pattern!r} matches nothing; check TASKS_FILE")
     for path in paths:
         yield from read_records(path, TracedTask)
 
@@ -82,6 +83,9 @@ def _prepare(directory: str, *, tasks_file, tasks_format, num_tasks, workers, te
             with Checker(workers=workers, options=dataclasses.replace(options, tests_field="tests")) as checker:
                 tasks = list(bug_injection.inject_bugs(itertools.islice(tasks, num_tasks), checker))
         tasks = list(itertools.islice(tasks, num_tasks))
+        if not tasks:
+            raise UserValueError(f"pipeline: tasks_file {tasks_file!r} (tasks_format {tasks_format!r}) holds no tasks; "
+                                 "give TASKS_FILE a file with at least one task")
         if tasks and all(isinstance(t, TracedTask) for t in tasks):
             write_records(traced_path, tasks)
         logging.info("pipeline: wrote %d tasks", write_records(
@@ -153,9 +157,13 @@ def run_pipeline(config: PipelineConfig) -> dict:
     trace_budget_tokens, pass_at_ks, evaluation = config.trace_budget_tokens, config.pass_at_ks, config.evaluation
     vocabulary, task_feature_lengths = ref.vocabulary, ref.task_feature_lengths
     if tasks_format not in TASK_FORMATS:
-        raise ValueError(f"pipeline: tasks_format {tasks_format!r} is not one of {sorted(TASK_FORMATS)}")
+        raise UserValueError(f"pipeline: tasks_format {tasks_format!r} is not one of {sorted(TASK_FORMATS)}")
     if tasks_file is None and not TASK_FORMATS[tasks_format][1]:
-        raise ValueError(f"pipeline: tasks_format {tasks_format!r} needs a tasks_file")
+        raise UserValueError(f"pipeline: tasks_format {tasks_format!r} needs a tasks_file")
+    if tasks_file is not None and not any(c in tasks_file for c in "*?[") and not nj_io.exists(tasks_file):
+        raise UserFileNotFoundError(f"pipeline: tasks_file {tasks_file!r} does not exist; check TASKS_FILE")
+    if tasks_file is not None and not any(c in tasks_file for c in "*?["):
+        require_records(tasks_file, "tasks file", "give TASKS_FILE a file with at least one task")
     started = time.monotonic()
     budget = trace_budget_tokens or int(task_feature_lengths["inputs"]) * 3 // 4
     stage = Stage(name="data", directory=nj_io.join(model_dir, "data"), settings={

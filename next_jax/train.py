@@ -22,8 +22,9 @@ From Python (one ``TrainConfig``; the same function gin calls)::
     result.metrics       # {'loss': ..., 'accuracy': ..., ...} of the last summary period
     result.step          # 200
 
-Resuming is implicit: when ``model_dir`` holds checkpoints, the latest one is restored (state and
-input position; ``initial_checkpoint`` is then ignored) and training continues to
+Resuming is implicit: when ``model_dir`` holds checkpoints, the newest one that reads back whole is
+restored (state and input position; a step a crash left partial is skipped with a warning and moved
+aside, never deleted; ``initial_checkpoint`` is then ignored) and training continues to
 ``train_steps``; calling again on a finished run returns its result without training. The input
 pipeline is deterministic given ``seed``, so a resumed run sees exactly the batches an
 uninterrupted one would, and ends with bitwise the same parameters on the same machine.
@@ -43,6 +44,7 @@ from absl import logging
 
 from next_jax import checkpoint_eval, checkpoints, inputs, partitioning, trainer as trainer_lib
 from next_jax import io as nj_io
+from next_jax.errors import UserFileNotFoundError, UserValueError
 from next_jax.models import count_params, weights
 from next_jax.models import lm as lm_lib
 from next_jax.models.config import ModelConfig
@@ -135,15 +137,15 @@ def train(config: TrainConfig) -> TrainResult:
     config = lm.config
     for name, value in (("batch_size", batch_size), ("train_steps", train_steps)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"train: {name} must be a positive int, got {value!r}")
+            raise UserValueError(f"train: {name} must be a positive int, got {value!r}")
     inputs.check_task(task_name, task_feature_lengths, config)
     if initial_checkpoint is not None and not nj_io.isdir(initial_checkpoint):
-        raise FileNotFoundError(
+        raise UserFileNotFoundError(
             f"train: initial_checkpoint={initial_checkpoint!r} does not exist; give a Hugging Face directory, an "
             "orbax checkpoint, or None to start from random weights"
         )
     if checkpoint_cfg.enabled and nj_io.is_remote(model_dir) and model_dir.startswith("ram://"):
-        raise ValueError(
+        raise UserValueError(
             f"train: model_dir={model_dir!r}: orbax writes checkpoints through TensorStore, which has no ram:// "
             "filesystem; pass checkpoint_cfg=CheckpointConfig(enabled=False) (metrics still go there) or use a "
             "local or gs:// MODEL_DIR"
@@ -153,7 +155,7 @@ def train(config: TrainConfig) -> TrainResult:
     trainer = trainer_lib.Trainer(lm, optimizer, partitioner, num_microbatches=num_microbatches, seed=seed)
     shard_info, local_rows = inputs.host_shard(partitioner, batch_size)
     if batch_size % (num_microbatches * partitioner.num_batch_shards):
-        raise ValueError(
+        raise UserValueError(
             f"train: batch_size={batch_size} must be a multiple of num_microbatches={num_microbatches} x "
             f"{partitioner.num_batch_shards} data-parallel devices (mesh {dict(partitioner.mesh.shape)})"
         )
@@ -171,17 +173,17 @@ def _run(lm, trainer, checkpointer, c: TrainConfig, *, local_rows, shard_info) -
     eval_period, eval_batches, summary_period, pack = c.eval_period, c.eval_batches, c.summary_period, c.pack
     shuffle, seed, peak_flops = c.shuffle, c.seed, c.peak_flops
     config = lm.config
-    latest = checkpointer.latest_step()
     position = {"batches": 0, "seed": seed}
-    if latest is not None:
+    # The newest step that reads back whole (a crash mid-save can leave the newest one partial).
+    restored = checkpointer.restore_latest(trainer.abstract_state, set_aside=True)
+    if restored is not None:
+        latest, state, position, summary = restored
         if latest >= train_steps:
-            summary = checkpointer.read_summary(latest)
             logging.info("train: %s already holds step %d >= train_steps=%d", checkpointer.directory, latest, train_steps)
             return TrainResult(step=latest, checkpoint=checkpointer.step_path(latest), metrics=summary.get("metrics", {}))
         logging.info("train: resuming from %s", checkpointer.step_path(latest))
-        state, position, _ = checkpointer.restore(latest, trainer.abstract_state)
         if position.get("seed", seed) != seed:
-            raise ValueError(
+            raise UserValueError(
                 f"train: {checkpointer.step_path(latest)} was written with seed={position.get('seed')}, this run has "
                 f"seed={seed}; resume with the same seed (or use another MODEL_DIR)"
             )
@@ -196,8 +198,12 @@ def _run(lm, trainer, checkpointer, c: TrainConfig, *, local_rows, shard_info) -
     trainer.partitioner.log_param_table(state.params, trainer.params_logical,
                                         nj_io.join(model_dir, "param_table.txt") if jax.process_index() == 0 else None)
 
-    dataset = inputs.get_dataset(task_name, task_feature_lengths, split=split, batch_size=local_rows, shuffle=shuffle,
-                          seed=seed, pack=pack, repeat=True, shard_info=shard_info)
+    # Every process reads the whole stream of global batches and keeps its own rows, so the batches,
+    # and the input position a checkpoint records, are the same whatever the number of processes: a
+    # run saved by N processes resumes on M with exactly the batches it would have seen.
+    dataset = inputs.get_dataset(task_name, task_feature_lengths, split=split, batch_size=batch_size, shuffle=shuffle,
+                                 seed=seed, pack=pack, repeat=True)
+    rows = slice(shard_info.index * local_rows, (shard_info.index + 1) * local_rows)
     consumed = int(position.get("batches", 0))
     iterator = dataset.skip(consumed).prefetch(2).as_numpy_iterator()
     counter = {"batches": consumed}
@@ -206,7 +212,7 @@ def _run(lm, trainer, checkpointer, c: TrainConfig, *, local_rows, shard_info) -
         while True:
             batch = next(iterator)
             counter["batches"] += 1
-            yield batch
+            yield {name: rows_of[rows] for name, rows_of in batch.items()}
 
     writer = trainer_lib.metric_writer(model_dir, "train")
     text = _gin_config_text()

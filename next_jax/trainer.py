@@ -31,13 +31,14 @@ from absl import logging
 
 from next_jax import io as nj_io
 from next_jax import partitioning, train_state
+from next_jax.errors import UserError
 from next_jax.models import lm as lm_lib
 from next_jax.optimizers import Optimizer
 
 BATCH_AXES = ("batch", "length")
 
 
-class NaNLossError(FloatingPointError):
+class NaNLossError(UserError, FloatingPointError):
     """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
 
 
@@ -277,3 +278,17 @@ def metric_writer(model_dir: str, name: str):
         # Built directly rather than by create_default_writer, whose epath paths know no ram://.
         writers.append(metric_writers.SummaryWriter(nj_io.join(model_dir, name)))
     return metric_writers.AsyncMultiWriter(writers)
+
+
+def tensorboard_run(checkpoint: Optional[str]) -> str:
+    """The TensorBoard run (directory under MODEL_DIR) of a standalone evaluation.
+
+    Apart from the in-training evaluation's ``eval`` (the training state as it trains): the run's
+    saved checkpoints are scored under ``eval_checkpoints`` at their own steps, one explicit
+    checkpoint under ``eval_checkpoint_<its name>`` at step 0. Each step also records, as text, the
+    checkpoint path and the data scored.
+    """
+    if checkpoint is None:
+        return "eval_checkpoints"
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in nj_io.basename(str(checkpoint).rstrip("/")))
+    return f"eval_checkpoint_{name or 'root'}"

@@ -1,20 +1,145 @@
-"""The CPU demo end to end through its gin file, with tiny settings: stages, outputs, the JSON line."""
+"""The CPU demo: its accumulator domain, answers, counterfactual edit, baselines, statistics, and
+one tiny end-to-end run through its gin file (the JSON line, report.md, demo.png)."""
 
 import json
 import os
+import re
 
 import gin
+import numpy as np
 import pytest
 
 from next_jax import main as main_lib
-from next_jax.data.records import TracedTask, read_all
+from next_jax.data import prompts
+from next_jax.data.records import Sample
+from next_jax.demo import answers, baselines, loops
 from next_jax.demo import run as demo
-from next_jax.selftrain.stages import SettingsChangedError
+from next_jax.execution.checker import CheckConfig, Checker
+from next_jax.tracing.traced_tasks import trace_tasks
 
-TINY = ["NUM_SEED = 8", "NUM_TRAIN = 6", "NUM_DEV = 6", "BOOTSTRAP_STEPS = 2", "FINETUNE_STEPS = 1",
-        "NUM_ITERATIONS = 1", "NUM_SAMPLES = 2", "BATCH_SIZE = 8", "MAX_NEW_TOKENS = 8", "WORKERS = 1",
-        "models.ModelConfig.hidden_size = 32", "models.ModelConfig.num_layers = 1",
-        "models.ModelConfig.head_dim = 8", "models.ModelConfig.mlp_dim = 64"]
+CONFIG = loops.LoopConfig()
+
+
+def _splits(seed=3):
+    return loops.make_splits(seed, {"seed": 10, "train": 60, "val": 20, "test": 30}, CONFIG)
+
+
+def test_splits_are_deterministic_and_disjoint_by_program():
+    first, again = _splits(), _splits()
+    assert first == again
+    keys = [loops.normalized(t.buggy_code) for tasks in first.values() for t in tasks]
+    assert len(keys) == len(set(keys)) == 120
+    # Renaming the accumulators gives the same normalised program.
+    code = first["test"][0].buggy_code
+    names = first["test"][0].meta["names"]
+    fresh = [c for c in "abcdeghjkmnpqrstuvwyz" if c not in names]
+    renamed = re.sub(r"\b[a-z]\b", lambda m: dict(zip(names, fresh)).get(m.group(0), m.group(0)), code)
+    assert renamed != code and loops.normalized(renamed) == loops.normalized(code)
+    assert loops.normalized(code).count("v0") >= 3
+
+
+def test_the_trace_points_at_one_accumulator_and_is_needed():
+    tasks = [t for s in _splits().values() for t in s]
+    positions = [t.meta["names"].index(t.meta["answer"]) for t in tasks]
+    assert set(positions) == set(range(CONFIG.num_accumulators))  # the right one is anywhere
+    for task in tasks:
+        meta = task.meta
+        finals = dict(zip(meta["names"], meta["finals"]))
+        assert finals[meta["answer"]] == meta["want"] != finals[meta["returned"]]
+        assert sorted(finals.values()).count(meta["want"]) == 1
+        assert all(0 <= v <= 9 for v in meta["finals"]) and 0 not in meta["xs"]
+        assert task.tests[0] in task.eval_tests and len(task.eval_tests) == CONFIG.num_eval_tests
+    traced = list(trace_tasks(tasks[:5], demo.DEMO_TRACE_CONFIG, sandbox=False))
+    for task in traced:
+        meta = task.meta
+        # The last value the trace shows for each accumulator is its final value.
+        last = dict(re.findall(r"\b([a-z])=(\d)", task.traces[0].traced_code))
+        assert {n for n in meta["names"] if int(last[n]) == meta["want"]} == {meta["answer"]}
+        assert f"__return__={meta['got']}" in task.traces[0].traced_code
+
+
+def test_sandbox_agrees_reference_passes_buggy_fails_and_template_answer_parses_to_the_fix():
+    tasks = _splits()["test"][:6]
+    samples = []
+    for task in tasks:
+        text = answers.loop_answer(task)
+        rationale, fix = prompts.parse_edit_output(text, task.buggy_code)
+        assert fix == task.reference_fix
+        assert answers.rationale_consistent(task, rationale, fix)
+        assert answers.returned_name(fix, task) == task.meta["answer"]
+        wrong = text.replace(f"return {task.meta['answer']}", f"return {task.meta['returned']}")
+        assert not answers.rationale_consistent(task, *prompts.parse_edit_output(wrong, task.buggy_code))
+        samples += [Sample(task_id=task.task_id, iteration=0, sample_id=f"{task.task_id}/{kind}", prompt_variant="trace",
+                           text="", rationale="", fix=code) for kind, code in (("ref", fix), ("bug", task.buggy_code))]
+    with Checker(workers=1, options=CheckConfig(tests_field="eval_tests")) as checker:
+        verdicts = list(checker.check({t.task_id: t for t in tasks}, samples))
+    assert [v.passed for v in verdicts] == [True, False] * len(tasks)
+
+
+def test_counterfactual_moves_the_expected_value_to_another_accumulator():
+    traced = list(trace_tasks(_splits()["test"][:8], demo.DEMO_TRACE_CONFIG, sandbox=False))
+    for task in traced:
+        edited, target = demo.counterfactual(task)
+        meta = task.meta
+        assert target not in (meta["answer"], meta["returned"])
+        text = edited.traces[0].traced_code
+        shown = re.findall(r"\b([a-z])=(\d)", text)
+        last = {name: int(value) for name, value in shown}
+        assert last[target] == meta["want"]
+        assert (meta["answer"], str(meta["want"])) not in shown
+        assert edited.buggy_code == task.buggy_code and edited.tests == task.tests
+
+
+def test_guessing_rules_score_near_chance_on_fresh_tasks():
+    fitted = baselines.fit(11, 1500, CONFIG)
+    fresh = list(loops.make_splits(12, {"test": 900}, CONFIG)["test"])
+    scores = {name: float(np.mean(v)) for name, v in baselines.evaluate(fresh, fitted).items()}
+    chance = 1.0 / (CONFIG.num_accumulators - 1)
+    assert scores["chance"] == pytest.approx(chance)
+    for name, score in scores.items():
+        assert abs(score - chance) < 0.05, (name, score)
+
+
+def test_paired_standard_error_adds_seed_and_task_variance():
+    a = [[1, 1, 0, 0], [1, 1, 1, 0]]
+    b = [[0, 1, 0, 0], [0, 1, 1, 0]]
+    out = demo.paired(a, b)
+    assert out["mean"] == 0.25 and out["per_seed"] == [0.25, 0.25]
+    # No seed variance; the task variance of each seed's differences (0.25 over 4 tasks), averaged.
+    assert out["stderr"] == pytest.approx(np.sqrt((0.25 / 4 + 0.25 / 4) / 4), abs=1e-4)
+    single = demo.paired([[1, 0, 1, 1], [0, 0, 1, 1]])
+    assert single["mean"] == 0.625
+    assert single["stderr"] > demo.paired([[1, 0, 1, 1], [1, 0, 1, 1]])["stderr"]
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ValueError, match="NextConfig.filter"):
+        demo.NextConfig(filter="vibes")
+    with pytest.raises(ValueError, match="LoopConfig.num_accumulators"):
+        loops.LoopConfig(num_accumulators=1)
+    with pytest.raises(ValueError, match="DemoConfig.arms"):
+        demo.DemoConfig(arms=("oracle",))
+
+
+TINY = ["SEEDS = (0, 1)", "run.DataConfig.num_seed = 6", "run.DataConfig.num_train = 8", "run.DataConfig.num_val = 4",
+        "run.DataConfig.num_test = 6", "run.DataConfig.num_baseline = 50", "run.DataConfig.workers = 1",
+        "run.BootstrapConfig.steps = 2", "run.NextConfig.num_iterations = 1", "run.NextConfig.num_samples = 2",
+        "run.NextConfig.finetune_steps = 1", "run.DemoConfig.sample_batch = 8"]
+# A smaller model than the default, bound from a gin file of the test's own (as a user would).
+TINY_MODEL_GIN = """from __gin__ import dynamic_registration
+from next_jax import models
+from next_jax.demo import run
+run.DemoConfig.model = @models.ModelConfig()
+models.ModelConfig:
+  vocab_size = 384
+  hidden_size = 16
+  num_layers = 1
+  num_heads = 2
+  num_kv_heads = 2
+  head_dim = 8
+  mlp_dim = 32
+  max_seq_len = 512
+"""
 
 
 @pytest.fixture
@@ -24,78 +149,23 @@ def clean_gin():
     gin.clear_config()
 
 
-def test_demo_runs_every_stage_and_prints_one_json_line(tmp_path, capsys, clean_gin):
+@pytest.mark.slow
+def test_demo_runs_every_arm_and_prints_one_json_line(tmp_path, capsys, clean_gin):
     model_dir = str(tmp_path / "demo")
     bindings = TINY + [f"MODEL_DIR = '{model_dir}'"]
-    summary = main_lib.run(None, ["gin_configs/experiments/cpu_demo.gin"], bindings, [])
-    last = capsys.readouterr().out.strip().splitlines()[-1]
-    line = json.loads(last)
-
-    assert set(line) >= {"dev_pass_at_1", "control_pass_at_1", "no_trace_pass_at_1", "best_iteration", "wall_s"}
-    assert len(line["dev_pass_at_1"]) == 2 and len(line["no_trace_pass_at_1"]) == 2  # bootstrap, iteration 1
-    for value in line["dev_pass_at_1"] + line["no_trace_pass_at_1"] + [line["control_pass_at_1"]]:
-        assert 0.0 <= value <= 1.0
-    assert line["best_iteration"] in (0, 1) and line["wall_s"] > 0
-    assert line["dev_pass_at_1"] == summary["dev_pass_at_1"]
-
-    # The data: real traces of every task, template answers on the seed set.
-    seed = read_all(os.path.join(model_dir, "data", "seed.jsonl"), TracedTask)
-    dev = read_all(os.path.join(model_dir, "data", "dev.jsonl"), TracedTask)
-    assert len(seed) == 8 and len(dev) == 6
-    assert all("__return__=" in t.traces[0].traced_code and t.meta["answer"] for t in seed)
-
-    # Each arm's stages wrote their outputs and manifests; the control trained as long as NExT did.
-    for variant in ("trace", "no_trace"):
-        base = os.path.join(model_dir, "seed_0", variant)
-        assert json.load(open(os.path.join(base, "bootstrap", "manifest.json")))["status"] == "done"
-        next_summary = json.load(open(os.path.join(base, "next", "summary.json")))
-        assert next_summary["dev_pass_at_1"] == summary["per_seed"][0][variant]["dev_pass_at_1"]
-        assert os.path.exists(os.path.join(base, "next", "report.md"))
-    control = summary["per_seed"][0]["control"]
-    assert control["steps"] == sum(summary["per_seed"][0]["trace"]["finetune_steps"]) == 1
-    assert os.path.exists(os.path.join(model_dir, "seed_0", "trace", "control", "eval", "manifest.json"))
-    assert json.load(open(os.path.join(model_dir, "demo.json")))["dev_pass_at_1"] == line["dev_pass_at_1"]
-
-    # Same command again: every stage is skipped and the figures are the same.
-    gin.clear_config()
-    again = main_lib.run(None, ["gin_configs/experiments/cpu_demo.gin"], bindings, [])
-    assert again["dev_pass_at_1"] == summary["dev_pass_at_1"]
-    assert again["control_pass_at_1"] == summary["control_pass_at_1"]
-    assert all(wall == summary["stage_wall_s"][name] for name, wall in again["stage_wall_s"].items())
-
-    # A changed setting under the same MODEL_DIR is an error that names it.
-    gin.clear_config()
-    with pytest.raises(SettingsChangedError, match="num_dev"):
-        main_lib.run(None, ["gin_configs/experiments/cpu_demo.gin"], bindings + ["NUM_DEV = 7"], [])
-
-
-def test_summary_means_stderr_and_margins():
-    rows = [
-        {"seed": 0, "trace": {"dev_pass_at_1": [0.1, 0.3, 0.25]}, "control": {"dev_pass_at_1": 0.2},
-         "no_trace": {"dev_pass_at_1": [0.05, 0.1, 0.1]}},
-        {"seed": 1, "trace": {"dev_pass_at_1": [0.2, 0.3, 0.45]}, "control": {"dev_pass_at_1": 0.2},
-         "no_trace": {"dev_pass_at_1": [0.05, 0.1, 0.2]}},
-    ]
-    summary = demo.summarize(rows, ("trace", "no_trace"), control=True)
-    assert summary["dev_pass_at_1"] == [0.15, 0.3, 0.35]
-    assert summary["best_iteration"] == 2
-    assert summary["dev_pass_at_1_stderr"] == [0.05, 0.0, 0.1]
-    assert summary["gain_over_bootstrap"] == pytest.approx(0.2)
-    assert summary["control_pass_at_1"] == 0.2 and summary["gain_over_control"] == pytest.approx(0.15)
-    assert summary["no_trace_pass_at_1"] == [0.05, 0.1, 0.15]
-    alone = demo.summarize(rows[:1], ("no_trace",), control=False)
-    assert "dev_pass_at_1" not in alone and alone["no_trace_pass_at_1_stderr"] == [None, None, None]
-    # One seed: binomial errors over the dev tasks, and the margin's from both rates.
-    one = demo.summarize(rows[1:], ("trace",), control=True, num_dev=100)
-    assert one["dev_pass_at_1_stderr"] == [0.04, round((0.3 * 0.7 / 100) ** 0.5, 4), round((0.45 * 0.55 / 100) ** 0.5, 4)]
-    assert one["control_pass_at_1_stderr"] == 0.04
-    assert one["gain_over_control_stderr"] == pytest.approx((0.0016 + 0.45 * 0.55 / 100) ** 0.5, abs=1e-4)
-
-
-def test_bad_variants_are_rejected_before_any_work(tmp_path):
-    with pytest.raises(ValueError, match="proxy"):
-        demo.run_demo(model_dir=str(tmp_path), model=None, vocabulary=None, task_feature_lengths={},
-                      variants=("trace", "proxy"))
-    with pytest.raises(ValueError, match="seeds is empty"):
-        demo.run_demo(model_dir=str(tmp_path), model=None, vocabulary=None, task_feature_lengths={}, seeds=())
-    assert not os.listdir(tmp_path)
+    model_gin = tmp_path / "tiny_model.gin"
+    model_gin.write_text(TINY_MODEL_GIN)
+    line = main_lib.run(None, ["gin_configs/experiments/cpu_demo.gin", str(model_gin)], bindings, [])
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed == line
+    for key in ("next_trace_pass_at_1", "control_pass_at_1", "no_trace_pass_at_1", "upper_bound_pass_at_1",
+                "ablation_no_trace_at_test", "gain_over_control", "gain_over_control_stderr", "gain_over_no_trace",
+                "gain_over_no_trace_stderr", "gain_over_bootstrap", "gain_over_bootstrap_stderr", "baselines",
+                "counterfactual_follows_edit", "rationale_consistent", "best_iteration", "seeds", "wall_s"):
+        assert key in line, key
+    assert line["seeds"] == [0, 1] and len(line["next_trace_pass_at_1"]) == 2
+    assert all(0.0 <= v <= 1.0 for v in line["next_trace_pass_at_1"] + line["control_pass_at_1"])
+    report = open(os.path.join(model_dir, "report.md")).read()
+    assert "| stage | seconds |" in report and "NExT with traces" in report
+    with open(os.path.join(model_dir, "demo.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -54,6 +54,9 @@ TINY: Dict[str, List[str]] = {
     "next_jax.benchmarks.decoding": ["--presets=XS", "--workload=smoke", "--repeats=1"],
     "next_jax.benchmarks.training": ["--presets=XS", "--dtypes=float32", "--steps=1", "--repeats=1", "--seq=16"],
     "next_jax.benchmarks.execution": ["--repeats=1", "--workers=1"],
+    "next_jax.local_launch": ["--gin.TRAIN_STEPS=2", "--gin.EVAL_SPLIT=None"],  # after its "--": to next_jax.main
+    "next_jax.benchmarks.rehearsal": ["--model=gin_configs/models/tiny.gin", "--problems=14", "--vocab_size=384",
+                                      "--inputs_length=256", "--targets_length=8", "--finetune_steps=1"],
     "next_jax.execution": ["--workers=1"],
     "next_jax.data.build": ["--limit=2", "--workers=1"],
 }
@@ -74,6 +77,11 @@ TINY_GIN_FIELDS: Dict[str, str] = {
        for scope in ("", "select/", "sample/", "eval/")
        for field, value in (("num_samples", "1"), ("max_new_tokens", "4"), ("batch_size", "4"))},
     "runs.ExecutionConfig.workers": "1",
+    # The CPU demo's DemoConfig parts.
+    "run.DataConfig.num_seed": "4", "run.DataConfig.num_train": "4", "run.DataConfig.num_val": "2",
+    "run.DataConfig.num_test": "4", "run.DataConfig.num_baseline": "20", "run.DataConfig.workers": "1",
+    "run.BootstrapConfig.steps": "1", "run.NextConfig.num_iterations": "1", "run.NextConfig.num_samples": "1",
+    "run.NextConfig.finetune_steps": "1", "run.DemoConfig.sample_batch": "4",
 }
 
 

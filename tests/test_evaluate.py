@@ -33,7 +33,7 @@ def test_evaluate_latest_and_all_checkpoints_with_inference(tmp_path):
     assert sorted(every) == [1, 2]
     assert every[2]["loss"] == pytest.approx(metrics["loss"], rel=1e-6)
     assert every[1]["loss"] != every[2]["loss"]
-    assert set(read_scalars(tmp_path / "eval", "loss")) == {1, 2}
+    assert set(read_scalars(tmp_path / "eval_checkpoints", f"{task}/validation/loss")) == {1, 2}
     with pytest.raises(FileNotFoundError, match="no checkpoint for step 7"):
         checkpoint_eval.evaluate(checkpoint_eval.CheckpointEvalConfig(model=CONFIG, task_name=task, task_feature_lengths=LENGTHS, model_dir=str(tmp_path),
                           checkpoint_steps=7))

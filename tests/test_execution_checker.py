@@ -14,8 +14,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def task(task_id="add", tests=None, **kw):
-    return RepairTask(task_id=task_id, source="unit", description="add two numbers",
-                      buggy_code="def add(a, b):\n    return a - b\n", entry_point="add",
+    kw = {"buggy_code": "def add(a, b):\n    return a - b\n", "entry_point": "add",
+          "description": "add two numbers", **kw}
+    return RepairTask(task_id=task_id, source="unit",
                       tests=tests or ["assert add(1, 2) == 3", "assert add(2, 2) == 4"], **kw)
 
 
@@ -59,15 +60,18 @@ def test_first_failure_is_reported(checker):
     assert "test 1" in v.detail and "add(2, 2) == 4" in v.detail and "last result: 3" in v.detail
 
 
-def test_setup_code_runs_around_the_fix(checker):
-    # MBPP-style: setup builds objects from a class the fix defines; its imports come first.
-    t = task("tree", tests=["assert depth(root) == 3", "assert isqrt_ok(16)"],
-             setup_code="import math\nroot = Node(Node(Node()))\n")
-    fix = ("class Node:\n    def __init__(self, child=None):\n        self.child = child\n\n"
-           "def depth(n):\n    return 0 if n is None else 1 + depth(n.child)\n\n"
-           "def isqrt_ok(x):\n    return math.isqrt(x) == 4\n")
+def test_setup_code_runs_in_the_judge_and_its_objects_cross_by_value(checker):
+    # MBPP-style: setup builds a tree from a class of the task's program; it runs in the judge
+    # (the trusted program supplies the class), and the tree crosses to the fix's own class.
+    node = "class Node:\n    def __init__(self, child=None):\n        self.child = child\n\n"
+    t = task("tree", tests=["assert depth(root) == 3", "assert depth(Node()) == 1"],
+             setup_code="import math\nroot = Node(Node(Node()))\n", entry_point="depth",
+             buggy_code=node + "def depth(n):\n    return 0\n")
+    fix = node + ("def depth(n):\n    return 0 if n is None else math.floor(1 + depth(n.child))\n")
     v = check_one(checker, t, sample(fix, task_id="tree"))
     assert v.status == "pass", v.detail
+    v = check_one(checker, t, sample(node + "def depth(n):\n    return 3\n", task_id="tree"))
+    assert v.status == "fail" and v.tests_passed == 1, v.detail
 
 
 def test_eval_tests_option():
@@ -80,8 +84,15 @@ def test_eval_tests_option():
 def test_strict_types_option():
     t = task(tests=["assert add(1, 2) == 3"])
     fix = "def add(a, b):\n    return float(a + b)\n"
+    # A program that also binds every name the equality could have had (and the entry point
+    # of a test that reads it) still meets the judge's own strict equality.
+    redirect = fix + "__nj_strict_eq__ = strict_eq = lambda a, b: True\n"
+    t2 = task("eq", tests=["assert add(1, 2) == 3 and __nj_strict_eq__(0, 1) is False"],
+              entry_point="__nj_strict_eq__", buggy_code="")
     with Checker(workers=1, options=CheckConfig(strict_types=True)) as c:
         assert check_one(c, t, sample(fix)).status == "fail"
+        assert check_one(c, t, sample(redirect)).status == "fail"
+        assert check_one(c, t2, sample(redirect, task_id="eq")).status in ("fail", "error")
     with Checker(workers=1) as c:
         assert check_one(c, t, sample(fix)).status == "pass"
 
@@ -130,7 +141,6 @@ def run_cli(*args):
                           capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.heavy
 def test_cli_writes_one_verdict_per_sample(tmp_path):
     tasks_path, samples_path, out = tmp_path / "t.jsonl", tmp_path / "s.jsonl", tmp_path / "v.jsonl"
     write_records(str(tasks_path), [task(), task("other", tests=["assert add(0, 0) == 0"])])
@@ -143,7 +153,6 @@ def test_cli_writes_one_verdict_per_sample(tmp_path):
     assert [(v.sample_id, v.status) for v in verdicts] == [("a", "pass"), ("b", "no_code"), ("c", "fail")]
 
 
-@pytest.mark.heavy
 def test_cli_bad_sample_names_file_line_and_field(tmp_path):
     tasks_path, samples_path, out = tmp_path / "t.jsonl", tmp_path / "s.jsonl", tmp_path / "v.jsonl"
     write_records(str(tasks_path), [task()])
@@ -163,3 +172,30 @@ def test_a_judge_stuck_past_its_alarm_is_replaced():
         assert check_one(c, stuck, sample(GOOD)).status == "timeout"
         v = check_one(c, task(), sample(GOOD))
         assert v.status == "pass", v.detail
+
+
+def test_values_nested_up_to_the_limit_cross_both_ways_and_deeper_are_refused(checker):
+    # In the sandbox's real processes (their stacks and recursion limits): a result 2,990 lists
+    # deep compared with Python's ==, the same depth as an argument the program returns (the
+    # test's own object comes back), then a result past plain.MAX_DEPTH (3,000): error.
+    deep = ("e = []\nfor _ in range(2990):\n    e = [e]\n"
+            "assert nest(2990) == e\nassert nest(2990, e) is e\n")
+    t = task("deep", tests=[deep, "nest(3100)"], entry_point="nest")
+    fix = ("def nest(n, same=None):\n    if same is not None:\n        return same\n"
+           "    e = []\n    for _ in range(n):\n        e = [e]\n    return e\n")
+    v = check_one(checker, t, sample(fix, task_id="deep"))
+    assert (v.status, v.tests_passed) == ("error", 1) and "deeper than 3000" in v.detail, v.detail
+
+
+def test_a_tests_helpers_come_from_the_first_trusted_program_that_defines_them():
+    from next_jax.execution.checker import build_plan, top_level_names
+    tests = ["assert add(helper(1), other(2)) == 5"]
+    t = task(tests=tests, reference_fix="def add(a, b):\n    return a + b\n\ndef helper(x):\n    return x\n",
+             buggy_code="def helper(x):\n    return 0\n\ndef other(x):\n    return x + 2\n",
+             description="Adds two numbers; see helper().")  # prose: provides nothing
+    plan = build_plan(t, CheckConfig())
+    # Both programs run, the original code first, so the reference's helper wins.
+    assert len(plan.trusted) == 2 and plan.names == ("add",)
+    assert not build_plan(task(reference_fix="def helper(x):\n    return x\n"), CheckConfig()).trusted
+    assert top_level_names("import os.path as p, sys\nif 1:\n    x = 1\ndef f():\n    y = 2\n") == {
+        "p", "sys", "x", "f"}

@@ -24,8 +24,11 @@ def load_corpus():
     with open(os.path.join(HERE, "tasks.json")) as f:
         specs = json.load(f)
     tasks = {
-        name: RepairTask(task_id=name, source="hostile", description="", buggy_code="",
-                         entry_point=spec["entry_point"], tests=spec["tests"])
+        name: RepairTask(task_id=name, source="hostile", description=spec.get("description", ""),
+                         buggy_code=spec.get("buggy_code", ""),
+                         entry_point=spec["entry_point"], tests=spec["tests"],
+                         setup_code=spec.get("setup_code", ""),
+                         reference_fix=spec.get("reference_fix"))
         for name, spec in specs.items()
     }
     programs = []
@@ -61,8 +64,10 @@ def test_corpus_is_big_enough_and_covers_pass_cases():
 
 def test_every_program_gets_its_declared_verdict(corpus_verdicts):
     programs, verdicts, _ = corpus_verdicts
+    # "a|b": either verdict (an attack whose speed decides which limit stops it first)
     wrong = [f"{name}: expected {h['expect']}, got {v.status} ({v.detail[:300]})"
-             for (name, h, _), v in zip(programs, verdicts) if v.status != h["expect"]]
+             for (name, h, _), v in zip(programs, verdicts)
+             if v.status not in h["expect"].split("|")]
     assert not wrong, "\n".join(wrong)
 
 

@@ -103,7 +103,8 @@ def test_isolation_facts(pool):
         assert f["network"] == "OSError"
     if m["readonly_root"]:
         own = f["writes"].pop("/tmp/nj_escape")  # /tmp is the run's own scratch
-        assert own == "written" and set(f["writes"].values()) <= {"OSError", "FileNotFoundError",
+        shm = f["writes"].pop("/dev/shm/nj_escape")  # and so is /dev/shm
+        assert own == shm == "written" and set(f["writes"].values()) <= {"OSError", "FileNotFoundError",
                                                                   "PermissionError"}, f["writes"]
     if m["uid_drop"] and m["mount_namespace"]:
         assert f["root_ssh"] in ("FileNotFoundError", "PermissionError")
@@ -188,7 +189,8 @@ def test_only_the_allow_listed_tree_is_visible_and_hide_masks_inside_it():
             seen = p.run(f"{T}:read_paths", [base, outside, hidden, shown, "/work", "/home"]).value
         assert seen[base] == seen[outside] == "FileNotFoundError"
         assert seen[hidden] == "" and "Gur Mra bs Clguba" in seen[shown]  # this.py is rot13
-        assert seen["/work"] in ("FileNotFoundError", [".venv", "main"], ["main"]), seen["/work"]
+        assert seen["/work"] in ("FileNotFoundError", [".venv", "main"], ["main"],
+                                 ["main", "wt"]), seen["/work"]  # (a worktree's checkout)
     finally:
         shutil.rmtree(base)
 

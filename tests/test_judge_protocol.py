@@ -8,6 +8,8 @@ import marshal
 import os
 import threading
 
+from collections import Counter, OrderedDict, defaultdict, deque
+
 import pytest
 
 from next_jax.execution import channel, judge, plain
@@ -24,6 +26,21 @@ class Box:
         self.n = n
 
     def __eq__(self, other):
+        return True
+
+    def __str__(self):
+        return f"Box({self.n})"
+
+    def __len__(self):
+        return self.n
+
+    def __iter__(self):
+        return iter(range(self.n))
+
+    def __getitem__(self, i):
+        return -i
+
+    def __contains__(self, x):
         return True
 
 
@@ -102,6 +119,78 @@ def kinds(*args, **kwargs):
 
 def same(a, b):
     return a is b
+
+
+def abs(x):
+    return 0
+
+
+def ident(x):
+    return x
+
+
+def get_add():
+    return add
+
+
+def rows(grid, d):
+    for row in grid:
+        row.sort()
+    grid.sort()
+    d["k"][0].append(len(grid))
+    grid.append(grid)
+    return grid
+
+
+def relink(node):
+    node.child.value = 9
+    node.tags = [len(node.tags)]
+    return node.child.other is node
+
+
+def shadow(node):
+    node.total = lambda: 100
+
+
+def sort_by(xs, key, swallow=False):
+    try:
+        return sorted(xs, key=key)
+    except AssertionError:
+        if swallow:
+            return [3, 2, 1]
+        raise
+
+
+def apply(f, *args):
+    return f(*args)
+
+
+def touch_all(box):
+    s, b, od, c, dq = box["set"], box["bytes"], box["od"], box["counter"], box["deque"]
+    s.add(9)
+    b.extend(b"!")
+    od.move_to_end("a")
+    c["x"] += 2
+    dq.appendleft(0)
+
+
+def half_done(xs, ys):
+    xs.append(1)
+    ys[0].append(2)
+    raise ValueError("stopped")
+
+
+def ordered():
+    from collections import OrderedDict, deque
+    return OrderedDict([("b", 1), ("a", 2)]), Counter(x=0), deque([1], 3)
+
+
+def defaults():
+    from collections import defaultdict
+    return defaultdict(list, a=[1]), defaultdict(lambda: "?"), defaultdict(None)
+
+
+Box.KIND = "box"
 '''
 
 
@@ -113,7 +202,9 @@ def cand():
     server.start()
     c = Candidate(request_fd=req_w, reply_fd=rep_r)
     names = ["add", "gen", "endless", "broken_gen", "views", "lazy", "sort_it", "raise_", "make",
-             "size", "adder", "half", "counts", "Box", "Counter", "kinds", "same", "missing"]
+             "size", "adder", "half", "counts", "Box", "Counter", "kinds", "same", "missing",
+             "ident", "get_add", "rows", "relink", "ordered", "shadow", "defaults", "half_done",
+             "sort_by", "apply", "touch_all"]
     c.found = c.load([marshal.dumps(compile(PROGRAM, "<fix>", "exec"))], names)
     yield c
     os.close(req_w)
@@ -170,15 +261,134 @@ def test_exceptions_are_raised_as_builtin_types(cand, kind, exc):
         assert info.value.from_candidate  # the program's own assert: an error, not a fail
 
 
-def test_opaque_objects_support_identity_only(cand):
+def test_comparing_an_object_of_the_programs_is_a_fault(cand):
     box = cand.found["make"](4)
     assert isinstance(box, Opaque) and box is not None and type(box).__name__ == "Box"
     assert cand.found["size"](box) == 4  # passed back by handle
     with pytest.raises(CandidateFault, match="comparison"):
-        box == box  # noqa: B015 (the point of the test)
+        box == box  # noqa: B015 (its __eq__ is always true: it would judge itself)
     assert "comparison" in cand.fault
     with pytest.raises(CandidateFault):  # every later call faults too
         cand.found["add"](1, 2)
+
+
+def test_the_same_object_crosses_as_the_same_proxy_or_marker(cand):
+    f = cand.found
+    assert f["get_add"]() is f["get_add"]() is f["add"] and f["add"] == f["add"]
+    assert len({f["get_add"](), f["add"], f["adder"](1)}) == 2
+    box = f["make"](1)
+    assert f["ident"](box) is box and f["make"](1) is not box
+
+
+def test_attributes_of_the_programs_objects_are_read_by_the_candidate(cand):
+    f = cand.found
+    box = f["make"](4)
+    assert box.n == 4 and f["Box"].KIND == "box" and box.KIND == "box"
+    with pytest.raises(AttributeError):
+        box.nothing  # noqa: B018 (the point of the test)
+    assert not cand.fault  # a missing attribute is the test's AttributeError, as in Python
+    with pytest.raises(CandidateFault, match="comparison"):
+        box == 4  # noqa: B015 (reading is plain data; comparing would be the candidate's __eq__)
+
+
+def test_changed_parts_are_updated_in_place_at_every_depth(cand):
+    grid, d = [[3, 1], [2, 0]], {"k": [[]]}
+    first, inner = grid[0], d["k"][0]
+    out = cand.found["rows"](grid, d)
+    assert out is grid  # the result is the argument itself
+    assert grid[1] is first and first == [1, 3] and grid[0] == [0, 2]  # moved, not replaced
+    assert grid[2] is grid and inner == [2] and d["k"][0] is inner
+
+
+def test_a_function_of_the_tests_is_called_back_in_the_judge(cand):
+    f = cand.found
+    seen = []
+
+    def key(x):
+        seen.append(x)
+        return -x
+
+    assert f["sort_by"]([1, 3, 2], key) == [3, 2, 1] and sorted(seen) == [1, 2, 3]
+    assert f["sort_by"](["b", "A"], str.lower) == ["A", "b"]  # a method of a builtin type
+    assert f["apply"](len, [1, 2]) == 2 and f["apply"](isinstance, 1, int) is True  # builtins
+    # The test's function calls the program again while the program waits for it.
+    assert f["apply"](lambda n: f["add"](n, 1), 4) == 5
+    with pytest.raises(ZeroDivisionError):
+        f["apply"](lambda: 1 / 0)
+    assert not cand.fault
+
+
+def test_the_tests_own_assert_inside_a_callback_fails_the_test_even_if_swallowed(cand):
+    def key(x):
+        assert x != 2, "the program passed 2"
+        return x
+
+    with pytest.raises(AssertionError, match="passed 2") as info:
+        cand.found["sort_by"]([1, 2, 3], key, swallow=True)
+    assert not getattr(info.value, "from_candidate", False)  # the test's own: a fail
+    assert cand.found["add"](1, 1) == 2 and not cand.fault  # and the channel is in step
+
+
+def test_every_kind_of_mutable_part_is_updated_in_place(cand):
+    box = {"set": {1}, "bytes": bytearray(b"hi"), "od": OrderedDict(a=1, b=2),
+           "counter": Counter(x=1), "deque": deque([1], 2)}
+    parts = dict(box)
+    cand.found["touch_all"](box)
+    assert all(box[k] is parts[k] for k in box)  # each the test's own object, changed
+    assert box["set"] == {1, 9} and box["bytes"] == bytearray(b"hi!")
+    assert list(box["od"]) == ["b", "a"] and box["counter"] == Counter(x=3)
+    assert box["deque"] == deque([0, 1]) and box["deque"].maxlen == 2
+
+
+def test_a_call_that_raises_still_changes_its_arguments(cand):
+    xs, ys = [], [[]]
+    inner = ys[0]
+    with pytest.raises(ValueError, match="stopped"):
+        cand.found["half_done"](xs, ys)
+    assert xs == [1] and inner == [2] and ys[0] is inner
+
+
+def test_objects_of_the_tests_classes_cross_by_value_and_come_back_updated(cand):
+    ns = {"__name__": judge.TEST_MODULE}
+    exec("class Node:\n    def __init__(self, tags):\n        self.tags = tags\n", ns)
+    a, b = ns["Node"]([1, 2]), ns["Node"]([])
+    a.child, b.other = b, a  # a cycle
+    assert cand.found["relink"](a) is True  # the cycle arrived as one
+    assert b.value == 9 and a.tags == [2] and a.child is b and b.other is a
+    assert cand.found["kinds"](a) == ["Node"]
+
+
+def test_a_changed_object_cannot_bring_back_a_method_over_its_classs(cand):
+    ns = {"__name__": judge.TEST_MODULE}
+    exec("class Tree:\n    def total(self):\n        return 1\n", ns)
+    with pytest.raises(CandidateFault, match="over its class's method"):
+        cand.found["shadow"](ns["Tree"]())
+
+
+def test_what_python_asks_an_object_is_asked_of_the_candidate(cand):
+    box = cand.found["make"](3)
+    assert str(box) == f"{box}" == "Box(3)" and len(box) == 3 and list(box) == [0, 1, 2]
+    assert box[2] == -2 and bool(box) and "Box" in repr(box)
+    assert isinstance(box, cand.found["Box"]) and not isinstance(3, cand.found["Box"])
+    assert not cand.fault
+    with pytest.raises(CandidateFault, match="`in`"):
+        5 in box  # noqa: B015 (an object that contains everything would judge itself)
+
+
+def test_ordered_counted_and_double_ended_results_keep_their_type(cand):
+    od, counter, dq = cand.found["ordered"]()
+    assert type(od) is OrderedDict and list(od) == ["b", "a"]
+    assert od != OrderedDict([("a", 2), ("b", 1)])  # order compared, as in Python
+    assert type(counter) is Counter and counter == Counter()  # a zero count is no count
+    assert type(dq) is deque and dq.maxlen == 3 and dq != [1]
+
+
+def test_a_defaultdict_answers_a_missing_key_with_its_factory(cand):
+    lists, asks, plain_one = cand.found["defaults"]()
+    assert type(lists) is defaultdict and lists == {"a": [1]} and lists["b"] == []
+    assert asks["k"] == "?" and isinstance(asks.default_factory, Proxy)  # called in the candidate
+    with pytest.raises(KeyError):
+        plain_one["k"]
 
 
 def test_functions_and_classes_cross_as_proxies(cand):
@@ -191,6 +401,8 @@ def test_functions_and_classes_cross_as_proxies(cand):
 def test_judge_side_values_that_cannot_cross(cand):
     with pytest.raises(TypeError, match="cannot pass"):
         cand.found["add"](object(), 1)
+    with pytest.raises(TypeError, match="cannot pass"):
+        cand.found["apply"](lambda: object())  # its result cannot cross: raised in the program
     assert not cand.fault  # the test's own mistake, not the candidate's
 
 
@@ -208,6 +420,14 @@ def _fake_candidate(reply: bytes):
     return Candidate(request_fd=req_w, reply_fd=rep_r, max_reply_bytes=1 << 20)
 
 
+@pytest.mark.parametrize("reply", [b'["t","ok",["@",1],null]', b'["t","ok",["@",0,"d"],null]',
+                                   b'["t","ok",1,["@",0,"l",["@",7]]]', b'["t","ok",["@",0,5],null]'])
+def test_forged_part_numbers_are_faults(reply):
+    cand = _fake_candidate(channel.HEADER.pack(len(reply), 0) + reply)
+    with pytest.raises(CandidateFault, match="not plain data|another type"):
+        cand.call("f", ([1],), {})
+
+
 @pytest.mark.parametrize("reply,why", [
     (channel.HEADER.pack(60 << 20, 0) + b"[", "over"),
     (channel.HEADER.pack(12, 0) + b'{"t": "ok"} ', "not plain data"),
@@ -222,14 +442,43 @@ def test_malformed_replies_are_faults(reply, why):
 
 
 def test_strict_eq():
+    from collections import namedtuple
     assert judge.strict_eq([1, (2.0,)], [1, (2.0,)])
     assert not judge.strict_eq(1, 1.0) and not judge.strict_eq([True], [1])
+    assert not judge.strict_eq(OrderedDict(a=1, b=2), OrderedDict(b=2, a=1))
+    assert not judge.strict_eq(deque([1]), deque([1.0])) and not judge.strict_eq(deque([1]), [1])
+    assert judge.strict_eq(namedtuple("P", "x")(1), namedtuple("P", "x")(1))  # two classes
+    assert not judge.strict_eq(namedtuple("P", "x")(1), namedtuple("Q", "x")(1))
 
 
-def _payload(tests):
-    return {"program": [marshal.dumps(compile(PROGRAM, "<fix>", "exec"))],
-            "tests": [marshal.dumps(compile(t, f"<test {i}>", "exec")) for i, t in enumerate(tests)],
-            "names": ["add", "raise_"], "timeout": 5.0}
+def _code(source, name="<x>"):
+    return marshal.dumps(compile(source, name, "exec"))
+
+
+def _payload(tests, names=("add", "raise_"), trusted="", setup=""):
+    return {"program": [_code(PROGRAM, "<fix>")],
+            "tests": [_code(t, f"<test {i}>") for i, t in enumerate(tests)],
+            "names": list(names), "timeout": 5.0,
+            "trusted": [_code(trusted)] if trusted else [], "setup": [_code(setup)] if setup else []}
+
+
+TRUSTED = "def helper(x):\n    return 2 * x\n\n\ndef add(a, b):\n    return 0\n\n\nMISSING = 1\n"
+
+
+@pytest.mark.parametrize("names,test,outcome", [
+    (["add"], "assert add(helper(1), 1) == 3", "pass"),  # the candidate's add, the task's helper
+    (["add"], "assert abs(-2) == 2", "pass"),  # the program's own abs() is not the test's
+    (["add"], "assert ident(1) == 1", "error"),  # nor any other of its globals: NameError
+    (["MISSING"], "MISSING", "error"),  # the program lacks the entry: the task's is removed
+    (["add"], "assert add(1, 2) == Y", "pass"),  # setup code runs in the judge, after the entry
+])
+def test_the_tests_namespace_comes_from_trusted_sources(cand, names, test, outcome):
+    reports = judge.run_tests(_payload([test], names, TRUSTED, "Y = add(1, 2)\n"), cand)
+    assert reports[1][:3] == ("t", 0, outcome), reports
+
+
+def test_the_strict_equality_is_under_a_name_no_source_can_bind():
+    assert not judge.STRICT_EQ.isidentifier()
 
 
 @pytest.mark.parametrize("first,outcome", [
@@ -249,7 +498,7 @@ def _recording_candidate(kinds_seen: list):
     """A judge end whose candidate records each request's frame kind and answers None."""
     req_r, req_w = os.pipe()
     rep_r, rep_w = os.pipe()
-    reply = b'["t","ok",null,["l"]]'
+    reply = b'["t","ok",null,null]'
 
     def serve():
         while (frame := channel.read_frame(req_r)) is not None:

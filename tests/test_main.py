@@ -1,6 +1,7 @@
 """The absl/gin binary and the launcher script."""
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -114,13 +115,21 @@ def test_missing_required_macro_and_missing_file(entry_module):
 def test_tpu_run_dry_run_targets_every_worker():
     proc = subprocess.run(
         [os.path.join(REPO, "launch", "tpu_run.sh"), "--tpu=pod-1", "--zone=us-central2-b", "--dry_run", "--sync",
-         "--gin_file=gin_configs/experiments/x.gin", "--gin.MODEL_DIR='gs://b/run 1'"],
-        capture_output=True, text=True, timeout=60)
+         "--gin_file=gin_configs/experiments/train_tiny_cpu.gin", "--gin.MODEL_DIR='gs://b/run 1'"],
+        capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
-    scp, ssh = proc.stdout.strip().splitlines()
-    assert scp.startswith("gcloud compute tpus tpu-vm scp --recurse") and "--worker=all" in scp
+    scp, unpack, ssh = proc.stdout.strip().splitlines()
+    # --sync copies an archive of the code (what git tracks or would track), never .venv.
+    assert scp.startswith("gcloud compute tpus tpu-vm scp ") and "--worker=all" in scp
+    assert "tar -xzf /tmp/next_jax_code.tar.gz" in unpack.replace("\\", "")
+    assert "no .venv" in proc.stderr
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                            capture_output=True, text=True, check=True).stdout.splitlines()
+    assert "next_jax/main.py" in listed and not any(p.startswith(".venv") for p in listed)
+    copied = int(re.search(r"--sync copies (\d+) files", proc.stderr).group(1))
+    assert copied == sum(os.path.isfile(os.path.join(REPO, p)) for p in listed)
     assert ssh.startswith("gcloud compute tpus tpu-vm ssh pod-1 --worker=all --zone=us-central2-b")
-    assert "--multihost" in ssh and "--gin_file=gin_configs/experiments/x.gin" in ssh
+    assert "--multihost" in ssh and "--gin_file=gin_configs/experiments/train_tiny_cpu.gin" in ssh
     # The binding, quotes and space included, reaches the remote next_jax.main unchanged.
     remote = [a for a in shlex.split(ssh) if a.startswith("--command=")][0][len("--command="):]
     assert shlex.split(remote)[-1] == "--gin.MODEL_DIR='gs://b/run 1'"

@@ -101,7 +101,7 @@ def test_other_processes_follow_process_0_and_never_write(tmp_path, monkeypatch)
 
     told = [{"action": "run", "attempt": 1}, {"samples": 7}]
     monkeypatch.setattr(multihost, "is_chief", lambda: False)
-    monkeypatch.setattr(multihost, "broadcast_json", lambda value: told.pop(0))
+    monkeypatch.setattr(multihost, "broadcast_json", lambda value, what="": told.pop(0))
     calls = []
     stage = _stage(tmp_path)
     assert stages.StageRunner().run(stage, lambda: calls.append("collective") or {"ignored": 1},

@@ -56,7 +56,7 @@ def test_train_writes_tensorboard_checkpoints_and_returns_its_result(task, tmp_p
         assert len(read_scalars(tmp_path / "train", tag)) == 2, tag
     assert read_scalars(tmp_path / "train", "compile_time_s")[1] > 0
     assert set(read_scalars(tmp_path / "train", "steps_per_sec")) == {2}  # clu's progress report, at the end
-    assert set(read_scalars(tmp_path / "eval", "loss")) == {2}
+    assert set(read_scalars(tmp_path / "eval", "test_train_demo/validation/loss")) == {2}
     table = (tmp_path / "param_table.txt").read_text()  # every parameter's layout, for the record
     assert "layers_0/attn/q_proj/kernel" in table and "parameters" in table.splitlines()[-1]
 
@@ -71,7 +71,7 @@ def test_train_learns_and_resumes_bitwise(task, tmp_path):
     for tag in ("accuracy", "learning_rate", "grad_norm", "tokens_per_s", "mfu", "step_time_s"):
         assert len(read_scalars(tmp_path / "straight" / "train", tag)) == 4, tag
     assert read_scalars(tmp_path / "straight" / "train", "compile_time_s")[1] > 0
-    assert set(read_scalars(tmp_path / "straight" / "eval", "loss")) == {4}
+    assert set(read_scalars(tmp_path / "straight" / "eval", "test_train_demo/validation/loss")) == {4}
     assert straight.metrics["loss"] == pytest.approx(losses[4])
 
     # Two runs of 2 steps each (the second resumes from the first's checkpoint) = one run of 4.

@@ -101,7 +101,9 @@ def to_records(problems: Dict[str, dict], programs) -> Tuple[Dict[str, RepairTas
     tasks = {
         tid: RepairTask(task_id=tid, source="humaneval", description=p["prompt"], buggy_code="",
                         entry_point=p["entry_point"],
-                        tests=[p["test"] + f"\n\ncheck({p['entry_point']})\n"])
+                        tests=[p["test"] + f"\n\ncheck({p['entry_point']})\n"],
+                        # the prompt's helpers some tests call (encode_cyclic, poly) come from here
+                        reference_fix=p["prompt"] + p["canonical_solution"])
         for tid, p in problems.items()
     }
     samples = [

@@ -16,6 +16,7 @@ from typing import (Any, Callable, ClassVar, Dict, Iterable, Iterator, Mapping, 
                     TypeVar, Union)
 
 from next_jax import io as nj_io
+from next_jax.errors import UserValueError
 
 SCHEMA_VERSION = 1
 
@@ -24,8 +25,10 @@ PROMPT_VARIANTS = ("trace", "no_trace", "proxy")
 VERDICT_STATUSES = ("pass", "fail", "error", "timeout", "syntax_error", "no_code")
 
 
-class RecordError(ValueError):
-    """A record that does not match its schema: says where (file:line) and which field."""
+class RecordError(UserValueError):
+    """A record that does not match its schema: says where (file:line) and which field.
+
+    A user error (``next_jax.main`` prints it on one line, exit status 2) and a ValueError."""
 
     def __init__(self, message: str, *, where: str = "", field: str = ""):
         self.where = where
@@ -406,12 +409,22 @@ def task_from_dict(obj: Any, *, where: str = "") -> RepairTask:
     return (TracedTask if has_traces else RepairTask).from_dict(obj, where=where)
 
 
+def require_records(path: str, what: str, hint: str) -> None:
+    """Raises a RecordError naming ``path`` when it holds no record (only blank lines, or nothing):
+    an empty input is a mistake to report, never a run that silently does nothing."""
+    with nj_io.open_file(path, "rb") as raw:
+        f = gzip.open(raw, "rb") if path.endswith(".gz") else raw
+        if any(line.strip() for line in f):
+            return
+    raise RecordError(f"the {what} is empty (no JSON line); {hint}", where=path)
+
+
 def read_all(path: str, record_type: Type[R]) -> list:
     return list(read_records(path, record_type))
 
 
 class AtomicWriter:
-    """Writes JSON Lines to ``path`` (local, ``gs://``, ...) through ``io.atomic_write``.
+    """Writes JSON Lines to ``path`` (local, ``gs://``, ...) through ``nj_io.atomic_write``.
 
     On an exception the temporary file is removed and ``path`` is untouched, so readers only ever
     see complete files and a resumed stage can trust that an existing file is finished.

@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from next_jax import io as nj_io
 from next_jax.data.records import read_tasks
+from next_jax.errors import UserFileNotFoundError
 
 
 def _read_json(path: str) -> dict:
@@ -77,7 +78,8 @@ class HuggingFaceVocabulary(seqio.Vocabulary):
         else:
             directory = nj_io.dirname(path)
         if not nj_io.exists(path) or nj_io.isdir(path):
-            raise FileNotFoundError(f"HuggingFaceVocabulary: no tokenizer file at {path}")
+            raise UserFileNotFoundError(f"HuggingFaceVocabulary: no tokenizer file at {path} (a Hugging Face "
+                                        "checkpoint directory holds config.json, *.safetensors and tokenizer.json)")
         self._path = path
         self._tokenizer = None
         super().__init__(extra_ids=extra_ids)

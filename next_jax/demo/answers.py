@@ -18,6 +18,9 @@ set teaches the format and the reasoning pattern; self-training has to do the re
 
 from __future__ import annotations
 
+import re
+from typing import Optional
+
 from next_jax.data import prompts
 from next_jax.data.records import RepairTask
 
@@ -35,3 +38,45 @@ def template_answer(task: RepairTask) -> str:
     if edit is None:
         raise ValueError(f"task {task.task_id}: the reference fix is not a one-line edit of the buggy code")
     return prompts.format_edit_answer(template_rationale(task), *edit)
+
+
+# ---------------------------------------------------------------------------------------------
+# The accumulator domain (next_jax.demo.loops): the rationale states the trace fact the fix reads.
+
+_LOOP_RATIONALE = re.compile(r"^want (-?\d+): ([a-z])=(-?\d+)$")
+
+
+def loop_rationale(task: RepairTask) -> str:
+    """``want 7: t=7``: the expected value, then the accumulator whose final traced value it is."""
+    meta = task.meta
+    return f"want {meta['want']}: {meta['answer']}={meta['want']}"
+
+
+def loop_answer(task: RepairTask) -> str:
+    """The seed (and upper-bound) answer: the rationale and the line that returns the right name."""
+    return prompts.format_edit_answer(loop_rationale(task), task.meta["bug_line"], f"return {task.meta['answer']}")
+
+
+def returned_name(fix: Optional[str], task: RepairTask) -> Optional[str]:
+    """The name a parsed fix returns on the bug line (None when the fix changes something else)."""
+    if fix is None:
+        return None
+    fixed, buggy = fix.rstrip("\n").split("\n"), task.buggy_code.rstrip("\n").split("\n")
+    k = task.meta["bug_line"] - 1
+    if len(fixed) != len(buggy) or fixed[:k] + fixed[k + 1:] != buggy[:k] + buggy[k + 1:]:
+        return None
+    match = re.fullmatch(r"\s*return ([a-z])", fixed[k])
+    return match.group(1) if match else None
+
+
+def rationale_consistent(task: RepairTask, rationale: str, fix: Optional[str]) -> bool:
+    """Whether the rationale's facts match the trace and its own fix: the stated expected value is
+    the test's, the named accumulator's final traced value is the stated one, and the fix returns
+    that accumulator."""
+    match = _LOOP_RATIONALE.match(rationale.strip())
+    if not match:
+        return False
+    want, name, value = int(match.group(1)), match.group(2), int(match.group(3))
+    finals = dict(zip(task.meta["names"], task.meta["finals"]))
+    return (want == task.meta["want"] and finals.get(name) == value and value == want
+            and returned_name(fix, task) == name)

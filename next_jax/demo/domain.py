@@ -32,6 +32,7 @@ import random
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from next_jax.data.records import RepairTask
+from next_jax.errors import UserValueError
 
 FAMILIES = ("pick_var", "pick_index", "off_const", "add_offset")
 _VAR_NAMES = "cdeghkmnpqrstuvwxyz"
@@ -69,21 +70,21 @@ class DomainConfig:
     def __post_init__(self):
         unknown = [f for f in self.families if f not in FAMILIES]
         if not self.families or unknown:
-            raise ValueError(f"DomainConfig.families: {list(self.families)} must be a non-empty subset of {FAMILIES}")
+            raise UserValueError(f"DomainConfig.families: {list(self.families)} must be a non-empty subset of {FAMILIES}")
         if self.family_weights is not None and len(self.family_weights) != len(self.families):
-            raise ValueError(f"DomainConfig.family_weights: {len(self.family_weights)} weights for "
+            raise UserValueError(f"DomainConfig.family_weights: {len(self.family_weights)} weights for "
                              f"{len(self.families)} families")
         if not 2 <= self.min_values <= self.max_values <= len(_VAR_NAMES):
-            raise ValueError(f"DomainConfig: need 2 <= min_values ({self.min_values}) <= max_values "
+            raise UserValueError(f"DomainConfig: need 2 <= min_values ({self.min_values}) <= max_values "
                              f"({self.max_values}) <= {len(_VAR_NAMES)}")
         if self.max_arg < 2:
-            raise ValueError(f"DomainConfig.max_arg must be >= 2, got {self.max_arg}")
+            raise UserValueError(f"DomainConfig.max_arg must be >= 2, got {self.max_arg}")
         if self.max_value is not None and self.max_value < self.max_arg:
-            raise ValueError(f"DomainConfig.max_value ({self.max_value}) must be >= max_arg ({self.max_arg})")
+            raise UserValueError(f"DomainConfig.max_value ({self.max_value}) must be >= max_arg ({self.max_arg})")
         if self.max_offset < 1:
-            raise ValueError(f"DomainConfig.max_offset must be >= 1, got {self.max_offset}")
+            raise UserValueError(f"DomainConfig.max_offset must be >= 1, got {self.max_offset}")
         if self.num_eval_tests < 1:
-            raise ValueError(f"DomainConfig.num_eval_tests must be >= 1, got {self.num_eval_tests}")
+            raise UserValueError(f"DomainConfig.num_eval_tests must be >= 1, got {self.num_eval_tests}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,21 +1,29 @@
-"""The CPU demo entry (``--run_mode=demo``): NExT's own effect, measured against a same-budget control.
+"""The CPU demo entry (``--run_mode=demo``): does the model read the trace, and does NExT amplify it?
 
-For each model seed, and for each prompt variant (``trace``, and ``no_trace`` as the ablation):
+The domain (:mod:`loops`): loops that keep several accumulators and return the wrong one; the fix
+is the accumulator whose final traced value equals the expected one, so the trace is needed (a
+read) and, without it, the answer is a guess among k - 1 names. For every seed (the seed varies
+the tasks and the model), on the same tasks:
 
-1. data (once): seed, train and dev tasks of the procedural domain (:mod:`domain`), traced by the
-   real tracer in the sandbox; the seed tasks carry their template answer in ``meta['answer']``;
-2. bootstrap: a model trained from random weights on the seed set (standing in for a pretrained
-   model prompted few-shot);
-3. NExT: ``selftrain.run_next`` from the bootstrap model on the train tasks, dev evaluated after
-   every iteration (``dev_pass_at_1``: the bootstrap first, then each iteration);
-4. control (``trace`` only): the bootstrap model trained further on the seed set alone, for as many
-   steps as the NExT fine-tunes took together, and evaluated on the same dev tasks.
+- bootstrap: a tiny byte-level model trained from random weights on ``num_seed`` labelled tasks
+  with template rationales (standing in for a pretrained LLM prompted few-shot);
+- NExT with traces: ``num_iterations`` rounds of sampling ``num_samples`` answers per unlabelled
+  train task, keeping those whose fix passes every test of the task (the sandboxed executor),
+  and fine-tuning the current model on them plus the seed set for ``finetune_steps``;
+- NExT without traces: the same from a bootstrap trained and evaluated without traces;
+- the same-budget control: the bootstrap model trained on the seed set alone for the same steps
+  per evaluated model as NExT (each NExT model continues from the previous one, so the summed
+  budgets are the same too);
+- the upper bound: the bootstrap model trained on correct answers for every train task;
+- the test-time ablation: the best NExT model evaluated without traces (section 6.4 of the paper);
+- the counterfactual test: the best NExT model on test prompts whose trace was edited so that
+  another accumulator shows the expected value (the share of answers that follow the edit);
+- the guessing baselines: rules that never look at the trace, fitted on fresh tasks.
 
-Everything lands under ``model_dir`` (``data/``, ``seed_{s}/{variant}/{bootstrap,next,control}``,
-``demo.json``) through stages with manifests, so a rerun skips what is done and a changed setting
-is an error. The last line on stdout is one JSON object: ``dev_pass_at_1`` (the trace run, mean
-over seeds), ``control_pass_at_1``, ``no_trace_pass_at_1`` (the no-trace run, same layout as
-``dev_pass_at_1``), ``best_iteration``, ``wall_s``, plus per-seed figures and standard errors.
+The best iteration is chosen on the validation split; every figure is on the test split. The
+splits are disjoint at the program level. Everything runs in this process with compiled
+functions reused across arms and seeds (:mod:`engine`). Outputs in ``model_dir``: ``demo.json``,
+``report.md``, ``demo.png``; the last stdout line is one JSON object.
 """
 
 from __future__ import annotations
@@ -23,287 +31,509 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import random
+import re
 import time
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+import numpy as np
 from absl import logging
 
 from next_jax import io as nj_io
-from next_jax import checkpoints, partitioning
-from next_jax import tasks as tasks_lib
-from next_jax.data import records
-from next_jax.demo import answers, domain
-from next_jax.evaluation import formats as formats_lib
-from next_jax.evaluation.repair import EvalConfig, evaluate_model, headline
-from next_jax.evaluation.runs import ExecutionConfig, SamplingConfig
-from next_jax.models.ref import ModelRef
-from next_jax.execution.sandbox import SandboxPool
-from next_jax.progress import Progress
-from next_jax.selftrain.loop import FilesConfig, NextConfig, run_next
-from next_jax.selftrain.settings import BuildConfig, FinetuneConfig, SelectionConfig
-from next_jax.selftrain.stages import Stage, StageRunner, input_fingerprint, jsonable
+from next_jax.data import prompts
+from next_jax.data.records import RepairTask, Sample, TracedTask
+from next_jax.demo import answers, baselines, loops
+from next_jax.demo.engine import Engine, TrainStepConfig, enable_compilation_cache
+from next_jax.models.config import ModelConfig
+from next_jax.selftrain import building
+from next_jax.selftrain.settings import BuildConfig
 from next_jax.tracing.config import TraceConfig
+from next_jax.demo import report
+from next_jax.evaluation import formats as formats_lib
+from next_jax.evaluation.runs import _check_distinct
+from next_jax.execution.checker import CheckConfig, Checker
+from next_jax.execution.sandbox import SandboxPool
 from next_jax.tracing.sandboxed import TARGET
 from next_jax.tracing.traced_tasks import trace_tasks
-from next_jax.train import TrainConfig, train
 
 ANSWER_FORMAT = "line_edit"
 # Traces as the tracer writes them, with the shortest separators: every character costs here.
 DEMO_TRACE_CONFIG = TraceConfig(comment_prefix=" # ", test_separator="")
+FILTERS = ("fix", "rationale")
 
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """The demo's tasks: how many of each split, drawn by ``domain.generate`` from ``seed``."""
+    """Tasks per split for each seed (disjoint programs across splits), how they are drawn, and
+    how many fresh tasks fit the guessing baselines."""
 
-    seed: int = 0
-    num_seed: int = 150
-    num_train: int = 500
-    num_dev: int = 300
-    domain: domain.DomainConfig = domain.DomainConfig()
+    num_seed: int = 32
+    num_train: int = 400
+    num_val: int = 100
+    num_test: int = 200
+    num_baseline: int = 2000
+    loops: loops.LoopConfig = loops.LoopConfig()
     trace: TraceConfig = DEMO_TRACE_CONFIG
     workers: int = 2
 
 
 @dataclasses.dataclass(frozen=True)
 class BootstrapConfig:
-    """Supervised training of the base model on the seed set (and the control's extra steps).
+    steps: int = 200
+    train: TrainStepConfig = TrainStepConfig(learning_rate=3e-3, warmup_steps=20, batch_size=16)
 
-    ``optimizer`` None = the trainer's default AdamW; ``control_optimizer`` None = the NExT
-    fine-tune's optimizer, so the control differs from NExT only in its data.
+
+@dataclasses.dataclass(frozen=True)
+class NextConfig:
+    """The self-training loop.
+
+    filter: 'fix' keeps a sample whose fix passes every test (the paper's filter); 'rationale'
+      also requires its rationale to state the trace's facts and agree with its own fix.
+    build: how B(i) is made from the kept samples (selftrain's BuildConfig).
     """
 
-    num_steps: int = 150
-    batch_size: int = 16
-    optimizer: Any = None
-    control_optimizer: Any = None
-    checkpoint_period: int = 50
+    num_iterations: int = 2
+    num_samples: int = 4
+    temperature: float = 1.0
+    finetune_steps: int = 150
+    finetune: TrainStepConfig = TrainStepConfig(learning_rate=2e-3, warmup_steps=10, batch_size=16)
+    filter: str = "fix"
+    build: BuildConfig = BuildConfig(dedup="text", max_per_problem=1, include_seed=True,
+                                         tests_field="eval_tests")
+
+    def __post_init__(self):
+        if self.filter not in FILTERS:
+            raise ValueError(f"NextConfig.filter must be one of {FILTERS}, got {self.filter!r}")
+        if self.num_iterations < 1:
+            raise ValueError(f"NextConfig.num_iterations must be >= 1, got {self.num_iterations}")
 
 
-def make_data(model_dir: str, settings: DataConfig, runner: StageRunner) -> Dict[str, str]:
-    """seed/train/dev TracedTask files under ``model_dir/data``; the seed tasks carry answers."""
-    directory = nj_io.join(model_dir, "data")
-    paths = {split: nj_io.join(directory, f"{split}.jsonl") for split in ("seed", "train", "dev")}
-    stage = Stage(name="data", directory=directory, settings={"data": settings})
-
-    def run():
-        counts = {}
-        sizes = {"seed": settings.num_seed, "train": settings.num_train, "dev": settings.num_dev}
-        progress = Progress("demo data: trace", total=sum(sizes.values()), unit="tasks")
-        with SandboxPool(workers=settings.workers, targets=[TARGET]) as pool:
-            for split, count in sizes.items():
-                tasks = domain.generate(settings.seed, split, count, settings.domain)
-                if split == "seed":
-                    tasks = [dataclasses.replace(t, meta=dict(t.meta, answer=answers.template_answer(t)))
-                             for t in tasks]
-                with nj_io.atomic_write(paths[split]) as f:
-                    for traced in trace_tasks(tasks, settings.trace, pool=pool):
-                        f.write(traced.to_json() + "\n")
-                        progress.update(1)
-                counts[split] = count
-        progress.finish()
-        return counts
-
-    runner.run(stage, run)
-    return paths
+TINY_MODEL = ModelConfig(vocab_size=384, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=4, head_dim=16,
+                         mlp_dim=256, tie_embeddings=True, max_seq_len=640)
 
 
-def _seed_task(name: str, seed_file: str, vocabulary, variant: str) -> str:
-    pairs = [(t.task_id, t.meta["answer"]) for t in records.read_tasks(seed_file)]
-    fmt = formats_lib.get_format(ANSWER_FORMAT)
-    tasks_lib.register_repair_task(name, split_files={"train": seed_file}, vocabulary=vocabulary, variant=variant,
-                                   answers=lambda split: pairs, prompt_fn=fmt.prompt)
-    return name
+@dataclasses.dataclass(frozen=True)
+class DemoConfig:
+    """Everything the demo does (gin binds this object once).
 
-
-def _train(*, model, task_name, task_feature_lengths, batch_size, steps, model_dir, init, optimizer, seed,
-           checkpoint_period, partitioner) -> dict:
-    kwargs = dict(model=model, task_name=task_name, task_feature_lengths=dict(task_feature_lengths),
-                  batch_size=batch_size, train_steps=steps, model_dir=model_dir, initial_checkpoint=init,
-                  checkpoint_cfg=checkpoints.CheckpointConfig(period=checkpoint_period, keep=1),
-                  summary_period=min(25, steps), seed=seed, partitioner=partitioner)
-    if optimizer is not None:
-        kwargs["optimizer"] = optimizer
-    out = train(TrainConfig(**kwargs))
-    return {"checkpoint": out.checkpoint, "steps": out.step, "metrics": jsonable(out.metrics)}
-
-
-def _mean_stderr(values: Sequence[float], num_tasks: Optional[int] = None) -> tuple:
-    """Mean and standard error over seeds; with one seed, the binomial standard error of a pass
-    rate measured on ``num_tasks`` tasks (None when no ``num_tasks`` is given, as for differences)."""
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        if num_tasks:
-            return mean, math.sqrt(mean * (1.0 - mean) / num_tasks)
-        return mean, None
-    var = sum((v - mean) ** 2 for v in values) / (n - 1)
-    return mean, math.sqrt(var / n)
-
-
-def run_demo(
-    *,
-    model_dir: str,
-    model,
-    vocabulary,
-    task_feature_lengths: Mapping[str, int],
-    data: DataConfig = DataConfig(),
-    bootstrap: BootstrapConfig = BootstrapConfig(),
-    num_iterations: int = 2,
-    sampling: SamplingConfig = SamplingConfig(num_samples=8, temperature=0.8, max_new_tokens=48,
-                                                  batch_size=32),
-    build: BuildConfig = BuildConfig(dedup="text", max_per_problem=2, include_seed=True),
-    finetune: FinetuneConfig = FinetuneConfig(num_steps=80, batch_size=16),
-    evaluation: EvalConfig = EvalConfig(sampling=SamplingConfig(num_samples=1, temperature=0.0,
-                                                                      max_new_tokens=48, batch_size=32),
-                                            variants=("trace",), greedy=False, ks=(1,)),
-    execution: ExecutionConfig = ExecutionConfig(workers=2, test_timeout_s=1.0),
-    variants: Sequence[str] = ("trace", "no_trace"),
-    control: bool = True,
-    seeds: Sequence[int] = (0,),
-    partitioner=None,
-) -> dict:
-    """Runs the demo (see the module doc); returns the summary and prints it as the last stdout line.
-
-    Args:
-      model_dir: where everything is written.
-      model, vocabulary: the tiny model's ModelConfig and its (byte) vocabulary.
-      task_feature_lengths: ``{'inputs': P, 'targets': T}``: prompt and answer token budgets.
-      data, bootstrap: the tasks, and the base model's training (see their classes).
-      num_iterations, sampling, build, finetune, execution: the NExT loop's settings
-        (``selftrain.run_next``); hard-problem selection is off (every train task is sampled).
-      evaluation: dev evaluation; its ``variants`` are replaced by each run's own variant.
-      variants: the NExT runs: 'trace' (the headline) and 'no_trace' (the ablation); either alone
-        is allowed (e.g. to run the two arms as two processes).
-      control: also train and evaluate the same-budget control of the trace run.
-      seeds: model seeds (initialisation, data order, sampling); figures are averaged over them.
+    seeds: each seed draws its own tasks and initialises its own models; figures are means over
+      seeds with standard errors that use the pairing of arms on the same tasks.
+    prompt_width / answer_width: the fixed token shapes every compiled function shares.
+    arms: which optional arms run ('no_trace', 'control', 'upper_bound', 'counterfactual').
+    compilation_cache_dir: JAX's persistent compilation cache ('' = off; None = model_dir/jax_cache).
     """
+
+    model_dir: str = "/tmp/next_jax_cpu_demo"
+    seeds: Tuple[int, ...] = (0, 1, 2)
+    data: DataConfig = DataConfig()
+    model: ModelConfig = TINY_MODEL
+    prompt_width: int = 464
+    answer_width: int = 24
+    sample_batch: int = 100
+    bootstrap: BootstrapConfig = BootstrapConfig()
+    next: NextConfig = NextConfig()
+    arms: Tuple[str, ...] = ("no_trace", "control", "upper_bound", "counterfactual")
+    compilation_cache_dir: Optional[str] = None
+
+    def __post_init__(self):
+        if not self.seeds:
+            raise ValueError("DemoConfig.seeds is empty")
+        unknown = set(self.arms) - {"no_trace", "control", "upper_bound", "counterfactual"}
+        if unknown:
+            raise ValueError(f"DemoConfig.arms: unknown {sorted(unknown)}")
+
+
+class _Clock:
+    """Wall time per stage, summed over seeds and arms."""
+
+    def __init__(self):
+        self.seconds: Dict[str, float] = {}
+        self.started = time.monotonic()
+
+    def add(self, name: str, since: float) -> float:
+        now = time.monotonic()
+        self.seconds[name] = self.seconds.get(name, 0.0) + now - since
+        if now - since > 5.0:  # the long steps show as they end (training, sampling, evaluating)
+            logging.info("demo: %s took %.1f s (at %.0f s)", name, now - since, now - self.started)
+        return now
+
+
+# ---------------------------------------------------------------------------------------------
+# Data.
+
+
+def make_data(seed: int, config: DataConfig, pool) -> Dict[str, List[TracedTask]]:
+    """The seed's splits, traced by the real tracer in the sandbox."""
+    counts = {"seed": config.num_seed, "train": config.num_train, "val": config.num_val, "test": config.num_test}
+    splits = loops.make_splits(seed, counts, config.loops)
+    return {name: list(trace_tasks(tasks, config.trace, pool=pool)) for name, tasks in splits.items()}
+
+
+def counterfactual(task: TracedTask) -> Tuple[TracedTask, str]:
+    """The task with its trace edited so that another accumulator (neither the returned nor the
+    correct one) shows the expected value as its final value, and the correct one no longer shows
+    it; returns the edited task and the name an answer that reads the edit returns."""
+    meta = task.meta
+    want = meta["want"]
+    names = meta["names"]
+    others = [n for n in names if n not in (meta["answer"], meta["returned"])]
+    rng = random.Random(task.task_id)
+    target = rng.choice(others)
+    replacement = rng.choice([d for d in range(10) if d != want])
+    text = task.traces[0].traced_code
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if "#" not in line:
+            continue
+        code, comment = line.split("#", 1)
+        comment = re.sub(rf"\b{meta['answer']}={want}\b", f"{meta['answer']}={replacement}", comment)
+        lines[i] = code + "#" + comment
+    # The target's final value: its last shown value in the trace.
+    for i in range(len(lines) - 1, -1, -1):
+        found = list(re.finditer(rf"\b{target}=(\d+)", lines[i].split("#", 1)[-1] if "#" in lines[i] else ""))
+        if found:
+            code, comment = lines[i].split("#", 1)
+            last = found[-1]
+            comment = comment[:last.start(1)] + str(want) + comment[last.end(1):]
+            lines[i] = code + "#" + comment
+            break
+    trace = dataclasses.replace(task.traces[0], traced_code="\n".join(lines))
+    return dataclasses.replace(task, traces=[trace]), target
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling, checking, evaluating.
+
+
+class _Arms:
+    """What every arm of one seed shares: the engine, the executor, the clock, the tasks."""
+
+    def __init__(self, engine: Engine, checker, clock: _Clock, config: DemoConfig, seed: int,
+                 data: Mapping[str, List[TracedTask]]):
+        self.engine, self.checker, self.clock, self.config, self.seed = engine, checker, clock, config, seed
+        self.data = data
+        self.fmt = formats_lib.get_format(ANSWER_FORMAT)
+
+    def prompts(self, tasks: Sequence[TracedTask], variant: str) -> List[List[int]]:
+        return [self.engine.encode_prompt(self.fmt.prompt(t, variant, ())) for t in tasks]
+
+    def samples(self, params, tasks: Sequence[TracedTask], variant: str, *, num_samples: int, temperature: float,
+                tag: str, stage: str) -> List[Sample]:
+        started = time.monotonic()
+        offsets = {"train": 0, "val": 1 << 20, "test": 2 << 20}
+        seeds = [self.seed * (1 << 24) + offsets.get(t.task_id.split("/")[0], 3 << 20) + int(t.task_id.split("/")[1])
+                 for t in tasks]
+        texts = self.engine.sample(params, self.prompts(tasks, variant), num_samples=num_samples,
+                                   temperature=temperature, seeds=seeds)
+        out = []
+        for task, row in zip(tasks, texts):
+            for j, text in enumerate(row):
+                rationale, fix = self.fmt.parse(text, task)
+                out.append(Sample(task_id=task.task_id, iteration=0, sample_id=f"{task.task_id}/{tag}/{j}",
+                                  prompt_variant=variant, text=text, rationale=rationale, fix=fix, model=tag))
+        self.clock.add(stage, started)
+        return out
+
+    def check(self, tasks: Sequence[RepairTask], samples: Sequence[Sample]) -> List[bool]:
+        """Whether each sample's fix passes every test of its task (eval_tests), by the executor."""
+        started = time.monotonic()
+        by_id = {t.task_id: t for t in tasks}
+        checkable = [s for s in samples if s.fix is not None]
+        verdicts = {v.sample_id: v.passed for v in _check_distinct(self.checker, by_id, checkable)}
+        self.clock.add("check", started)
+        return [verdicts.get(s.sample_id, False) for s in samples]
+
+    def evaluate(self, params, variant: str, *, tag: str, splits=("val", "test")) -> dict:
+        """Greedy pass@1 per task on each split (0/1 lists), and rationale consistency."""
+        out = {}
+        for split in splits:
+            tasks = self.data[split]
+            samples = self.samples(params, tasks, variant, num_samples=1, temperature=0.0, tag=tag, stage="eval")
+            passed = self.check(tasks, samples)
+            consistent = [answers.rationale_consistent(t, s.rationale, s.fix) for t, s in zip(tasks, samples)]
+            out[split] = {"passed": [int(p) for p in passed], "consistent": [int(c) for c in consistent],
+                          "answers": [s.text for s in samples[:3]]}
+        return out
+
+    def counterfactual_share(self, params) -> dict:
+        tasks, targets = zip(*(counterfactual(t) for t in self.data["test"]))
+        samples = self.samples(params, tasks, "trace", num_samples=1, temperature=0.0, tag="cf", stage="eval")
+        names = [answers.returned_name(s.fix, t) for t, s in zip(tasks, samples)]
+        return {"follows": [int(n == target) for n, target in zip(names, targets)],
+                "original": [int(n == t.meta["answer"]) for n, t in zip(names, tasks)],
+                "example": {"prompt": self.fmt.prompt(tasks[0], "trace", ()), "answer": samples[0].text}}
+
+    # -- training ---------------------------------------------------------------------------
+
+    def examples(self, pairs: Sequence[Tuple[TracedTask, str]], variant: str) -> List[Tuple[List[int], List[int]]]:
+        out = []
+        for task, answer in pairs:
+            ids = self.engine.encode_answer(answer)
+            if ids is not None:
+                out.append((self.engine.encode_prompt(self.fmt.prompt(task, variant, ())), ids))
+        return out
+
+    def train(self, params, pairs, variant: str, *, steps: int, settings: TrainStepConfig, salt: int, stage: str):
+        started = time.monotonic()
+        params, loss = self.engine.train(params, self.examples(pairs, variant), steps=steps, settings=settings,
+                                         seed=self.seed * 1000 + salt)
+        self.clock.add(stage, started)
+        return params
+
+    def seed_pairs(self) -> List[Tuple[TracedTask, str]]:
+        return [(t, answers.loop_answer(t)) for t in self.data["seed"]]
+
+
+def _next_arm(arms: _Arms, variant: str) -> dict:
+    """Bootstrap, then NExT iterations; per evaluated model its val/test results."""
+    config = arms.config
+    boot = config.bootstrap
+    params = arms.engine.init_params(boot.train, arms.seed)
+    params = arms.train(params, arms.seed_pairs(), variant, steps=boot.steps, settings=boot.train, salt=1,
+                        stage="bootstrap")
+    models = [params]
+    evals = [arms.evaluate(params, variant, tag=f"{variant}/0")]
+    iterations = []
+    train_tasks = arms.data["train"]
+    by_id = {t.task_id: t for t in train_tasks}
+    seed_samples = building.seed_samples([(t, a) for t, a in arms.seed_pairs()], iteration=0, variant=variant)
+    for i in range(1, config.next.num_iterations + 1):
+        samples = arms.samples(params, train_tasks, variant, num_samples=config.next.num_samples,
+                               temperature=config.next.temperature, tag=f"{variant}/{i}", stage="sample")
+        passed = arms.check(train_tasks, samples)
+        kept = [s for s, p in zip(samples, passed) if p]
+        consistent = [s for s in kept if answers.rationale_consistent(by_id[s.task_id], s.rationale, s.fix)]
+        if config.next.filter == "rationale":
+            kept = consistent
+        built = building.build_training_set(kept, config.next.build, seed=seed_samples)
+        pairs = [(by_id.get(s.task_id) or _seed_task(arms, s.task_id), s.text) for s in built.pairs]
+        params = arms.train(params, pairs, variant, steps=config.next.finetune_steps, settings=config.next.finetune,
+                            salt=10 + i, stage="finetune")
+        models.append(params)
+        evals.append(arms.evaluate(params, variant, tag=f"{variant}/{i}"))
+        iterations.append({"samples": len(samples), "passed": int(sum(passed)),
+                           "covered": len({s.task_id for s in kept}), "kept_consistent": len(consistent),
+                           "kept": len(kept), "train_pairs": len(pairs),
+                           "example": next(({"task": s.task_id, "answer": s.text} for s in kept), None)})
+    return {"models": models, "evals": evals, "iterations": iterations}
+
+
+def _seed_task(arms: _Arms, task_id: str) -> TracedTask:
+    return next(t for t in arms.data["seed"] if t.task_id == task_id)
+
+
+def _control_arm(arms: _Arms, bootstrap_params) -> List[dict]:
+    """The bootstrap model trained on the seed set alone, evaluated after each block of steps."""
+    config = arms.config
+    params, evals = bootstrap_params, []
+    for i in range(1, config.next.num_iterations + 1):
+        params = arms.train(params, arms.seed_pairs(), "trace", steps=config.next.finetune_steps,
+                            settings=config.next.finetune, salt=100 + i, stage="control")
+        evals.append(arms.evaluate(params, "trace", tag=f"control/{i}", splits=("test",)))
+    return evals
+
+
+def _upper_arm(arms: _Arms, bootstrap_params) -> dict:
+    """The bootstrap model trained on correct answers for every train task (and the seed set)."""
+    config = arms.config
+    pairs = arms.seed_pairs() + [(t, answers.loop_answer(t)) for t in arms.data["train"]]
+    params = bootstrap_params
+    for i in range(1, config.next.num_iterations + 1):
+        params = arms.train(params, pairs, "trace", steps=config.next.finetune_steps, settings=config.next.finetune,
+                            salt=200 + i, stage="upper_bound")
+    return arms.evaluate(params, "trace", tag="upper", splits=("test",))
+
+
+def run_seed(seed: int, config: DemoConfig, engine: Engine, checker, pool, clock: _Clock) -> dict:
     started = time.monotonic()
-    if not variants:
-        raise ValueError("run_demo: variants is empty (choose from 'trace', 'no_trace')")
-    for variant in variants:
-        if variant not in ("trace", "no_trace"):
-            raise ValueError(f"run_demo: variant {variant!r} is not 'trace' or 'no_trace'")
-    if not seeds:
-        raise ValueError("run_demo: seeds is empty")
-    partitioner = partitioner or partitioning.Partitioner(partitioning.make_mesh())
-    runner = StageRunner()
-    paths = make_data(model_dir, data, runner)
-    seed_fingerprint = input_fingerprint(paths["seed"])
-    per_seed: List[dict] = []
-    for seed in seeds:
-        row: Dict[str, Any] = {"seed": seed}
-        for variant in variants:
-            base_dir = nj_io.join(model_dir, f"seed_{seed}", variant)
-            task_name = _seed_task(f"next_demo_seed_{variant}", paths["seed"], vocabulary, variant)
-            boot_stage = Stage(name=f"seed_{seed}/{variant}/bootstrap", directory=nj_io.join(base_dir, "bootstrap"),
-                               settings={"bootstrap": bootstrap, "model": model, "variant": variant, "seed": seed,
-                                         "task_feature_lengths": dict(task_feature_lengths)},
-                               inputs={"seed": seed_fingerprint})
-            boot = runner.run(boot_stage, lambda: _train(
-                model=model, task_name=task_name, task_feature_lengths=task_feature_lengths,
-                batch_size=bootstrap.batch_size, steps=bootstrap.num_steps, model_dir=boot_stage.directory,
-                init=None, optimizer=bootstrap.optimizer, seed=seed, checkpoint_period=bootstrap.checkpoint_period,
-                partitioner=partitioner), collective=True)
-            result = run_next(NextConfig(
-                model_dir=nj_io.join(base_dir, "next"),
-                model=ModelRef(model=model, vocabulary=vocabulary, task_feature_lengths=task_feature_lengths,
-                               checkpoint=boot["checkpoint"], init_seed=seed),
-                files=FilesConfig(train_file=paths["train"], dev_file=paths["dev"], seed_file=paths["seed"],
-                                  few_shot=False),
-                num_iterations=num_iterations, prompt_variant=variant, answer_format=ANSWER_FORMAT,
-                selection=SelectionConfig(threshold=None), sampling=dataclasses.replace(sampling, seed=seed),
-                build=build, finetune=finetune, evaluation=dataclasses.replace(evaluation, variants=(variant,)),
-                execution=execution, train_partitioner=partitioner, select_by=variant, seed=seed))
-            row[variant] = {"dev_pass_at_1": result["dev_pass_at_1"], "best_iteration": result["best_iteration"],
-                            "bootstrap_steps": boot["steps"],
-                            "finetune_steps": [it.get("finetune", {}).get("num_steps", 0)
-                                               for it in result["iterations"][:-1]],
-                            "coverage": [it.get("build", {}).get("coverage") for it in result["iterations"][:-1]],
-                            "timings_s": [it.get("timings_s", {}) for it in result["iterations"]]}
-            if control and variant == "trace":
-                row["control"] = _control(
-                    runner, base_dir=base_dir, boot=boot, steps=sum(row[variant]["finetune_steps"]), seed=seed,
-                    model=model, vocabulary=vocabulary, task_name=task_name, dev_file=paths["dev"],
-                    task_feature_lengths=task_feature_lengths, bootstrap=bootstrap, finetune=finetune,
-                    evaluation=dataclasses.replace(evaluation, variants=(variant,)), execution=execution,
-                    partitioner=partitioner, seed_fingerprint=seed_fingerprint)
-        per_seed.append(row)
-    summary = summarize(per_seed, variants, control, num_dev=data.num_dev)
-    summary["wall_s"] = round(time.monotonic() - started, 1)
-    summary["stage_wall_s"] = {name: round(s, 1) for name, s in runner.timings.items()}
-    nj_io.write_text(nj_io.join(model_dir, "demo.json"), json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    logging.info("demo: %s", json.dumps(summary, sort_keys=True))
-    print(json.dumps(_headline(summary), sort_keys=False), flush=True)
-    return summary
+    data = make_data(seed, config.data, pool)
+    clock.add("data", started)
+    arms = _Arms(engine, checker, clock, config, seed, data)
+    logging.info("demo seed %d: bootstrap and NExT with traces", seed)
+    trace = _next_arm(arms, "trace")
+    val = [float(np.mean(e["val"]["passed"])) for e in trace["evals"]]
+    best = max(range(len(val)), key=lambda j: (val[j], -j))
+    row: Dict[str, Any] = {"seed": seed, "best_iteration": best,
+                           "trace": {"evals": trace["evals"], "iterations": trace["iterations"]}}
+    best_model = trace["models"][best]
+    row["ablation"] = arms.evaluate(best_model, "no_trace", tag="ablation", splits=("test",))
+    if "counterfactual" in config.arms:
+        row["counterfactual"] = arms.counterfactual_share(best_model)
+    if "control" in config.arms:
+        logging.info("demo seed %d: same-budget control", seed)
+        row["control"] = _control_arm(arms, trace["models"][0])
+    if "upper_bound" in config.arms:
+        logging.info("demo seed %d: upper bound", seed)
+        row["upper_bound"] = _upper_arm(arms, trace["models"][0])
+    if "no_trace" in config.arms:
+        logging.info("demo seed %d: NExT without traces", seed)
+        plain = _next_arm(arms, "no_trace")
+        row["no_trace"] = {"evals": plain["evals"], "iterations": plain["iterations"]}
+    t = time.monotonic()
+    row["baselines"] = baselines.evaluate(data["test"], baselines.fit(seed, config.data.num_baseline,
+                                                                       config.data.loops))
+    clock.add("baselines", t)
+    row["examples"] = {"prompt": arms.fmt.prompt(data["test"][0], "trace", ()),
+                       "answer": trace["evals"][best]["test"]["answers"][0]}
+    return row
 
 
-def _control(runner, *, base_dir, boot, steps, seed, model, vocabulary, task_name, dev_file, task_feature_lengths,
-             bootstrap, finetune, evaluation, execution, partitioner, seed_fingerprint) -> dict:
-    """The bootstrap model trained ``steps`` more on the seed set alone, evaluated on dev."""
-    directory = nj_io.join(base_dir, "control")
-    optimizer = bootstrap.control_optimizer or finetune.optimizer
-    train_stage = Stage(name=f"seed_{seed}/control/train", directory=nj_io.join(directory, "train"),
-                        settings={"steps": steps, "optimizer": optimizer, "batch_size": finetune.batch_size,
-                                  "seed": seed},
-                        inputs={"seed": seed_fingerprint, "init": boot["checkpoint"]})
-    if steps == 0:
-        trained = {"checkpoint": boot["checkpoint"], "steps": 0}
-    else:
-        trained = runner.run(train_stage, lambda: _train(
-            model=model, task_name=task_name, task_feature_lengths=task_feature_lengths,
-            batch_size=finetune.batch_size, steps=steps, model_dir=train_stage.directory, init=boot["checkpoint"],
-            optimizer=optimizer, seed=seed + 1000, checkpoint_period=bootstrap.checkpoint_period,
-            partitioner=partitioner), collective=True)
-    eval_stage = Stage(name=f"seed_{seed}/control/eval", directory=nj_io.join(directory, "eval"),
-                       settings={"evaluation": evaluation, "execution": execution},
-                       inputs={"dev": input_fingerprint(dev_file), "checkpoint": trained["checkpoint"]})
-    dev = runner.run(eval_stage, lambda: evaluate_model(
-        model=ModelRef(model=model, vocabulary=vocabulary, task_feature_lengths=task_feature_lengths,
-                       checkpoint=trained["checkpoint"], init_seed=seed, partitioner=partitioner),
-        tasks_file=dev_file, settings=evaluation, model_dir=directory, iteration=0, subdir="eval",
-        answer_format=ANSWER_FORMAT, execution=execution), collective=True)
-    return {"steps": steps, "dev_pass_at_1": headline(dev, evaluation.variants[0])}
-
-
-def summarize(per_seed: Sequence[dict], variants: Sequence[str], control: bool,
-              num_dev: Optional[int] = None) -> dict:
-    """Means (and standard errors) of the per-seed figures. The best iteration is the one with the
-    best mean dev pass@1 of the trace run; the control is compared with that iteration.
-
-    Standard errors are over seeds; with one seed (and ``num_dev`` given) they are the binomial
-    errors of each pass rate over the ``num_dev`` dev tasks, and a margin's is that of the
-    difference of two independent rates.
-    """
-    out: Dict[str, Any] = {"seeds": [row["seed"] for row in per_seed], "per_seed": list(per_seed)}
-    for variant, key in (("trace", "dev_pass_at_1"), ("no_trace", "no_trace_pass_at_1")):
-        if variant not in variants:
-            continue
-        curves = [row[variant]["dev_pass_at_1"] for row in per_seed]
-        length = min(len(c) for c in curves)
-        curve = [_mean_stderr([c[j] for c in curves], num_dev) for j in range(length)]
-        out[key] = [round(m, 4) for m, _ in curve]
-        out[key + "_stderr"] = [None if e is None else round(e, 4) for _, e in curve]
-        if variant != "trace":
-            continue
-        best = max(range(length), key=lambda j: (curve[j][0], -j))
-        out["best_iteration"] = best
-        out["gain_over_bootstrap"] = round(_mean_stderr([c[best] - c[0] for c in curves])[0], 4)
-        if control:
-            controls = [row["control"]["dev_pass_at_1"] for row in per_seed]
-            mean, err = _mean_stderr(controls, num_dev)
-            out["control_pass_at_1"] = round(mean, 4)
-            out["control_pass_at_1_stderr"] = None if err is None else round(err, 4)
-            margin = _mean_stderr([c[best] - k for c, k in zip(curves, controls)])
-            if margin[1] is None and err is not None and curve[best][1] is not None:
-                margin = (margin[0], math.sqrt(err ** 2 + curve[best][1] ** 2))
-            out["gain_over_control"] = round(margin[0], 4)
-            out["gain_over_control_stderr"] = None if margin[1] is None else round(margin[1], 4)
+def _seed_figures(row: Mapping[str, Any]) -> dict:
+    """One seed's test pass rates per arm (the per-seed progress file)."""
+    rate = lambda e: round(float(np.mean(e["test"]["passed"])), 4)  # noqa: E731
+    out = {"seed": row["seed"], "best_iteration": row["best_iteration"],
+           "next_trace": [rate(e) for e in row["trace"]["evals"]], "ablation": rate(row["ablation"])}
+    if "control" in row:
+        out["control"] = [rate(e) for e in row["control"]]
+    if "no_trace" in row:
+        out["next_no_trace"] = [rate(e) for e in row["no_trace"]["evals"]]
+    if "upper_bound" in row:
+        out["upper_bound"] = rate(row["upper_bound"])
+    if "counterfactual" in row:
+        out["counterfactual_follows_edit"] = round(float(np.mean(row["counterfactual"]["follows"])), 4)
     return out
 
 
-def _headline(summary: Mapping[str, Any]) -> dict:
-    keys = ("dev_pass_at_1", "control_pass_at_1", "no_trace_pass_at_1", "best_iteration", "wall_s",
-            "dev_pass_at_1_stderr", "control_pass_at_1_stderr", "no_trace_pass_at_1_stderr", "gain_over_bootstrap",
-            "gain_over_control", "gain_over_control_stderr", "seeds")
-    return {k: summary[k] for k in keys if k in summary}
+# ---------------------------------------------------------------------------------------------
+# Statistics.
+
+
+def paired(per_seed_a: Sequence[Sequence[float]], per_seed_b: Optional[Sequence[Sequence[float]]] = None) -> dict:
+    """Mean over seeds of (a - b) per task, with a standard error that adds the seed variance
+    (between-seed variance of the per-seed means over the number of seeds) to the task sampling
+    variance (each seed's paired per-task variance over its task count, averaged over seeds)."""
+    diffs = []
+    for s, a in enumerate(per_seed_a):
+        a = np.asarray(a, np.float64)
+        diffs.append(a - np.asarray(per_seed_b[s], np.float64) if per_seed_b is not None else a)
+    means = np.array([d.mean() for d in diffs])
+    n = len(diffs)
+    between = means.var(ddof=1) / n if n > 1 else 0.0
+    within = sum(d.var(ddof=1) / len(d) for d in diffs if len(d) > 1) / (n * n)
+    return {"mean": round(float(means.mean()), 4), "stderr": round(math.sqrt(between + within), 4),
+            "per_seed": [round(float(m), 4) for m in means]}
+
+
+def summarize(rows: Sequence[dict], config: DemoConfig) -> dict:
+    """The headline figures (see the module doc); every pass rate is on the test split."""
+    test = lambda evals: [e["test"]["passed"] for e in evals]  # noqa: E731
+    iters = config.next.num_iterations + 1
+    # The best iteration: the one with the best mean validation pass@1 over seeds.
+    val_curve = [np.mean([np.mean(r["trace"]["evals"][j]["val"]["passed"]) for r in rows]) for j in range(iters)]
+    best = int(max(range(iters), key=lambda j: (val_curve[j], -j)))
+    trace_curve = [paired([r["trace"]["evals"][j]["test"]["passed"] for r in rows]) for j in range(iters)]
+    best_trace = [r["trace"]["evals"][best]["test"]["passed"] for r in rows]
+    out: Dict[str, Any] = {"seeds": [r["seed"] for r in rows], "best_iteration": best,
+                           "next_trace": trace_curve, "bootstrap": trace_curve[0]}
+    out["gain_over_bootstrap"] = paired(best_trace, [r["trace"]["evals"][0]["test"]["passed"] for r in rows])
+    if all("control" in r for r in rows):
+        control_curve = [trace_curve[0]] + [paired([r["control"][j - 1]["test"]["passed"] for r in rows])
+                                            for j in range(1, iters)]
+        out["control"] = control_curve
+        at = max(best, 1)
+        out["gain_over_control"] = paired(best_trace, [r["control"][at - 1]["test"]["passed"] for r in rows])
+    if all("no_trace" in r for r in rows):
+        plain_val = [np.mean([np.mean(r["no_trace"]["evals"][j]["val"]["passed"]) for r in rows])
+                     for j in range(iters)]
+        plain_best = int(max(range(iters), key=lambda j: (plain_val[j], -j)))
+        out["next_no_trace"] = [paired([r["no_trace"]["evals"][j]["test"]["passed"] for r in rows])
+                                for j in range(iters)]
+        out["no_trace_best_iteration"] = plain_best
+        out["gain_over_no_trace"] = paired(best_trace, [r["no_trace"]["evals"][plain_best]["test"]["passed"]
+                                                        for r in rows])
+    out["ablation_no_trace_at_test"] = paired([r["ablation"]["test"]["passed"] for r in rows])
+    if all("upper_bound" in r for r in rows):
+        out["upper_bound"] = paired([r["upper_bound"]["test"]["passed"] for r in rows])
+    if all("counterfactual" in r for r in rows):
+        out["counterfactual_follows_edit"] = paired([r["counterfactual"]["follows"] for r in rows])
+        out["counterfactual_keeps_original"] = paired([r["counterfactual"]["original"] for r in rows])
+    out["rationale_consistent"] = [paired([r["trace"]["evals"][j]["test"]["consistent"] for r in rows])
+                                   for j in range(iters)]
+    out["kept_rationale_consistent"] = [
+        round(float(np.mean([it["kept_consistent"] / max(it["kept"], 1) for it in
+                             (r["trace"]["iterations"][j] for r in rows)])), 4)
+        for j in range(iters - 1)]
+    names = sorted(rows[0]["baselines"])
+    out["baselines"] = {name: paired([r["baselines"][name] for r in rows]) for name in names}
+    out["best_baseline"] = max(names, key=lambda n: out["baselines"][n]["mean"])
+    out["gain_over_best_baseline"] = paired(best_trace, [r["baselines"][out["best_baseline"]] for r in rows])
+    return out
+
+
+def headline(summary: Mapping[str, Any], wall_s: float) -> dict:
+    """The one-line JSON: means, per-seed figures, gains with their standard errors."""
+    line: Dict[str, Any] = {}
+    best = summary["best_iteration"]
+
+    def put(key, figure):
+        line[key] = figure["mean"]
+        line[key + "_stderr"] = figure["stderr"]
+        line[key + "_per_seed"] = figure["per_seed"]
+
+    line["next_trace_pass_at_1"] = [f["mean"] for f in summary["next_trace"]]
+    line["next_trace_pass_at_1_per_seed"] = [f["per_seed"] for f in summary["next_trace"]]
+    line["best_iteration"] = best
+    put("best_pass_at_1", summary["next_trace"][best])
+    put("bootstrap_pass_at_1", summary["bootstrap"])
+    if "control" in summary:
+        line["control_pass_at_1"] = [f["mean"] for f in summary["control"]]
+        line["control_pass_at_1_per_seed"] = [f["per_seed"] for f in summary["control"]]
+    if "next_no_trace" in summary:
+        line["no_trace_pass_at_1"] = [f["mean"] for f in summary["next_no_trace"]]
+        line["no_trace_pass_at_1_per_seed"] = [f["per_seed"] for f in summary["next_no_trace"]]
+    if "upper_bound" in summary:
+        put("upper_bound_pass_at_1", summary["upper_bound"])
+    put("ablation_no_trace_at_test", summary["ablation_no_trace_at_test"])
+    for key in ("gain_over_control", "gain_over_no_trace", "gain_over_bootstrap", "gain_over_best_baseline"):
+        if key in summary:
+            line[key] = summary[key]["mean"]
+            line[key + "_stderr"] = summary[key]["stderr"]
+    line["baselines"] = {k: v["mean"] for k, v in summary["baselines"].items()}
+    if "counterfactual_follows_edit" in summary:
+        put("counterfactual_follows_edit", summary["counterfactual_follows_edit"])
+    line["rationale_consistent"] = [f["mean"] for f in summary["rationale_consistent"]]
+    line["kept_rationale_consistent"] = summary["kept_rationale_consistent"]
+    line["seeds"] = summary["seeds"]
+    line["wall_s"] = round(wall_s, 1)
+    return line
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry.
+
+
+def run_demo(*, config: DemoConfig = DemoConfig()) -> dict:
+    """Runs the demo (see the module doc); prints the headline as the last stdout line."""
+    import seqio
+
+    clock = _Clock()
+    nj_io.makedirs(config.model_dir)
+    cache = config.compilation_cache_dir
+    enable_compilation_cache(nj_io.join(config.model_dir, "jax_cache") if cache is None else cache)
+    engine = Engine(config.model, seqio.ByteVocabulary(), prompt_width=config.prompt_width,
+                    answer_width=config.answer_width, sample_batch=config.sample_batch)
+    rows = []
+    load_before = os.getloadavg()
+    with SandboxPool(workers=config.data.workers, targets=[TARGET]) as pool, \
+            Checker(workers=config.data.workers, options=CheckConfig(test_timeout_s=1.0,
+                                                                      tests_field="eval_tests")) as checker:
+        for seed in config.seeds:
+            rows.append(run_seed(seed, config, engine, checker, pool, clock))
+            # Each seed's figures as soon as they exist (a long run can be read before it ends).
+            nj_io.write_text(nj_io.join(config.model_dir, f"seed_{seed}.json"),
+                          json.dumps(_seed_figures(rows[-1]), sort_keys=True) + "\n")
+            logging.info("demo seed %d done at %.0f s", seed, time.monotonic() - clock.started)
+    wall = time.monotonic() - clock.started
+    summary = summarize(rows, config)
+    summary["stage_wall_s"] = {k: round(v, 1) for k, v in sorted(clock.seconds.items())}
+    summary["load_average"] = {"start": [round(x, 2) for x in load_before],
+                               "end": [round(x, 2) for x in os.getloadavg()]}
+    summary["training_steps"] = engine.steps_run
+    line = headline(summary, wall)
+
+    report.write(config, summary, rows, line)
+    nj_io.write_text(nj_io.join(config.model_dir, "demo.json"),
+                  json.dumps({"summary": summary, "line": line}, indent=1, sort_keys=True) + "\n")
+    print(json.dumps(line), flush=True)
+    return line

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
-from next_jax import checkpoint_eval
+from next_jax import checkpoint_eval, inputs
 from next_jax.data import prompts
 from next_jax.demo import answers, domain
 
@@ -26,8 +26,7 @@ def demo_repair_task(*, name: str = "demo_repair", seed: int = 0, num_train: int
 
     task_seed = seed
 
-    def dataset_fn(split: str, shuffle_files: bool, seed: Optional[int] = None):
-        del shuffle_files, seed  # the tasks are fixed by task_seed; shuffling happens downstream
+    def dataset_fn(split: str):
         tasks = domain.generate(task_seed, split, counts[split])
         return tf.data.Dataset.from_tensor_slices({
             "inputs": [prompts.build_compact_prompt(t, "no_trace") for t in tasks],
@@ -38,7 +37,7 @@ def demo_repair_task(*, name: str = "demo_repair", seed: int = 0, num_train: int
         seqio.TaskRegistry.remove(name)
     seqio.TaskRegistry.add(
         name,
-        source=seqio.FunctionDataSource(dataset_fn, splits=list(counts)),
+        source=inputs.generated_source(dataset_fn, splits=list(counts)),
         preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos],
         output_features={"inputs": seqio.Feature(vocabulary, add_eos=False),
                          "targets": seqio.Feature(vocabulary, add_eos=True)},

@@ -201,7 +201,8 @@ class RepairEvaluator:
     ``evaluate`` calls ``evaluator(params, step)`` for each checkpoint it scores; this one samples
     from that checkpoint (``MODEL_DIR/checkpoints/STEP``, or ``checkpoint`` when one is given)
     and returns pass@k with and without traces, greedy pass@1 and proxy pass@k as flat scalars,
-    also written to TensorBoard under ``MODEL_DIR/eval``. Bind it in gin::
+    also written to TensorBoard beside ``evaluate``'s own (``MODEL_DIR/eval_checkpoints``, tags
+    ``repair/<tasks file name>/...``). Bind it in gin::
 
         checkpoint_eval.CheckpointEvalConfig.evaluators = [@repair.RepairEvaluator()]
         repair.RepairEvaluator:
@@ -237,7 +238,9 @@ class RepairEvaluator:
             execution=self.execution)
         values = flat_metrics(result)
         if self.write_summaries and multihost.is_chief():
-            writer = trainer_lib.metric_writer(self.model_dir, "eval")
-            writer.write_scalars(int(step), values)
+            # The standalone evaluation's TensorBoard run, tags naming the tasks scored.
+            writer = trainer_lib.metric_writer(self.model_dir, trainer_lib.tensorboard_run(self.checkpoint))
+            data = nj_io.basename(self.tasks_file)
+            writer.write_scalars(int(step), {f"repair/{data}/{k}": v for k, v in values.items()})
             writer.close()
         return values

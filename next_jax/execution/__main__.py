@@ -61,6 +61,7 @@ def _count_lines(path: str) -> int:
 
 def run(tasks_path: str, samples_path: str, out_path: str, *, workers=None,
         options: CheckConfig = CheckConfig(), preload=(), hide=()) -> dict:
+    records.require_records(tasks_path, "tasks file", "give --tasks a RepairTask or TracedTask JSON Lines file")
     tasks = tasks_by_id(tasks_path)
     progress = Progress("check", total=_count_lines(samples_path), unit="samples")
     logging.info("checking against %d tasks (%s)", len(tasks), options)

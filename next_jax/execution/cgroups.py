@@ -83,6 +83,22 @@ class RunGroup:
                 return int(line.split()[1]) / 1e6
         return 0.0
 
+    def kernel_bytes(self) -> int:
+        """Kernel memory charged to the group (slab objects such as open files and mappings,
+        page tables, kernel stacks); 0 where the hierarchy does not report it."""
+        if "kernel" not in self._fds:
+            return 0
+        text = self._read("kernel")
+        if self.version == 1:
+            return int(text)
+        parts = {}
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            parts[name] = value
+        if "kernel" in parts:  # Linux >= 5.18 sums it up
+            return int(parts["kernel"])
+        return sum(int(parts.get(k, 0)) for k in ("slab", "kernel_stack", "pagetables", "percpu", "sock"))
+
     def oom_kills(self) -> int:
         for line in self._read("oom").splitlines():
             if line.startswith("oom_kill "):
@@ -96,8 +112,17 @@ def _cpus() -> int:
 
 def _open_files(files: Dict[str, tuple]) -> Dict[str, int]:
     """Opens each (dir, name): limits for writing, counters (cpu, oom) for reading."""
-    return {key: os.open(os.path.join(d, f), os.O_RDONLY if key in ("cpu", "oom") else os.O_WRONLY)
+    return {key: os.open(os.path.join(d, f), os.O_RDONLY if key in _COUNTERS else os.O_WRONLY)
             for key, (d, f) in files.items()}
+
+
+_COUNTERS = ("cpu", "oom", "kernel")
+
+
+def _open_optional(fds: Dict[str, int], key: str, path: str) -> None:
+    """A counter file only some kernels have (kernel memory)."""
+    if os.path.exists(path):
+        fds[key] = os.open(path, os.O_RDONLY)
 
 
 def _v2(name: str, root: str = ROOT) -> Optional[RunGroup]:
@@ -124,6 +149,7 @@ def _v2(name: str, root: str = ROOT) -> Optional[RunGroup]:
     _write_file(os.path.join(leaf, "cpu.max"), f"{CPU_PERIOD_US} {CPU_PERIOD_US}")
     fds = _open_files({"memory": (leaf, "memory.max"), "pids": (leaf, "pids.max"),
                        "cpu": (leaf, "cpu.stat"), "oom": (leaf, "memory.events")})
+    _open_optional(fds, "kernel", os.path.join(leaf, "memory.stat"))
     swap = os.path.join(leaf, "memory.swap.max")
     if os.path.exists(swap):
         _write_file(swap, "0")
@@ -152,6 +178,7 @@ def _v1(name: str, root: str = ROOT) -> Optional[RunGroup]:
     mem, pids, acct = leaves["memory"], leaves["pids"], leaves["cpuacct"]
     fds = _open_files({"memory": (mem, "memory.limit_in_bytes"), "oom": (mem, "memory.oom_control"),
                        "pids": (pids, "pids.max"), "cpu": (acct, "cpuacct.usage")})
+    _open_optional(fds, "kernel", os.path.join(mem, "memory.kmem.usage_in_bytes"))
     memsw = os.path.join(mem, "memory.memsw.limit_in_bytes")
     if os.path.exists(memsw):
         fds["memsw"] = os.open(memsw, os.O_WRONLY)

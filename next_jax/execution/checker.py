@@ -12,14 +12,18 @@ pass. Verdict statuses (``records.VERDICT_STATUSES``):
   fail          the first test that did not pass raised AssertionError
   error         the program or the first non-passing test raised anything else, the candidate
                 died, broke the protocol, sent what is not plain data, or a test used one of its
-                opaque objects for more than identity
+                opaque objects in a comparison, a hash or ``in``
   timeout       the program or the first non-passing test ran past the per-test timeout
 
-The program is: the setup code's top-level imports, the fix, then the whole setup code (MBPP's
-``test_setup_code`` builds objects from classes the fix defines, so it must follow the fix; the
-imports go first so the fix can rely on them). Tests share one namespace in the judge and run
-in order, each stopping at its first failing assert (as in Python); the first test that does
-not pass decides the verdict and ends the run (the remaining tests are not run).
+The candidate's program is: the setup code's top-level imports, the fix, then the whole setup
+code (the fix may use what the setup defines, as it would in one module; the imports go first so
+the fix can rely on them). Nothing it defines takes part in judging it but the entry point: the
+tests' namespace in the judge (``judge.test_namespace``) holds the judge's builtins, the task's
+trusted program (reference fix, else original code, else a description that is code) when the
+tests read a helper it defines, the candidate's entry point, and the setup code run again in the
+judge (its objects cross to the candidate by value). Tests share that namespace and run in
+order, each stopping at its first failing assert (as in Python); the first test that does not
+pass decides the verdict and ends the run (the remaining tests are not run).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import Iterable, Iterator, List, Mapping, Optional, Tuple
 from next_jax.data.records import RepairTask, Sample, Verdict
 from next_jax.execution import judge
 from next_jax.execution.sandbox import DEFAULT_PRELOAD, Limits, SandboxPool, SandboxResult
+from next_jax.execution.stateless import stateless
 from next_jax.execution.worker import CANDIDATE_TARGET, JUDGE_TARGET
 
 DETAIL_CHARS = 1000
@@ -63,10 +68,16 @@ class _Plan:
 
     tests: Tuple[bytes, ...] = ()  # marshalled code, compiled as f"<test {i}>"
     sources: Tuple[str, ...] = ()
-    names: Tuple[str, ...] = ()  # names the tests read: the candidate's globals they may need
-    before_fix: Tuple[bytes, ...] = ()
-    after_fix: Tuple[bytes, ...] = ()
+    names: Tuple[str, ...] = ()  # the entry point: the only name the candidate's object is for
+    before_fix: Tuple[bytes, ...] = ()  # the candidate's: the setup code's imports
+    after_fix: Tuple[bytes, ...] = ()  # the candidate's: the setup code (its classes, globals)
+    trusted: Tuple[bytes, ...] = ()  # the judge's: the task's trusted program, when tests need it
+    setup: Tuple[bytes, ...] = ()  # the judge's: the setup code, whose values the tests read
     broken: str = ""  # why the task itself cannot be checked (tests or setup do not parse)
+    stateless: bool = False  # its judge-side code cannot change the judge (``stateless``)
+
+
+_STATELESS_GROUP = "stateless tasks"
 
 
 def _compile(source, name: str) -> bytes:
@@ -96,27 +107,84 @@ def first_import_statements(source: str) -> Optional[str]:
     return "\n".join(ast.unparse(n) for n in imports) or None
 
 
+def top_level_names(source: str) -> set:
+    """Names a program binds at module level (definitions, assignments, imports), not those
+    bound only inside its functions or classes."""
+    names: set = set()
+
+    def visit(node):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(child.name)
+                continue  # its body binds its own names (decorators and defaults bind none)
+            if isinstance(child, (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp,
+                                  ast.GeneratorExp)):
+                continue
+            if isinstance(child, ast.Name) and isinstance(child.ctx, ast.Store):
+                names.add(child.id)
+            elif isinstance(child, (ast.Import, ast.ImportFrom)):
+                names.update((a.asname or a.name).partition(".")[0] for a in child.names)
+            visit(child)
+
+    visit(ast.parse(source))
+    return names
+
+
+def trusted_programs(task: RepairTask) -> Tuple[str, ...]:
+    """Where the tests' helpers come from, first choice first: the reference fix, the original
+    code, and the description when it is code (a HumanEval prompt: helpers and signature)."""
+    return tuple(s for s in (task.reference_fix, task.buggy_code, task.description)
+                 if s and s.strip())
+
+
 def build_plan(task: RepairTask, options: CheckConfig) -> _Plan:
     sources = tuple(getattr(task, options.tests_field))
-    tests, names = [], set()
+    tests, read = [], set()
     for i, source in enumerate(sources):
         try:
             tree = ast.parse(source, f"<test {i}>")
-            names.update(n.id for n in ast.walk(tree) if isinstance(n, ast.Name))
+            read.update(n.id for n in ast.walk(tree)
+                        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load))
             if options.strict_types:
                 tree = ast.fix_missing_locations(_StrictEquality().visit(tree))
             tests.append(_compile(tree, f"<test {i}>"))
         except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
             return _Plan(broken=f"task {task.task_id}: a test does not compile: {e}")
-    plan = _Plan(tests=tuple(tests), sources=sources, names=tuple(sorted(names)))
+    if not task.entry_point.isidentifier():
+        return _Plan(broken=f"task {task.task_id}: entry_point {task.entry_point!r} is not a name")
+    plan = _Plan(tests=tuple(tests), sources=sources, names=(task.entry_point,))
     if task.setup_code.strip():
         try:
-            plan.after_fix = (_compile(task.setup_code, "<setup_code>"),)
+            setup = _compile(task.setup_code, "<setup_code>")
+            setup_tree = ast.parse(task.setup_code)
         except (SyntaxError, ValueError) as e:
             return _Plan(broken=f"task {task.task_id}: setup_code does not compile: {e}")
+        plan.after_fix = plan.setup = (setup,)
+        read.update(n.id for n in ast.walk(setup_tree)
+                    if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load))
         imports = first_import_statements(task.setup_code)
         if imports:
             plan.before_fix = (_compile(imports, "<setup_code imports>"),)
+    # A trusted program runs in the judge only when the tests (or the setup code) read a name
+    # it defines besides the entry point (most tasks' tests read nothing else of the program),
+    # and only the first program that defines a name provides it: they run last choice first.
+    wanted = read - {task.entry_point}
+    trusted = []
+    judge_side = list(sources) + [task.setup_code]  # all the code the judge runs
+    for source in trusted_programs(task):
+        if not wanted:
+            break
+        try:
+            defined = top_level_names(source)
+            code = _compile(source, "<trusted program>") if wanted & defined else None
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue  # a description in prose; a program that does not compile provides nothing
+        if code is not None:
+            trusted.append(code)
+            judge_side.append(source)
+            wanted -= defined
+    plan.trusted = tuple(reversed(trusted))
+    plan.stateless = stateless(judge_side)
     return plan
 
 
@@ -150,7 +218,7 @@ class Checker:
 
     def plan(self, task: RepairTask) -> _Plan:
         tests = tuple(getattr(task, self.options.tests_field))
-        key = (task.task_id, tests, task.setup_code)
+        key = (task.task_id, tests, task.setup_code, task.entry_point, trusted_programs(task))
         plan = self._plans.get(key)
         if plan is None:
             plan = build_plan(task, self.options)
@@ -184,9 +252,13 @@ class Checker:
                 if verdict is None:
                     payload = {"program": list(plan.before_fix) + [fix_code] + list(plan.after_fix),
                                "tests": list(plan.tests), "names": list(plan.names),
+                               "trusted": list(plan.trusted), "setup": list(plan.setup),
                                "timeout": self.options.test_timeout_s,
                                "modules": list(self.modules)}
-                    yield payload, self.limits_for(plan)
+                    # Runs of tasks whose judge-side code provably changes nothing of the
+                    # judge share one; every other run gets a judge that held nothing.
+                    group = _STATELESS_GROUP if plan.stateless else None
+                    yield payload, self.limits_for(plan), group
 
         results = self.pool.map_each(JUDGE_TARGET, jobs(), partner=CANDIDATE_TARGET)
         while True:

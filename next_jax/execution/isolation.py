@@ -66,8 +66,12 @@ _AT_FDCWD = -100
 _AT_RECURSIVE = 0x8000
 _MOUNT_ATTR_RDONLY = 0x1
 _SYS_MOUNT_SETATTR = 442  # x86_64 and aarch64 share this number (added in Linux 5.12)
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine, 155)
+_SYS_KEYCTL = {"x86_64": 250, "aarch64": 219}.get(os.uname().machine, 250)
+_KEYCTL_JOIN_SESSION_KEYRING = 1
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_DUMPABLE = 4
 _PR_CAPBSET_DROP = 24
 _PR_SET_CHILD_SUBREAPER = 36
 _PR_SET_NO_NEW_PRIVS = 38
@@ -75,6 +79,7 @@ _PR_SET_NO_NEW_PRIVS = 38
 _libc = ctypes.CDLL(None, use_errno=True)  # the interpreter's own libc symbols
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 _libc.syscall.restype = ctypes.c_long
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 
 
 class _MountAttr(ctypes.Structure):
@@ -309,7 +314,7 @@ def build_allowed_root(m: Mechanisms, root: str, dirs: Iterable[str], files: Ite
     mount("tmpfs", root, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=4m,mode=0755")
     old_umask = os.umask(0o022)
     try:
-        for d in ("tmp", "proc", "dev"):
+        for d in ("tmp", "proc", "dev", "dev/shm"):
             os.mkdir(os.path.join(root, d), 0o755)
         for name in ("null", "zero", "random", "urandom"):
             _bind(f"/dev/{name}", root)
@@ -373,28 +378,165 @@ def enter_allowed_root(m: Mechanisms) -> None:
 
 
 def enter_run_namespaces(m: Mechanisms, scratch_bytes: int, uid: int) -> str:
-    """In a candidate child (still privileged): a mount and IPC namespace of its own, a fresh
-    size-capped tmpfs as its working dir (gone with the namespace: nothing to remove, nothing
-    a program can plant to poison a removal) and its own /proc. Returns the working dir."""
+    """In a candidate child (still privileged, not chrooted): mount and IPC namespaces of its
+    own, with a fresh size-capped tmpfs as its working dir and another as ``/dev/shm`` (gone
+    with the namespace: nothing to remove, nothing a program can plant to poison a removal),
+    its own /proc, and the allow-listed tree as the namespace's root (``pivot_root``, the host
+    tree detached: unlike a chroot this lets the child make its own user namespace, see
+    ``enter_run_user_namespace``). Returns the working dir."""
     unshare(CLONE_NEWNS | CLONE_NEWIPC)
+    root = m.allowed_root  # '' when the tree could not be built: the host's, in our namespace
     owner = f",uid={uid},gid={uid}" if m.uid_drop else ""
-    mount("tmpfs", "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV,
+    mount("tmpfs", root + "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV,
           f"size={scratch_bytes},mode=0700{owner}")
+    # POSIX shared memory and semaphores (multiprocessing's locks and queues) live here.
+    mount("tmpfs", root + "/dev/shm", "tmpfs", _MS_NOSUID | _MS_NODEV,
+          f"size={scratch_bytes},mode=1777")
     for stash, real in m.tmp_binds:  # allowed paths under /tmp stay visible, read-only
-        if os.path.isdir(stash):
-            os.makedirs(real, 0o755, exist_ok=True)
+        at = root + real
+        if os.path.isdir(root + stash):
+            os.makedirs(at, 0o755, exist_ok=True)
         else:
-            os.makedirs(os.path.dirname(real), 0o755, exist_ok=True)
-            with open(real, "w"):
+            os.makedirs(os.path.dirname(at), 0o755, exist_ok=True)
+            with open(at, "w"):
                 pass
-        mount(stash, real, None, _MS_BIND | _MS_REC)
-        mount("none", real, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
+        mount(root + stash, at, None, _MS_BIND | _MS_REC)
+        mount("none", at, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
     if m.pid_namespace:
         try:
-            mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+            mount("proc", root + "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
         except OSError:
             pass  # an empty /proc: the host's process list stays out of sight either way
+    if root and not m.uid_drop:
+        # In our own user namespace the host's mounts are locked to their mount namespace
+        # (they cannot be detached), and the child gets no user namespace of its own anyway.
+        os.chroot(root)
+    elif root:
+        os.chdir(root)
+        _check(_libc.syscall(_SYS_PIVOT_ROOT, b".", b"."), "pivot_root")  # old root on "."
+        _check(_libc.umount2(b".", _MNT_DETACH), "umount old root")  # ... and detached
+    os.chdir("/")
     return "/tmp"
+
+
+def join_fresh_session_keyring() -> None:
+    """Replaces the inherited session keyring (shared by every child of the zygote) by a new,
+    empty one that lives as long as this process tree: a key a program adds to its session
+    keyring goes with it."""
+    _libc.syscall(_SYS_KEYCTL, _KEYCTL_JOIN_SESSION_KEYRING, None)
+
+
+def keys_of_uid(uid: int, fd: int = -1) -> int:
+    """How many kernel keys ``uid`` owns (``/proc/key-users``, which root sees whole; ``fd``:
+    that file held open, read from its start)."""
+    try:
+        text = os.pread(fd, 1 << 16, 0) if fd >= 0 else b""
+        if len(text) in (0, 1 << 16):  # no fd, or more than one read holds
+            with open("/proc/key-users", "rb") as f:
+                text = f.read()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        owner, _, rest = line.partition(b":")
+        if owner.strip() == b"%d" % uid:
+            return int(rest.split()[1].split(b"/")[0])
+    return 0
+
+
+def enter_run_user_namespace(uid: int, gid: int) -> None:
+    """After the uid drop, in a candidate's own mount namespace: a user namespace of its own
+    that maps only its uid and gid. Kernel keyrings that belong to a uid (its user and user
+    session keyrings, its persistent keyring) are kept per user namespace, so the ones this
+    run can reach die with it instead of waiting for the next run of the same uid; and
+    ``/proc/keys`` lists only keys whose owner is mapped here, so keys of other uids (other
+    workers' runs) are not listed. The capabilities it gets inside cover only namespaces it
+    creates itself."""
+    # The uid drop made this process non-dumpable, which gives its /proc files to root; the
+    # maps are written through them. Non-dumpable again after: /proc/self/pagemap (which
+    # pages of a file mapping are present) stays unreadable to the program (see
+    # ``deny_page_cache_probes``).
+    prctl(_PR_SET_DUMPABLE, 1)
+    unshare(CLONE_NEWUSER)
+    for name, text in (("uid_map", f"{uid} {uid} 1"), ("setgroups", "deny"),
+                       ("gid_map", f"{gid} {gid} 1")):
+        fd = os.open(f"/proc/self/{name}", os.O_WRONLY)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+    prctl(_PR_SET_DUMPABLE, 0)
+
+
+# x86_64 system call numbers of the page-cache probes a candidate may not make.
+_SECCOMP_DATA_ARCH, _SECCOMP_DATA_NR, _SECCOMP_DATA_ARG5 = 4, 0, 16 + 8 * 5
+_AUDIT_ARCH_X86_64 = 0xC000003E
+_NR = {"mincore": 27, "fadvise64": 221, "preadv2": 327, "pwritev2": 328, "io_uring_setup": 425,
+       "cachestat": 451}
+_RWF_NOWAIT = 0x8
+_SECCOMP_RET_ALLOW = 0x7FFF0000
+_SECCOMP_RET_ERRNO = 0x00050000
+_SYS_SECCOMP = 317
+_SECCOMP_SET_MODE_FILTER = 1
+_SECCOMP_FILTER_FLAG_SPEC_ALLOW = 1 << 2
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
+                ("k", ctypes.c_uint32)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+def _page_cache_filter() -> list:
+    """A seccomp program (classic BPF) that refuses the direct page-cache probes: mincore
+    (residency of a mapping's pages), cachestat (a file's cached pages), preadv2/pwritev2 with
+    RWF_NOWAIT (fails on a page that is not cached), io_uring (its reads try without blocking
+    first), and turns posix_fadvise (which can evict a read-only file's pages) into a no-op."""
+    ld, jeq, jset, ret = 0x20, 0x15, 0x45, 0x06  # BPF_LD|W|ABS, JMP|JEQ|K, JMP|JSET|K, RET|K
+    errno_ = lambda e: _SECCOMP_RET_ERRNO | e  # noqa: E731
+    prog = [
+        (ld, 0, 0, _SECCOMP_DATA_ARCH),
+        (jeq, 1, 0, _AUDIT_ARCH_X86_64),
+        (ret, 0, 0, _SECCOMP_RET_ALLOW),  # another architecture: its numbers differ
+        (ld, 0, 0, _SECCOMP_DATA_NR),
+        (jeq, 0, 1, _NR["mincore"]), (ret, 0, 0, errno_(errno.ENOSYS)),
+        (jeq, 0, 1, _NR["cachestat"]), (ret, 0, 0, errno_(errno.ENOSYS)),
+        (jeq, 0, 1, _NR["io_uring_setup"]), (ret, 0, 0, errno_(errno.ENOSYS)),
+        (jeq, 0, 1, _NR["fadvise64"]), (ret, 0, 0, errno_(0)),  # advice taken, nothing done
+        (jeq, 1, 0, _NR["preadv2"]),
+        (jeq, 0, 3, _NR["pwritev2"]),
+        (ld, 0, 0, _SECCOMP_DATA_ARG5),  # flags (low 32 bits)
+        (jset, 0, 1, _RWF_NOWAIT), (ret, 0, 0, errno_(errno.EOPNOTSUPP)),
+        (ret, 0, 0, _SECCOMP_RET_ALLOW),
+    ]
+    return prog
+
+
+def _built_filter():
+    """The filter as the kernel takes it, built once in the worker: a child only passes its
+    address (every page a child touches is a copy-on-write fault, and building ctypes
+    structures touches many)."""
+    if os.uname().machine != "x86_64":
+        return None
+    rows = _page_cache_filter()
+    filters = (_SockFilter * len(rows))(*[_SockFilter(*r) for r in rows])
+    prog = _SockFprog(len(rows), filters)
+    return prog, filters, ctypes.c_void_p(ctypes.addressof(prog))
+
+
+_FILTER = _built_filter()
+
+
+def deny_page_cache_probes() -> bool:
+    """Installs ``_page_cache_filter`` (inherited by every process the program starts; needs
+    no_new_privs, set in the worker). Without the speculative-store-bypass mitigation seccomp
+    would otherwise switch on (a slowdown, not isolation). False where unsupported."""
+    if _FILTER is None:
+        return False
+    return _libc.syscall(_SYS_SECCOMP, _SECCOMP_SET_MODE_FILTER, _SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+                         _FILTER[2]) == 0
 
 
 class PidNamespaceFork:
@@ -456,8 +598,29 @@ def _drop_capabilities() -> None:
     _check(_libc.capset(header, data), "capset")
 
 
+FILE_SLOT_BYTES = 256  # a struct file's slab object: the least kernel memory one open file costs
+
+
+def run_file_budget() -> int:
+    """How many files one run may hold open: a share of the kernel's file table (file-max)
+    small enough that, with about one run per CPU in parallel and twice that many, half the
+    table stays free for the host."""
+    try:
+        with open("/proc/sys/fs/file-max") as f:
+            file_max = int(f.read())
+    except (OSError, ValueError):
+        file_max = 1 << 20
+    return max(4096, file_max // (4 * (os.cpu_count() or 1)))
+
+
+def open_files_per_process(budget: int, max_processes: int) -> int:
+    """RLIMIT_NOFILE such that every process a run may have, each at its limit, stays within
+    the run's file budget (judge and candidate side: twice max_processes, plus spares)."""
+    return max(64, min(1024, budget // (2 * max_processes + 3)))
+
+
 def set_child_limits(cpu_s: float, memory_bytes: int, file_size_bytes: int, max_processes: int,
-                     nproc_base: int) -> None:
+                     nproc_base: int, max_open_files: int = 1024) -> None:
     """Per-run limits, set in the child (hard = soft, so the child cannot raise them; and the
     worker could not raise its own again without CAP_SYS_RESOURCE). RLIMIT_CORE=0 is set once
     in the worker and inherited."""
@@ -467,6 +630,7 @@ def set_child_limits(cpu_s: float, memory_bytes: int, file_size_bytes: int, max_
     resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_bytes, file_size_bytes))
     n = nproc_base + max_processes
     resource.setrlimit(resource.RLIMIT_NPROC, (n, n))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max_open_files, max_open_files))
 
 
 _SYS_SCHED_SETATTR = {"x86_64": 314, "aarch64": 274}.get(os.uname().machine)

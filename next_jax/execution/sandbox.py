@@ -25,7 +25,7 @@ Contract (stable; the tracer and the checker are both built on it)::
     class SandboxPool:        # warm workers; context manager
         def __init__(self, workers=None, *, preload=DEFAULT_PRELOAD, targets=(), hide=(), ...)
         def map(self, target: str, payloads: Iterable, limits: Limits = None) -> Iterator[SandboxResult]
-        def map_each(self, target, items: Iterable[(payload, Limits)], partner="") -> Iterator[SandboxResult]
+        def map_each(self, target, items: Iterable[(payload, Limits[, group])], partner="") -> Iterator[SandboxResult]
     def emit(value) -> None   # inside the target: stream a plain-data message to the parent
 
 ``target`` is ``"package.module:function"``. The module is imported by the (trusted) worker
@@ -42,7 +42,11 @@ preloaded packages, its own scratch); ``hide`` masks files and directories insid
 A judged run (``partner`` given: ``map_each(judge_target, items, partner=candidate_target)``)
 runs the target as a judge that gets the payload and the partner as a separate candidate
 process that gets nothing but the judge's calls (``judge``, ``candidate``); the result is the
-judge's, with ``partner`` telling how the candidate ended.
+judge's, with ``partner`` telling how the candidate ended. Every run gets a fresh candidate. A
+judge is fresh from the zygote for each group (an item's optional third element, e.g. a task
+id): consecutive runs of one group on a worker share a judge, runs of different groups never
+do, so nothing one group's run changes in the judge's modules reaches another group's runs.
+Items of one group go to the worker that ran the group's last item when it has room.
 
 Statuses: 'ok' the target returned; 'timeout' wall deadline or CPU limit; 'memory' the target
 raised MemoryError (address-space limit); 'crash' the child died by a signal (segfault, abort);
@@ -191,6 +195,7 @@ class WorkerHandle:
         os.close(req_r)
         os.close(resp_w)
         self.inflight: Deque[int] = collections.deque()
+        self.last_group: Optional[str] = None
         self.deadlines: Dict[int, float] = {}
         self.outbuf = bytearray()
         self.inbuf = bytearray()
@@ -311,7 +316,9 @@ class SandboxPool:
 
     def map_each(self, target: str, items: Iterable, partner: str = "") -> Iterator[SandboxResult]:
         """Like ``map`` for ``(payload, Limits)`` pairs: each run gets its own limits. With
-        ``partner``, each run is judged: ``target`` is the judge, ``partner`` the candidate."""
+        ``partner``, each run is judged: ``target`` is the judge, ``partner`` the candidate;
+        an item ``(payload, Limits, group)`` names the group whose runs may share a judge
+        (module doc)."""
         if self._closed:
             raise RuntimeError("SandboxPool is closed")
         if not isinstance(target, str) or ":" not in target:
@@ -325,21 +332,25 @@ class SandboxPool:
         try:
             while True:
                 while not exhausted:
-                    idx = self._least_loaded()
-                    if idx is None:
+                    if self._least_loaded() is None:
                         break
                     try:
-                        payload, limits = next(source)
+                        item = next(source)
                     except StopIteration:
                         exhausted = True
                         break
+                    payload, limits = item[0], item[1]
+                    group = str(item[2]) if len(item) > 2 and item[2] is not None else None
+                    idx = self._route(group)
                     self._seq += 1
                     seq = self._seq
                     try:
-                        body = marshal.dumps((seq, target, payload, limits.as_tuple(), partner))
+                        body = marshal.dumps((seq, target, payload, limits.as_tuple(), partner,
+                                              group))
                     except ValueError as e:
                         raise TypeError(f"payload #{len(order)} is not plain data: {e}") from None
                     w = self._workers[idx]
+                    w.last_group = group
                     w.outbuf += channel.HEADER.pack(len(body), 0) + body
                     if not w.inflight:
                         w.started = time.monotonic()
@@ -361,6 +372,16 @@ class SandboxPool:
                     self._pump(sel, ready, owner)
                     pending -= set(ready)
             sel.close()
+
+    def _route(self, group: Optional[str]) -> int:
+        """The worker that got this group's last item if it has room, one more than its usual
+        queue (its judge may serve this run too: a task's samples usually come in a row),
+        else the least loaded one."""
+        if group is not None:
+            for i, w in enumerate(self._workers):
+                if w.last_group == group and len(w.inflight) <= _PIPELINE_DEPTH:
+                    return i
+        return self._least_loaded()
 
     def _least_loaded(self) -> Optional[int]:
         best, best_n = None, _PIPELINE_DEPTH

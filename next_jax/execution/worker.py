@@ -20,6 +20,7 @@ capped, channel frames are decoded as plain data only. The worker never runs can
 
 from __future__ import annotations
 
+import collections
 import gc
 import importlib
 import io
@@ -39,6 +40,8 @@ _READ_CHUNK = 1 << 16
 _EXIT_GRACE_S = 2.0
 _CPU_POLL_S = 0.1
 _ZYGOTE_TIMEOUT_S = 30.0
+_KEYS_GONE_TIMEOUT_S = 5.0
+_KEPT_JUDGES = 2  # e.g. the stateless tasks' judge and the last task's with a judge of its own
 JUDGE_UID_OFFSET = 1  # a judge runs as the candidate's uid + 1: it cannot signal or trace it
 
 
@@ -69,9 +72,22 @@ class SandboxWorker:
         self.zombies: List[int] = []
         self.limits_set: tuple = ()
         self.cpu_mark = self.group.cpu_seconds() if self.group else 0.0
+        self.kernel_mark = self.group.kernel_bytes() if self.group else 0
+        self.file_budget = isolation.run_file_budget()
+        try:
+            self.key_users_fd = os.open("/proc/key-users", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            self.key_users_fd = -1
+        # A file-table slot costs at least a struct file (256 bytes of slab charged to the
+        # run's cgroup), so this much kernel memory bounds the files a run can hold, also
+        # those no descriptor counts (a mapping keeps its file open after close()).
+        self.kernel_limit = self.file_budget * isolation.FILE_SLOT_BYTES
         self.oom_mark = self.group.oom_kills() if self.group else 0
-        self.judge: Optional[_Judge] = None
         self.spare: Optional[_Spare] = None  # a candidate forked ahead for the next judged run
+        self.spare_judge: Optional[_Judge] = None  # a judge forked ahead, that has held nothing
+        # group -> the judge of its last run, for its next (the last _KEPT_JUDGES groups)
+        self.kept: "collections.OrderedDict[str, _Judge]" = collections.OrderedDict()
+        self.last_judge_key: Optional[tuple] = None
         self.last_key: Optional[tuple] = None
         self.runs = 0  # judged runs so far: the judge tags each result with its number
 
@@ -144,9 +160,9 @@ class SandboxWorker:
             frame = channel.read_frame(req_fd)
             if frame is None:
                 return
-            seq, target, payload, limits, partner = marshal.loads(frame[1])
+            seq, target, payload, limits, partner, group = marshal.loads(frame[1])
             try:
-                result = self.run_one(target, payload, limits, partner)
+                result = self.run_one(target, payload, limits, partner, group)
             except Exception as e:  # a bug or a resource failure here must not kill the pool
                 result = ("error", None, [], "", "", 0.0, f"worker: {e.__class__.__name__}: {e}", "")
             channel.write_frame(resp_fd, 0, marshal.dumps((seq,) + result))
@@ -154,7 +170,8 @@ class SandboxWorker:
 
     # ----------------------------------------------------------------------------------------
 
-    def run_one(self, target: str, payload: Any, limits: tuple, partner: str = ""):
+    def run_one(self, target: str, payload: Any, limits: tuple, partner: str = "",
+                group: Optional[str] = None):
         t0 = time.monotonic()
         for name in (target, partner):
             if name:
@@ -186,15 +203,17 @@ class SandboxWorker:
         judge = None
         try:
             if partner:
-                judge = self._judge(target, limits)
+                judge = self._judge_for(target, limits, group)
                 spare = self._candidate(partner, limits, workdir)
                 pids["candidate"] = spare.pid
                 pinned["candidate"] = spare.pidfd
                 spare.pidfd = -1  # owned by this run now
                 self.last_key = spare.key if self.mech.mount_namespace else None
+                self.last_judge_key = judge.key
                 opened[:] = [spare.out_r, spare.err_r, spare.req_w, spare.rep_r]
                 out_r, err_r = spare.out_r, spare.err_r
                 self.runs += 1
+                self._wait_for_keys_of_earlier_runs()
                 socket.send_fds(judge.control, [str(self.runs).encode()], [spare.req_w, spare.rep_r])
                 body = marshal.dumps(payload)
                 pending = _write_some(judge.pay_w, channel.HEADER.pack(len(body), 0) + body)
@@ -205,6 +224,7 @@ class SandboxWorker:
                 err_r, err_w = pipe()
                 res_r, res_w = pipe()
                 pay_r, pay_w = pipe()
+                self._wait_for_keys_of_earlier_runs()
                 pids["main"] = self._spawn([("single", target, limits, self.uid, workdir, 4, 4)],
                                            [out_w, err_w, res_w, pay_r])[0]
                 pinned["main"] = _pidfd(pids["main"])
@@ -216,10 +236,10 @@ class SandboxWorker:
                     os.close(fd)
             opened[:] = list(keep)
             return self._supervise(pids, pinned, t0, limits, out_r, err_r, res_r, pay_w, pending,
-                                   judge)
+                                   judge, group)
         except BaseException:
-            if judge is not None:  # it may be mid-run: its next result would be this run's
-                self._drop_judge()
+            if judge is not None and judge.pid and judge not in self.kept.values():
+                self._drop_judge(judge)  # not handed to _supervise, or it failed
             raise
         finally:
             for fd in pinned.values():
@@ -234,6 +254,36 @@ class SandboxWorker:
             if not self.mech.mount_namespace:
                 filetree.remove_tree(workdir)
 
+    def _wait_for_keys_of_earlier_runs(self) -> None:
+        """Kernel keys an earlier run of this uid made die with its user namespace, but the
+        kernel collects them in the background; until it has, a new run of the same uid could
+        still read them. So a run's program starts only once the uid owns no key."""
+        if not self.mech.uid_drop:
+            return
+        deadline = time.monotonic() + _KEYS_GONE_TIMEOUT_S
+        while isolation.keys_of_uid(self.uid, self.key_users_fd):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"kernel keys of uid {self.uid} outlived its last run")
+            time.sleep(0.001)
+
+    def _judge_for(self, target: str, limits: tuple, group: Optional[str]) -> "_Judge":
+        """The judge of this run: the last run's if it belongs to the same group (task) and
+        ended cleanly, else one that has held nothing yet (forked ahead, or now). A judge never
+        serves two groups, so nothing one task's tests change in its modules (``decimal``'s
+        context, a module global, the random state) reaches another task's tests."""
+        key = (target, tuple(limits[2:5]))
+        judge = self.kept.pop(group, None) if group is not None else None
+        if judge is not None:
+            if judge.key == key and not judge.dead():
+                return judge
+            self._drop_judge(judge)
+        spare, self.spare_judge = self.spare_judge, None
+        if spare is not None:
+            if spare.key == key and not spare.dead():
+                return spare
+            self._drop_judge(spare)
+        return self._fork_ahead(judge_key=key)[0]
+
     def _candidate(self, partner: str, limits: tuple, workdir: str) -> "_Spare":
         """A candidate process for this run: the one forked ahead of time if it fits (same
         target and rlimits, alive), else a new one. Either way it has held nothing yet."""
@@ -245,71 +295,83 @@ class SandboxWorker:
             self._kill(spare.pid)
             self.zombies.append(spare.pid)
             spare.close()
-        return self._fork_candidate(key)
+        return self._fork_ahead(candidate_key=key)[1]
 
-    def _fork_candidate(self, key: tuple) -> "_Spare":
-        partner, rlimits, workdir = key
-        ends = [os.pipe() for _ in range(4)]  # stdout, stderr, requests, replies
+    def _fork_ahead(self, judge_key: Optional[tuple] = None, candidate_key: Optional[tuple] = None):
+        """Forks a judge, a candidate or both (one request to the zygote); returns both
+        (None for the one not asked for)."""
+        specs, fds, ends, owned, judge_end, theirs = [], [], [], [], None, None
         try:
-            pid = self._spawn([("candidate", partner, (0.0, *rlimits, 0, 0), self.uid, workdir, 0, 4)],
-                              [ends[0][1], ends[1][1], ends[2][0], ends[3][1]])[0]
+            if judge_key is not None:
+                target, (memory, fsize, nproc) = judge_key
+                res_r, res_w = os.pipe()
+                pay_r, pay_w = os.pipe()
+                ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                judge_end = (ours, res_r, pay_w)
+                owned += [res_r, pay_w]
+                ends += [res_w, pay_r]
+                specs.append(("judge", target, (0.0, 1e9, memory, fsize, nproc, 0, 0),
+                              self.uid + JUDGE_UID_OFFSET, "/", 0, 5))
+                fds += [self.devnull_w, self.devnull_w, res_w, theirs.fileno(), pay_r]
+            if candidate_key is not None:
+                partner, rlimits, workdir = candidate_key
+                pipes = []
+                for _ in range(4):  # stdout, stderr, requests, replies
+                    pipes.append(os.pipe())
+                    owned += pipes[-1]
+                ours_c = [pipes[0][0], pipes[1][0], pipes[2][1], pipes[3][0]]
+                theirs_c = [pipes[0][1], pipes[1][1], pipes[2][0], pipes[3][1]]
+                owned[-8:] = ours_c
+                ends += theirs_c
+                specs.append(("candidate", partner, (0.0, *rlimits, 0, 0), self.uid, workdir, 0, 4))
+                fds += theirs_c
+            pids = self._spawn(specs, fds)
         except BaseException:
-            for r, w in ends:
-                os.close(r), os.close(w)
+            for fd in owned + ends:
+                os.close(fd)
+            for sock in (judge_end[0] if judge_end else None, theirs):
+                if sock is not None:
+                    sock.close()
             raise
-        for fd in (ends[0][1], ends[1][1], ends[2][0], ends[3][1]):
+        for fd in ends:
             os.close(fd)
-        return _Spare(key, pid, ends[0][0], ends[1][0], ends[2][1], ends[3][0], _pidfd(pid))
+        judge = spare = None
+        if judge_key is not None:
+            theirs.close()
+            pid = pids.pop(0)
+            judge = _Judge(judge_key, pid, *judge_end, _pidfd(pid))
+        if candidate_key is not None:
+            spare = _Spare(candidate_key, pids[0], *ours_c, _pidfd(pids[0]))
+        return judge, spare
+
+    def _drop_judge(self, judge: "_Judge") -> None:
+        if judge.pid:
+            self._kill(judge.pid)
+            self.zombies.append(judge.pid)
+        judge.pid = 0
+        judge.close()
 
     def _prepare_spare(self) -> None:
-        """Forks the next candidate while the parent reads the last result, so the fork and
-        the candidate's namespace set-up are off the next run's path."""
+        """Forks the next candidate (and a judge, if none is waiting) while the parent reads the
+        last result, so the forks and the namespace set-up are off the next run's path."""
         if self.last_key is None or self.spare is not None or self.broken:
             return
+        judge_key = self.last_judge_key if self.spare_judge is None else None
         try:
-            self.spare = self._fork_candidate(self.last_key)
+            judge, self.spare = self._fork_ahead(judge_key, self.last_key)
         except Exception:
-            self.spare = None
+            return
+        if judge is not None:
+            self.spare_judge = judge
 
     def _spawn(self, specs: list, fds: list) -> List[int]:
         forget, self.zombies = self.zombies, []
         return self._ask(("spawn", specs, forget), fds)[0]
 
-    def _judge(self, target: str, limits: tuple) -> "_Judge":
-        """The worker's judge process, started (from the zygote) when none is alive or its
-        limits differ; it serves this worker's judged runs one after another."""
-        key = (target, limits[2], limits[3], limits[4])
-        if self.judge is not None and (self.judge.key != key or select.select(
-                [self.judge.pidfd], [], [], 0)[0]):  # other limits, or it died between runs
-            self._drop_judge()
-        if self.judge is None:
-            res_r, res_w = os.pipe()
-            pay_r, pay_w = os.pipe()
-            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            judge_limits = (limits[0], 1e9, *limits[2:])  # CPU: the run's cgroup, per run
-            try:
-                pid = self._spawn([("judge", target, judge_limits, self.uid + JUDGE_UID_OFFSET,
-                                    "/", 0, 5)],
-                                  [self.devnull_w, self.devnull_w, res_w, theirs.fileno(), pay_r])[0]
-            finally:
-                for fd in (res_w, pay_r):
-                    os.close(fd)
-                theirs.close()
-            self.judge = _Judge(key, pid, ours, res_r, pay_w)
-        return self.judge
-
-    def _drop_judge(self) -> None:
-        j, self.judge = self.judge, None
-        if j is not None:
-            if j.pid:
-                self._kill(j.pid)
-                self._ask(("reap", j.pid))
-            j.close()
-
     def _supervise(self, pids: Dict[str, int], pinned: Dict[str, int], t0: float, limits: tuple,
                    out_fd: int,
                    err_fd: int, res_fd: int, pay_fd: int, payload: bytes,
-                   judge: Optional["_Judge"] = None):
+                   judge: Optional["_Judge"] = None, group: Optional[str] = None):
         timeout_s, cpu_s, _, _, _, max_output_bytes, max_result_bytes = limits
         parser = channel.FrameParser(max_result_bytes)
         outputs = {out_fd: bytearray(), err_fd: bytearray()}
@@ -317,7 +379,8 @@ class SandboxWorker:
         frames: list = []
         detail = ""
         killed_for = None
-        cpu0, oom0 = self.cpu_mark, self.oom_mark  # the group's counters when the last run ended
+        # the group's counters when the last run ended
+        cpu0, oom0, kernel0 = self.cpu_mark, self.oom_mark, self.kernel_mark
         next_cpu_check = t0 + _CPU_POLL_S
         exited: Dict[str, Any] = {}
         pidfds = {}
@@ -328,8 +391,11 @@ class SandboxWorker:
             else:
                 pidfds[fd] = role
         if judge is not None:
-            pidfds[judge.pidfd] = "main"
             pids["main"] = judge.pid
+            if judge.pidfd < 0:  # it ended before it could be pinned
+                exited["main"] = True
+            else:
+                pidfds[judge.pidfd] = "main"
         poller = select.poll()
         for fd in (res_fd, out_fd, err_fd, *pidfds):
             poller.register(fd, select.POLLIN)
@@ -358,6 +424,10 @@ class SandboxWorker:
                         next_cpu_check = now + _CPU_POLL_S
                         if self.group.cpu_seconds() - cpu0 > cpu_s:
                             killed_for = "cpu"
+                        elif self.group.kernel_bytes() - kernel0 > self.kernel_limit:
+                            killed_for, detail = "error", (
+                                f"the run's kernel memory (open files, mappings, processes) "
+                                f"passed its limit of {self.kernel_limit >> 20} MiB")
                     if killed_for:
                         for pid in pids.values():
                             self._kill(pid)
@@ -405,15 +475,20 @@ class SandboxWorker:
                         _keep(fd, data, outputs, dropped, max_output_bytes)
         finally:
             statuses = {}
-            judge_broken = judge is not None and (killed_for or "main" in exited or not any(
-                kind != channel.KIND_MESSAGE for kind, _ in frames))
+            if judge is not None:
+                if "main" in exited:  # it ended (or was killed) during the run
+                    statuses["main"] = self._ask(("reap", judge.pid))
+                    judge.pid = 0
+                    self._drop_judge(judge)
+                elif killed_for or group is None or not any(
+                        kind != channel.KIND_MESSAGE for kind, _ in frames):
+                    self._drop_judge(judge)  # killed, or mid-run, or not to be shared
+                else:  # it may judge its group's next run
+                    self.kept[group] = judge
+                    while len(self.kept) > _KEPT_JUDGES:
+                        self._drop_judge(self.kept.popitem(last=False)[1])
             for pidfd, role in pidfds.items():
                 if judge is not None and role == "main":
-                    if judge_broken:  # killed, dead, or mid-run: the next run gets a new one
-                        if "main" in exited:
-                            statuses["main"] = self._ask(("reap", judge.pid))
-                            judge.pid = 0
-                        self._drop_judge()
                     continue
                 if exited.get(role) or (role == "main" and role in exited):
                     statuses[role] = self._ask(("reap", pids[role]))  # exited: does not wait
@@ -426,6 +501,7 @@ class SandboxWorker:
             killed_for, detail = "cpu", f"CPU time limit of the run ({cpu_s:.1f} s) reached"
         if self.group:
             self.cpu_mark, self.oom_mark = self.group.cpu_seconds(), self.group.oom_kills()
+            self.kernel_mark = self.group.kernel_bytes()
         oom = self.oom_mark - oom0
         wall = time.monotonic() - t0
         stdout = outcome.text(outputs[out_fd], dropped[out_fd])
@@ -498,16 +574,22 @@ def _pidfd(pid: int) -> int:
 
 
 class _Judge:
-    """The worker's end of its long-lived judge process (see ``judge.serve``)."""
+    """The worker's end of a run's judge process (see ``judge.serve``)."""
 
-    def __init__(self, key: tuple, pid: int, control: socket.socket, res_r: int, pay_w: int):
+    def __init__(self, key: tuple, pid: int, control: socket.socket, res_r: int, pay_w: int,
+                 pidfd: int):
         self.key, self.pid, self.control, self.res_r, self.pay_w = key, pid, control, res_r, pay_w
-        self.pidfd = os.pidfd_open(pid)
+        self.pidfd = pidfd
+
+    def dead(self) -> bool:
+        return self.pidfd < 0 or bool(select.select([self.pidfd], [], [], 0)[0])
 
     def close(self) -> None:
         self.control.close()
         for fd in (self.res_r, self.pay_w, self.pidfd):
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
+        self.res_r = self.pay_w = self.pidfd = -1
 
 
 def _write_some(fd: int, data: bytes) -> bytes:

@@ -153,14 +153,22 @@ def _child(worker, role, fn, limits, uid, workdir, payload_fd, fds) -> None:
         for target_fd, fd in enumerate(high):
             os.dup2(fd, target_fd)
         os.closerange(len(high), 1 << 16)
-        isolation.enter_allowed_root(m)
-        if role != "judge" and m.mount_namespace:
+        own_root = role != "judge" and m.mount_namespace
+        if own_root:
             workdir = isolation.enter_run_namespaces(m, worker.cfg["scratch_bytes"], uid)
+        else:
+            isolation.enter_allowed_root(m)
         os.chdir(workdir)
         os.environ["HOME"] = os.environ["TMPDIR"] = workdir
         isolation.set_child_limits(cpu_s, memory_bytes, file_size_bytes, max_processes,
-                                   worker.nproc_base)
+                                   worker.nproc_base,
+                                   isolation.open_files_per_process(worker.file_budget, max_processes))
+        isolation.join_fresh_session_keyring()
         isolation.drop_identity(m, uid, uid)
+        if own_root and m.uid_drop and m.pid_namespace:  # (its maps are written in /proc)
+            isolation.enter_run_user_namespace(uid, uid)
+        if own_root:
+            isolation.deny_page_cache_probes()
         sys.stdin, sys.stdout, sys.stderr = worker.streams
         sys.__stdin__, sys.__stdout__, sys.__stderr__ = worker.streams
         payload = None

@@ -30,7 +30,8 @@ from absl import logging
 
 from next_jax import io as nj_io
 from next_jax import partitioning
-from next_jax.models import safetensors_io, stacking, transformer
+from next_jax.errors import UserValueError
+from next_jax.models import import_checks, safetensors_io, stacking, transformer
 from next_jax.models.config import RUNTIME_FIELDS, ModelConfig
 
 MODEL_TYPES = ("llama", "qwen2", "gemma", "gemma2")
@@ -50,7 +51,7 @@ _ACTIVATIONS = {
 _TIED_BY_DEFAULT = {"llama": False, "qwen2": False, "gemma": True, "gemma2": True}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserValueError):
     """A checkpoint that does not fit next_jax: names the file and the field or tensor."""
 
 
@@ -336,14 +337,19 @@ def tensor_plan(config: ModelConfig, model_type: str) -> dict:
 # Import.
 
 
-def stream_params(directory: str, abstract_params, config: ModelConfig, model_type: str):
+def stream_params(directory: str, abstract_params, config: ModelConfig, model_type: str, accept=None):
     """Fills ``abstract_params`` (ShapeDtypeStructs with shardings, the ``params`` collection) from
     the checkpoint, each device reading only its own block.
 
     Either layout works: a stacked parameter (scanned layers, ``layers/...`` with a leading layer
     axis) is filled from the per-layer tensors, each block from the layers it covers.
+
+    Every tensor read is checked (``import_checks``: floating-point dtype, finite values, no
+    classification head) unless ``accept`` names the kind of mismatch.
     """
+    accept = import_checks.accepted(accept)
     reader = safetensors_io.CheckpointReader(directory)
+    import_checks.check_head_tensors(reader.keys(), directory, accept)
     plan = tensor_plan(config, model_type)
     used = set()
 
@@ -361,8 +367,14 @@ def stream_params(directory: str, abstract_params, config: ModelConfig, model_ty
                 f"{reader.file_of(mapping.hf_name)}: tensor {mapping.hf_name!r} has shape {tuple(found)}, "
                 f"but config.json implies {expected} (for {name} {shape})"
             )
+        import_checks.check_dtype(mapping.hf_name, reader.dtype(mapping.hf_name), reader.file_of(mapping.hf_name),
+                                  accept)
         used.add(mapping.hf_name)
         return mapping, reader.lazy(mapping.hf_name)  # reads only the blocks sliced below
+
+    def checked(mapping, block):
+        import_checks.check_finite(block, mapping.hf_name, reader.file_of(mapping.hf_name), accept)
+        return block
 
     def load(path, target):
         name = partitioning.path_name(path)
@@ -374,12 +386,12 @@ def stream_params(directory: str, abstract_params, config: ModelConfig, model_ty
             def read(index):
                 index = tuple(index) + (slice(None),) * (len(shape) - len(index))
                 first, last = index[0].indices(shape[0])[:2]
-                return np.stack([m.read_block(view, shape[1:], index[1:]) for m, view in layers[first:last]])
+                return np.stack([checked(m, m.read_block(view, shape[1:], index[1:])) for m, view in layers[first:last]])
         else:
             mapping, view = source(name, shape)
 
             def read(index):
-                return mapping.read_block(view, shape, index)
+                return checked(mapping, mapping.read_block(view, shape, index))
 
         blocks = {}
 
@@ -404,6 +416,7 @@ def load_hf_checkpoint(
     partitioner=None,
     config: Optional[ModelConfig] = None,
     abstract_params=None,
+    accept=None,
     **config_overrides,
 ):
     """(ModelConfig, params) from a local HF checkpoint directory, params born sharded.
@@ -412,17 +425,20 @@ def load_hf_checkpoint(
     ``config_overrides`` (e.g. ``param_dtype='bfloat16'``, ``max_seq_len=4096``) adjust the
     config read from ``config.json``. ``abstract_params`` overrides the target shapes/shardings
     (default: from the model's own initialiser, so logical axes are defined once, in the model).
+    ``accept``: kinds of mismatch to import anyway (see ``import_checks``; None = refuse all).
     """
     hf = read_hf_config(directory)
     where = nj_io.join(directory, "config.json")
     model_type = model_type_of(hf, where)
+    import_checks.check_architecture(hf, model_type, _ARCHITECTURES[model_type], where,
+                                     import_checks.accepted(accept))
     if config is None:
         config = config_from_hf(hf, where=where, **config_overrides)
     else:
         check_config_matches(config, config_from_hf(hf, where=where), where)
     if abstract_params is None:
         abstract_params = abstract_model_params(config, partitioner)
-    return config, stream_params(directory, abstract_params, config, model_type)
+    return config, stream_params(directory, abstract_params, config, model_type, accept)
 
 
 # Fields a run may choose freely; every other field must agree with the checkpoint's config.json.

@@ -19,6 +19,8 @@ import ml_dtypes
 import numpy as np
 
 from next_jax import io as nj_io
+from next_jax.errors import UserValueError
+
 DTYPES = {
     "BOOL": np.dtype(np.bool_),
     "U8": np.dtype(np.uint8),
@@ -41,7 +43,7 @@ DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
 _ALIGN = 8
 
 
-class SafetensorsError(ValueError):
+class SafetensorsError(UserValueError):
     """A malformed checkpoint; the message names the file (the index, for an index problem)."""
 
 

@@ -13,7 +13,8 @@ from absl import logging
 
 from next_jax import checkpoints, partitioning
 from next_jax import io as nj_io
-from next_jax.models import hf_checkpoint
+from next_jax.errors import UserFileNotFoundError
+from next_jax.models import hf_checkpoint, hf_repos
 from next_jax.models.config import ModelConfig
 from next_jax.models.transformer import abstract_params, random_params
 
@@ -23,6 +24,13 @@ def is_hf_checkpoint(path: str) -> bool:
     return nj_io.exists(nj_io.join(path, "config.json")) and any(
         name.endswith(".safetensors") or name == "model.safetensors.index.json" for name in nj_io.listdir(path)
     )
+
+
+def _looks_like_hf(path: str) -> bool:
+    """A Hugging Face directory missing its weights (not an orbax checkpoint or run directory)."""
+    names = set(nj_io.listdir(path))
+    orbax = "_METADATA" in names or checkpoints.SUBDIR in names or any(n.isdigit() for n in names)
+    return not orbax and bool(names & {"config.json", "tokenizer.json", "tokenizer_config.json"})
 
 
 def model_id(checkpoint: Optional[str], init_seed: int = 0) -> str:
@@ -46,7 +54,11 @@ def load_params(
         logging.info("No checkpoint: random parameters from seed %d", init_seed)
         return random_params(config, partitioner, init_seed), model_id(None, init_seed)
     if not nj_io.isdir(checkpoint):
-        raise FileNotFoundError(f"checkpoint {checkpoint!r} is not a directory")
+        raise UserFileNotFoundError(f"checkpoint {checkpoint!r} is not a directory; give a Hugging Face "
+                                    "directory, an orbax checkpoint or a training MODEL_DIR")
+    if not is_hf_checkpoint(checkpoint) and _looks_like_hf(checkpoint):
+        hf_repos.require(checkpoint, repo=hf_repos.repo_for(config.vocab_size, config.hidden_size, config.num_layers),
+                         what="checkpoint")
     abstract, _ = abstract_params(config, partitioner)
     if is_hf_checkpoint(checkpoint):
         logging.info("Importing Hugging Face checkpoint %s", checkpoint)

@@ -29,6 +29,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from absl import logging
 
+from next_jax.errors import UserFileNotFoundError, UserValueError
 from next_jax import checkpoints, multihost, partitioning
 from next_jax import io as nj_io
 from next_jax import tasks as tasks_lib
@@ -170,13 +171,13 @@ def run_next(config: NextConfig) -> dict:
     partitioner, sampling_partitioner = config.train_partitioner, ref.partitioner
     started = time.monotonic()
     if num_iterations < 0:
-        raise ValueError(f"run_next: num_iterations must be >= 0, got {num_iterations}")
+        raise UserValueError(f"run_next: num_iterations must be >= 0, got {num_iterations}")
     if num_iterations and train_file is None:
-        raise ValueError("run_next: num_iterations > 0 needs a train_file")
+        raise UserValueError("run_next: num_iterations > 0 needs a train_file")
     if prompt_variant not in ("trace", "no_trace"):
-        raise ValueError(f"run_next: prompt_variant must be 'trace' or 'no_trace', got {prompt_variant!r}")
+        raise UserValueError(f"run_next: prompt_variant must be 'trace' or 'no_trace', got {prompt_variant!r}")
     if select_by not in evaluation.variants:
-        raise ValueError(f"run_next: select_by={select_by!r} is not among evaluation.variants {evaluation.variants}")
+        raise UserValueError(f"run_next: select_by={select_by!r} is not among evaluation.variants {evaluation.variants}")
     fmt = formats_lib.get_format(answer_format)
     if partitioner is None:
         partitioner = partitioning.Partitioner()
@@ -248,7 +249,7 @@ def _materialize(model_dir: str, name: str, path: Optional[str]) -> Optional[str
     if multihost.is_chief():
         shards = nj_io.glob(path)
         if not shards:
-            raise FileNotFoundError(f"run_next: {name} files {path!r} match nothing")
+            raise UserFileNotFoundError(f"run_next: {name} files {path!r} match nothing")
         text = "".join(nj_io.read_text(shard).rstrip("\n") + "\n" for shard in shards)
         if not nj_io.exists(out) or nj_io.read_text(out) != text:
             nj_io.write_text(out, text)

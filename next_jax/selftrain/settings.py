@@ -13,6 +13,7 @@ import math
 from typing import Any, Optional
 
 from next_jax.evaluation.runs import SamplingConfig
+from next_jax.errors import UserValueError
 
 DEDUP_MODES = ("none", "text", "fix")
 
@@ -32,7 +33,7 @@ class SelectionConfig:
 
     def __post_init__(self):
         if self.threshold is not None and not 0 < self.threshold <= 1:
-            raise ValueError(f"SelectionConfig.threshold must be in (0, 1] or None, got {self.threshold}")
+            raise UserValueError(f"SelectionConfig.threshold must be in (0, 1] or None, got {self.threshold}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,11 +59,11 @@ class BuildConfig:
 
     def __post_init__(self):
         if self.dedup not in DEDUP_MODES:
-            raise ValueError(f"BuildConfig.dedup must be one of {DEDUP_MODES}, got {self.dedup!r}")
+            raise UserValueError(f"BuildConfig.dedup must be one of {DEDUP_MODES}, got {self.dedup!r}")
         if self.tests_field not in ("tests", "eval_tests"):
-            raise ValueError(f"BuildConfig.tests_field must be 'tests' or 'eval_tests', got {self.tests_field!r}")
+            raise UserValueError(f"BuildConfig.tests_field must be 'tests' or 'eval_tests', got {self.tests_field!r}")
         if self.max_per_problem is not None and self.max_per_problem < 1:
-            raise ValueError(f"BuildConfig.max_per_problem must be None or >= 1, got {self.max_per_problem}")
+            raise UserValueError(f"BuildConfig.max_per_problem must be None or >= 1, got {self.max_per_problem}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,11 +99,11 @@ class FinetuneConfig:
 
     def __post_init__(self):
         if self.num_steps is not None and self.num_steps < 1:
-            raise ValueError(f"FinetuneConfig.num_steps must be None or >= 1, got {self.num_steps}")
+            raise UserValueError(f"FinetuneConfig.num_steps must be None or >= 1, got {self.num_steps}")
         if self.num_steps is None and not self.epochs > 0:
-            raise ValueError(f"FinetuneConfig.epochs must be > 0, got {self.epochs}")
+            raise UserValueError(f"FinetuneConfig.epochs must be > 0, got {self.epochs}")
         if self.max_steps is not None and self.max_steps < self.min_steps:
-            raise ValueError(f"FinetuneConfig.max_steps={self.max_steps} < min_steps={self.min_steps}")
+            raise UserValueError(f"FinetuneConfig.max_steps={self.max_steps} < min_steps={self.min_steps}")
 
     def steps_for(self, examples: int) -> int:
         if self.num_steps is not None:

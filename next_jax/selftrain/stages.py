@@ -29,12 +29,13 @@ from typing import Any, Callable, Dict, Mapping, Optional
 from absl import logging
 
 from next_jax import io as nj_io
+from next_jax.errors import UserValueError
 from next_jax import multihost
 
 MANIFEST = "manifest.json"
 
 
-class SettingsChangedError(ValueError):
+class SettingsChangedError(UserValueError):
     """A stage under this MODEL_DIR was started with other settings or inputs."""
 
 
@@ -160,7 +161,8 @@ class StageRunner:
 
     def run(self, stage: Stage, fn: Callable[[], Any], *, collective: bool = False) -> Any:
         """Runs ``fn`` unless the stage is done; returns its JSON result (the recorded one on skip)."""
-        decision = multihost.broadcast_json(_decide(stage) if multihost.is_chief() else None)
+        decision = multihost.broadcast_json(_decide(stage) if multihost.is_chief() else None,
+                                            what=f"whether to run stage {stage.name}")
         if decision["action"] == "error":
             raise SettingsChangedError(decision["message"])
         if decision["action"] == "skip":
@@ -179,7 +181,7 @@ class StageRunner:
         result = None
         if collective or multihost.is_chief():
             result = jsonable(fn())
-        result = multihost.broadcast_json(result)
+        result = multihost.broadcast_json(result, what=f"the result of stage {stage.name}")
         wall = time.monotonic() - started
         if multihost.is_chief():
             _write_manifest(stage, "done", attempts=decision["attempt"], result=result, wall_s=round(wall, 3))

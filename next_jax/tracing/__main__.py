@@ -85,6 +85,9 @@ def _trace_file(args, config: TraceConfig) -> int:
     if not args.out:
         print("--tasks needs --out", file=sys.stderr)
         return 2
+    from next_jax.data.records import require_records
+
+    require_records(args.tasks, "tasks file", "give --tasks a RepairTask JSON Lines file with at least one task")
     if args.beam:
         from next_jax.tracing.beam_traces import trace_file_with_beam  # Beam is slow to import
         count = trace_file_with_beam(args.tasks, args.out, config, budget=args.budget,

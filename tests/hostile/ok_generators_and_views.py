@@ -27,3 +27,8 @@ def doubled(xs):
 
 def odds(xs):
     return filter(lambda x: x % 2, xs)
+
+
+def iterables():
+    return {"gen": gen, "keys": keys, "counts": counts, "rng": rng, "doubled": doubled,
+            "odds": odds}

@@ -1,0 +1,66 @@
+"""The README's training and evaluation commands, run as written (tiny settings appended), log no
+warning: a warning on a normal run teaches users to ignore warnings. Also: in-training and
+standalone evaluation land in distinct TensorBoard runs whose tags name the data scored."""
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--gin.TRAIN_STEPS=4", "--gin.CHECKPOINT_PERIOD=2", "--gin.EVAL_PERIOD=2", "--gin.EVAL_BATCHES=1"]
+
+# TensorFlow's C++ logging prints this banner once per library at import, before any log line
+# of ours; it is not a log record at any level (its own lines that follow are INFO).
+ABSL_BANNER = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+WARNING_LINE = re.compile(r"^([WEF]\d{4} |(WARNING|ERROR|CRITICAL)[: ]|Traceback)")
+
+
+def readme_commands():
+    text = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+    section = text.split("## Training", 1)[1].split("\n## ", 1)[0]
+    return [line for line in section.splitlines() if line.startswith("python -m next_jax.main ")]
+
+
+def warnings_in(stderr: str) -> list:
+    return [line for line in stderr.splitlines() if WARNING_LINE.match(line) and line != ABSL_BANNER]
+
+
+@pytest.mark.slow
+def test_readme_training_and_eval_commands_log_no_warning(tmp_path):
+    from test_train import read_scalars
+
+    commands = readme_commands()
+    assert len(commands) == 2 and "--run_mode=eval" in commands[1], commands
+    model_dir = tmp_path / "train_tiny"
+    env = dict(os.environ, PYTHONPATH=REPO)
+    # Train, rerun the same command (a finished run: restores its last checkpoint), evaluate.
+    for command in (commands[0], commands[0], commands[1]):
+        argv = [a.replace("/tmp/train_tiny", str(model_dir)) for a in shlex.split(command)]
+        assert argv[:3] == ["python", "-m", "next_jax.main"]
+        proc = subprocess.run([sys.executable, *argv[1:], *TINY], cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert warnings_in(proc.stderr) == [], (command, warnings_in(proc.stderr))
+
+    task_tag = "demo_repair/validation/loss"
+    assert set(read_scalars(model_dir / "eval", task_tag)) == {2, 4}  # the training state as it trained
+    assert set(read_scalars(model_dir / "eval_checkpoints", task_tag)) == {4}  # the saved checkpoint 4
+    from tensorboard.backend.event_processing import event_accumulator
+
+    acc = event_accumulator.EventAccumulator(str(model_dir / "eval_checkpoints"), size_guidance={"tensors": 0})
+    acc.Reload()
+    [scored] = acc.Tensors("scored/text_summary") if "scored/text_summary" in acc.Tags()["tensors"] else \
+        acc.Tensors("scored")
+    text = scored.tensor_proto.string_val[0].decode()
+    assert f"checkpoint {model_dir / 'checkpoints' / '4'}" in text and "split validation" in text
+    assert not (model_dir / "RUN_LEASE.json").exists()
+
+
+def test_warning_filter_sees_absl_and_python_warnings():
+    assert warnings_in("W1207 06:13:58.315279 1 checkpoint.py:202] Metadata file does not exist: x") != []
+    assert warnings_in("WARNING:absl:Metadata file does not exist") != []
+    assert warnings_in(ABSL_BANNER + "\nI1207 06:13:58.3 1 x.py:1] fine") == []
