@@ -143,7 +143,8 @@ class Mechanisms:
     into every worker, and a bigger worker is a slower fork.)
     """
 
-    FLAGS = ("uid_drop", "user_namespace", "pid_namespace", "worker_pid_namespace",
+    FLAGS = ("uid_drop", "user_namespace", "run_user_namespace", "pid_namespace",
+             "worker_pid_namespace",
              "mount_namespace", "readonly_root", "network_namespace", "ipc_namespace", "subreaper")
 
     def __init__(self):
@@ -213,6 +214,13 @@ def prepare_worker(scratch_bytes: int, allow_namespaces: bool = True, allowed: t
         _prepare_mounts(m, scratch_bytes, allowed, hide)
         problem = _probe_per_run_pid_namespace()
         m.pid_namespace = not problem
+        if m.uid_drop and m.pid_namespace:
+            why = _probe_run_user_namespace()
+            m.run_user_namespace = not why
+            if why:
+                m.warnings.append(
+                    f"no user namespace per run ({why}): kernel keys a program leaves in its "
+                    "uid's user keyrings can reach the next run of the same worker")
         try:
             # Also when each run gets its own namespace: they nest in the worker's, so the
             # worker's death (however it dies) takes every child with it.
@@ -255,6 +263,30 @@ def _probe_per_run_pid_namespace() -> str:
             os.write(w, str(e).encode()[:500])
             code = 1
         os._exit(code)
+    os.close(w)
+    problem = os.read(r, 1000).decode()
+    os.close(r)
+    _, status = os.waitpid(pid, 0)
+    return problem or ("" if status == 0 else f"probe exited with status {status}")
+
+
+def _probe_run_user_namespace() -> str:
+    """'' if a child that dropped to an unprivileged uid may make a user namespace (some
+    kernels or security modules forbid it), else why not; tried in a throwaway child."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            uid = 65534
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            unshare(CLONE_NEWUSER)
+            code = 0
+        except OSError as e:
+            os.write(w, str(e).encode()[:500])
+        finally:
+            os._exit(code)
     os.close(w)
     problem = os.read(r, 1000).decode()
     os.close(r)

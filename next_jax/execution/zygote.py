@@ -167,7 +167,7 @@ def _child(worker, role, fn, limits, uid, workdir, payload_fd, fds) -> None:
                                    isolation.open_files_per_process(worker.file_budget, max_processes))
         isolation.join_fresh_session_keyring()
         isolation.drop_identity(m, uid, uid)
-        if own_root and m.uid_drop and m.pid_namespace:  # (its maps are written in /proc)
+        if own_root and m.run_user_namespace:  # (root, and a /proc for its maps)
             isolation.enter_run_user_namespace(uid, uid)
         if own_root:
             isolation.deny_page_cache_probes()
