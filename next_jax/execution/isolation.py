@@ -419,7 +419,8 @@ def enter_run_namespaces(m: Mechanisms, scratch_bytes: int, uid: int) -> str:
     with the namespace: nothing to remove, nothing a program can plant to poison a removal),
     its own /proc, and the allow-listed tree as the namespace's root (``pivot_root``, the host
     tree detached: unlike a chroot this lets the child make its own user namespace, see
-    ``enter_run_user_namespace``). Returns the working dir."""
+    ``enter_run_user_namespace``). Returns the working dir and whether the root was pivoted
+    (a chrooted process may not make a user namespace)."""
     unshare(CLONE_NEWNS | CLONE_NEWIPC)
     root = m.allowed_root  # '' when the tree could not be built: the host's, in our namespace
     owner = f",uid={uid},gid={uid}" if m.uid_drop else ""
@@ -443,16 +444,20 @@ def enter_run_namespaces(m: Mechanisms, scratch_bytes: int, uid: int) -> str:
             mount("proc", root + "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
         except OSError:
             pass  # an empty /proc: the host's process list stays out of sight either way
-    if root and not m.uid_drop:
-        # In our own user namespace the host's mounts are locked to their mount namespace
-        # (they cannot be detached), and the child gets no user namespace of its own anyway.
-        os.chroot(root)
-    elif root:
+    pivoted = False
+    if root and m.uid_drop:
         os.chdir(root)
-        _check(_libc.syscall(_SYS_PIVOT_ROOT, b".", b"."), "pivot_root")  # old root on "."
-        _check(_libc.umount2(b".", _MNT_DETACH), "umount old root")  # ... and detached
+        # The old root stacks on "." and is detached; where "/" is no mount point (a pool
+        # started in a chroot), pivot_root refuses and the child is chrooted instead.
+        if _libc.syscall(_SYS_PIVOT_ROOT, b".", b".") == 0:
+            _check(_libc.umount2(b".", _MNT_DETACH), "umount old root")
+            pivoted = True
+    if root and not pivoted:
+        # Also in our own user namespace (not root), where the host's mounts are locked to
+        # their mount namespace and cannot be detached.
+        os.chroot(root)
     os.chdir("/")
-    return "/tmp"
+    return "/tmp", pivoted
 
 
 def join_fresh_session_keyring() -> None:

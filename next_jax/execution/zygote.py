@@ -156,8 +156,9 @@ def _child(worker, role, fn, limits, uid, workdir, payload_fd, fds) -> None:
             os.dup2(fd, target_fd)
         os.closerange(len(high), 1 << 16)
         own_root = role != "judge" and m.mount_namespace
+        pivoted = False
         if own_root:
-            workdir = isolation.enter_run_namespaces(m, worker.cfg["scratch_bytes"], uid)
+            workdir, pivoted = isolation.enter_run_namespaces(m, worker.cfg["scratch_bytes"], uid)
         else:
             isolation.enter_allowed_root(m)
         os.chdir(workdir)
@@ -167,7 +168,7 @@ def _child(worker, role, fn, limits, uid, workdir, payload_fd, fds) -> None:
                                    isolation.open_files_per_process(worker.file_budget, max_processes))
         isolation.join_fresh_session_keyring()
         isolation.drop_identity(m, uid, uid)
-        if own_root and m.run_user_namespace:  # (root, and a /proc for its maps)
+        if pivoted and m.run_user_namespace:  # (root, and a /proc for its maps)
             isolation.enter_run_user_namespace(uid, uid)
         if own_root:
             isolation.deny_page_cache_probes()
