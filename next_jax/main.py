@@ -133,7 +133,6 @@ def parse_gin(gin_files: Sequence[str], gin_bindings: Sequence[str], search_path
     from next_jax import gin_types
 
     gin_types.check(gin.config_str(), overrides, entry)
-    _check_real_model_dir(gin.config_str())
     with _as_config_error():
         gin.finalize()  # reports %gin.REQUIRED values left unbound
     return entry
@@ -337,6 +336,7 @@ def run(run_mode, gin_files, gin_bindings, search_paths, cluster=None):
     except distributed.DistributedConfigError as e:
         raise ConfigError(str(e)) from None
     entry = parse_gin(gin_files, gin_bindings, search_paths, run_mode)
+    _check_real_model_dir(gin.config_str())
     configured = gin.get_configurable(entry)
     model_dir = model_dir_from_gin()
     is_chief = True
