@@ -166,6 +166,9 @@ def test_real_model_experiments_parse_with_their_required_paths(name):
         with gin.config_scope("sample"):  # N = 32 samples per hard problem, 512 new tokens
             sampling = gin.get_configurable(decoding.SamplingConfig)()
         assert (sampling.num_samples, sampling.max_new_tokens, sampling.batch_size) == (32, 512, 32)
+        # 2,560-token rows fit as the README's memory estimate assumes (the rehearsal measures it).
+        assert [gin.query_parameter(f"models.ModelConfig.{field}") for field in
+                ("attention_impl", "remat_policy", "scan_layers")] == ["chunked", "full", True]
     finally:
         gin.clear_config()
 

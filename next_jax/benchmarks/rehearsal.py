@@ -207,9 +207,16 @@ def _rehearse(opts, work: str, repo: str) -> dict:
     def measured(self, stage, fn, *, collective=False):
         memory.mark()
         begin = time.monotonic()
-        out = run_stage(self, stage, fn, collective=collective)
+        try:
+            out = run_stage(self, stage, fn, collective=collective)
+        except BaseException:
+            print(json.dumps({"stage": stage.name, "failed_after_s": round(time.monotonic() - begin, 1),
+                              "peak_rss_gb": round(memory.peak_since_mark() / GB, 2)}), file=sys.stderr, flush=True)
+            raise
         per_stage[stage.name] = {"wall_s": round(time.monotonic() - begin, 1),
                                  "peak_rss_gb": round(memory.peak_since_mark() / GB, 2)}
+        # Also as it happens: a stage that fails (out of memory) must not take the earlier figures along.
+        print(json.dumps({"stage": stage.name, **per_stage[stage.name]}), file=sys.stderr, flush=True)
         return out
 
     stages.StageRunner.run = measured

@@ -128,7 +128,7 @@ class DemoConfig:
     seeds: Tuple[int, ...] = (0, 1, 2)
     data: DataConfig = DataConfig()
     model: ModelConfig = TINY_MODEL
-    prompt_width: int = 464
+    prompt_width: int = 480  # the longest traced prompt of the domain is about 470 bytes
     answer_width: int = 24
     sample_batch: int = 100
     bootstrap: BootstrapConfig = BootstrapConfig()

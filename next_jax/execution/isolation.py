@@ -21,8 +21,12 @@ Two layers, applied at different times so that each check pays only for what mus
   (CPU, address space, file size, process count), and a drop to an unprivileged uid/gid unique
   to the worker slot (so RLIMIT_NPROC counts only this candidate's processes and it can signal
   nothing outside its namespace). A candidate's own mount and IPC namespaces
-  (``enter_run_namespaces``) take the only ctypes calls on this path (unshare and the mounts):
-  every page a child touches is a copy-on-write fault, and ctypes touches many.
+  (``enter_run_namespaces``: fresh ``/tmp`` and ``/dev/shm``, its own ``/proc``, the allow-listed
+  tree as its root by ``pivot_root``), after the uid drop its own user namespace
+  (``enter_run_user_namespace``: the uid's keyrings die with it) and a seccomp filter against
+  page-cache probes (``deny_page_cache_probes``, built once in the worker) take the only ctypes
+  calls on this path: every page a child touches is a copy-on-write fault, and ctypes touches
+  many. Every child joins a fresh session keyring.
 
 When a mechanism is not available (no root, namespaces disabled, old kernel) the worker falls
 back and says so in ``Mechanisms.warnings``; the pool logs each warning. Fallbacks:
@@ -139,7 +143,8 @@ class Mechanisms:
     into every worker, and a bigger worker is a slower fork.)
     """
 
-    FLAGS = ("uid_drop", "user_namespace", "pid_namespace", "worker_pid_namespace",
+    FLAGS = ("uid_drop", "user_namespace", "run_user_namespace", "pid_namespace",
+             "worker_pid_namespace",
              "mount_namespace", "readonly_root", "network_namespace", "ipc_namespace", "subreaper")
 
     def __init__(self):
@@ -209,6 +214,13 @@ def prepare_worker(scratch_bytes: int, allow_namespaces: bool = True, allowed: t
         _prepare_mounts(m, scratch_bytes, allowed, hide)
         problem = _probe_per_run_pid_namespace()
         m.pid_namespace = not problem
+        if m.uid_drop and m.pid_namespace:
+            why = _probe_run_user_namespace()
+            m.run_user_namespace = not why
+            if why:
+                m.warnings.append(
+                    f"no user namespace per run ({why}): kernel keys a program leaves in its "
+                    "uid's user keyrings can reach the next run of the same worker")
         try:
             # Also when each run gets its own namespace: they nest in the worker's, so the
             # worker's death (however it dies) takes every child with it.
@@ -251,6 +263,30 @@ def _probe_per_run_pid_namespace() -> str:
             os.write(w, str(e).encode()[:500])
             code = 1
         os._exit(code)
+    os.close(w)
+    problem = os.read(r, 1000).decode()
+    os.close(r)
+    _, status = os.waitpid(pid, 0)
+    return problem or ("" if status == 0 else f"probe exited with status {status}")
+
+
+def _probe_run_user_namespace() -> str:
+    """'' if a child that dropped to an unprivileged uid may make a user namespace (some
+    kernels or security modules forbid it), else why not; tried in a throwaway child."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            uid = 65534
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            unshare(CLONE_NEWUSER)
+            code = 0
+        except OSError as e:
+            os.write(w, str(e).encode()[:500])
+        finally:
+            os._exit(code)
     os.close(w)
     problem = os.read(r, 1000).decode()
     os.close(r)
@@ -383,7 +419,8 @@ def enter_run_namespaces(m: Mechanisms, scratch_bytes: int, uid: int) -> str:
     with the namespace: nothing to remove, nothing a program can plant to poison a removal),
     its own /proc, and the allow-listed tree as the namespace's root (``pivot_root``, the host
     tree detached: unlike a chroot this lets the child make its own user namespace, see
-    ``enter_run_user_namespace``). Returns the working dir."""
+    ``enter_run_user_namespace``). Returns the working dir and whether the root was pivoted
+    (a chrooted process may not make a user namespace)."""
     unshare(CLONE_NEWNS | CLONE_NEWIPC)
     root = m.allowed_root  # '' when the tree could not be built: the host's, in our namespace
     owner = f",uid={uid},gid={uid}" if m.uid_drop else ""
@@ -407,16 +444,20 @@ def enter_run_namespaces(m: Mechanisms, scratch_bytes: int, uid: int) -> str:
             mount("proc", root + "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
         except OSError:
             pass  # an empty /proc: the host's process list stays out of sight either way
-    if root and not m.uid_drop:
-        # In our own user namespace the host's mounts are locked to their mount namespace
-        # (they cannot be detached), and the child gets no user namespace of its own anyway.
-        os.chroot(root)
-    elif root:
+    pivoted = False
+    if root and m.uid_drop:
         os.chdir(root)
-        _check(_libc.syscall(_SYS_PIVOT_ROOT, b".", b"."), "pivot_root")  # old root on "."
-        _check(_libc.umount2(b".", _MNT_DETACH), "umount old root")  # ... and detached
+        # The old root stacks on "." and is detached; where "/" is no mount point (a pool
+        # started in a chroot), pivot_root refuses and the child is chrooted instead.
+        if _libc.syscall(_SYS_PIVOT_ROOT, b".", b".") == 0:
+            _check(_libc.umount2(b".", _MNT_DETACH), "umount old root")
+            pivoted = True
+    if root and not pivoted:
+        # Also in our own user namespace (not root), where the host's mounts are locked to
+        # their mount namespace and cannot be detached.
+        os.chroot(root)
     os.chdir("/")
-    return "/tmp"
+    return "/tmp", pivoted
 
 
 def join_fresh_session_keyring() -> None:

@@ -56,10 +56,12 @@ malformed data on its channel, or went over ``max_result_bytes``.
 Mechanisms (see ``isolation``, ``cgroups``, ``zygote``): per worker a network, IPC/UTS and
 mount namespace with the whole tree read-only, an allow-listed file tree children chroot into,
 a cgroup holding every process of its runs (memory, process count and CPU time of the whole
-tree; at most one CPU of bandwidth) and a zygote forked before any payload; per run fresh PID namespaces whose inits are the
-children (their death kills every process they started), a mount and IPC namespace with a
-fresh tmpfs working dir and its own /proc, a new session, rlimits, no_new_privs, a uid/gid
-unique to the worker slot (judges get another), stdin on /dev/null, stdout/stderr/result on
+tree; at most one CPU of bandwidth; a kernel-memory watchdog) and a zygote forked before any
+payload; per run fresh PID namespaces whose inits are the children (their death kills every
+process they started), a mount and IPC namespace rooted in the allow-listed tree with fresh
+tmpfs mounts as working dir and /dev/shm and its own /proc, a user namespace and session
+keyring of its own, a seccomp filter against page-cache probes, a new session, rlimits (open
+files among them), no_new_privs, a uid/gid unique to the worker slot (judges get another), stdin on /dev/null, stdout/stderr/result on
 pipes drained and capped by the worker, a scrubbed environment. Where a mechanism is missing
 the pool logs a warning naming what is lost (``mechanisms``).
 """

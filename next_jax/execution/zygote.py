@@ -16,8 +16,10 @@ target gets the payload read from its descriptor ``payload_fd``; result channel 
 ``judge`` (the same, with the candidate channel on 4 and 5) and ``candidate`` (no payload; it
 talks to the judge over 3 and 4 and reports nothing to the worker). Each child is the init of a
 fresh PID namespace (its death kills everything it started) in a new session, chrooted into the
-allow-listed file tree, with rlimits and its own uid; a candidate or single child also gets its
-own mount and IPC namespaces with a fresh tmpfs as its working dir and its own /proc.
+allow-listed file tree, with rlimits, its own uid and a fresh session keyring; a candidate or
+single child also gets its own mount and IPC namespaces rooted in the allow-listed tree
+(pivot_root) with fresh tmpfs mounts as its working dir and /dev/shm and its own /proc, then,
+after the uid drop, its own user namespace and a seccomp filter against page-cache probes.
 
 The zygote joins the worker's cgroup before its first fork, so every run's processes are in it.
 """
@@ -154,8 +156,9 @@ def _child(worker, role, fn, limits, uid, workdir, payload_fd, fds) -> None:
             os.dup2(fd, target_fd)
         os.closerange(len(high), 1 << 16)
         own_root = role != "judge" and m.mount_namespace
+        pivoted = False
         if own_root:
-            workdir = isolation.enter_run_namespaces(m, worker.cfg["scratch_bytes"], uid)
+            workdir, pivoted = isolation.enter_run_namespaces(m, worker.cfg["scratch_bytes"], uid)
         else:
             isolation.enter_allowed_root(m)
         os.chdir(workdir)
@@ -165,7 +168,7 @@ def _child(worker, role, fn, limits, uid, workdir, payload_fd, fds) -> None:
                                    isolation.open_files_per_process(worker.file_budget, max_processes))
         isolation.join_fresh_session_keyring()
         isolation.drop_identity(m, uid, uid)
-        if own_root and m.uid_drop and m.pid_namespace:  # (its maps are written in /proc)
+        if pivoted and m.run_user_namespace:  # (root, and a /proc for its maps)
             isolation.enter_run_user_namespace(uid, uid)
         if own_root:
             isolation.deny_page_cache_probes()

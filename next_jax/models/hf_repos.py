@@ -48,7 +48,7 @@ def has_weights(directory: str) -> bool:
 def missing_files(directory: str, *, weights: bool, tokenizer: bool) -> list:
     """What of the expected layout ``directory`` lacks (weights and tokenizer only if asked for)."""
     if not nj_io.isdir(directory):
-        return ["the directory itself"]
+        return ["the directory itself"]  # a marker, worded by ``require``
     missing = []
     if weights and not nj_io.exists(nj_io.join(directory, "config.json")):
         missing.append("config.json")
@@ -65,7 +65,8 @@ def require(directory: str, *, repo: Optional[str], what: str, weights: bool = T
     missing = missing_files(directory, weights=weights, tokenizer=tokenizer)
     if not missing:
         return
+    what_is_missing = "does not exist" if missing == ["the directory itself"] else f"has no {', no '.join(missing)}"
     source = (f"download the Hugging Face repository {repo} there (e.g. huggingface-cli download {repo} "
               f"--local-dir {directory})" if repo else "download the model's Hugging Face repository there")
     raise MissingCheckpointFilesError(
-        f"{what}={directory!r} has no {', no '.join(missing)}: {source}; the directory must hold {LAYOUT}")
+        f"{what}={directory!r} {what_is_missing}: {source}; the directory must hold {LAYOUT}")
