@@ -55,8 +55,6 @@ TINY: Dict[str, List[str]] = {
     "next_jax.benchmarks.training": ["--presets=XS", "--dtypes=float32", "--steps=1", "--repeats=1", "--seq=16"],
     "next_jax.benchmarks.execution": ["--repeats=1", "--workers=1"],
     "next_jax.local_launch": ["--gin.TRAIN_STEPS=2", "--gin.EVAL_SPLIT=None"],  # after its "--": to next_jax.main
-    "next_jax.benchmarks.rehearsal": ["--model=gin_configs/models/tiny.gin", "--problems=14", "--vocab_size=384",
-                                      "--inputs_length=256", "--targets_length=8", "--finetune_steps=1"],
     "next_jax.execution": ["--workers=1"],
     "next_jax.data.build": ["--limit=2", "--workers=1"],
 }
