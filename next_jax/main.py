@@ -16,7 +16,7 @@ The operative config (only the values the run used) is written to ``MODEL_DIR/co
 entry function returns; the full parsed config is written there first, so a crashed run still
 leaves a record of what it was asked to do.
 
-A multi-process job (a TPU pod, several GPU hosts, or ``launch/tpu_run.sh --local_processes=N`` on
+A multi-process job (a TPU pod, several GPU hosts, or ``launch/tpu_run.sh --local_processes=N ...`` on
 one machine) joins before anything touches a device: ``--coordinator_address=HOST:PORT
 --num_processes=N --process_id=I`` (``--local_device_ids`` where one host runs several processes),
 or ``--multihost`` to let JAX detect them (TPU pods, SLURM; ``launch/tpu_run.sh --tpu=...`` sets

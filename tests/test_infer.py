@@ -216,9 +216,9 @@ def test_gin_run_file_binds_infer(tmp_path, task):
     model_gin.write_text(
         "from __gin__ import dynamic_registration\n"
         "import seqio\n"
-        "from next_jax.models import config\n"
-        "MODEL = @config.ModelConfig()\n"
-        + "".join(f"config.ModelConfig.{k} = {v}\n" for k, v in TINY.items())
+        "from next_jax import models\n"  # the name the gin files use: gin keeps the first one it meets
+        "MODEL = @models.ModelConfig()\n"
+        + "".join(f"models.ModelConfig.{k} = {v}\n" for k, v in TINY.items())
         + "VOCABULARY = @seqio.ByteVocabulary()\n"
     )
     gin.clear_config()
