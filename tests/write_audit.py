@@ -20,14 +20,14 @@ def _record(path: str) -> None:
 
 
 def _wrap(name: str, writes=lambda *a, **k: True):
-    original = getattr(io, name)
+    original = getattr(nj_io, name)
 
     def wrapper(path, *args, **kwargs):
         if writes(path, *args, **kwargs):
             _record(str(path))
         return original(path, *args, **kwargs)
 
-    setattr(io, name, wrapper)
+    setattr(nj_io, name, wrapper)
 
 
 if _DIR:
