@@ -2,7 +2,7 @@ r"""Dress rehearsal at real shapes: one whole NExT iteration of the real experim
 
     python -m next_jax.benchmarks.rehearsal [--mbpp=mbpp.jsonl] [--mbppplus=MbppPlus.jsonl.gz] [--work_dir=DIR]
 
-(``--mbpp`` and ``--mbppplus`` default to the files in ``../shared/data``.) It runs ``gin_configs/experiments/qwen2_5_coder_1_5b_mbpp_r.gin`` (the MBPP-R experiment: bfloat16
+(``--mbpp`` and ``--mbppplus`` are the MBPP and MBPP+ files the README's Data section names.) It runs ``gin_configs/experiments/qwen2_5_coder_1_5b_mbpp_r.gin`` (the MBPP-R experiment: bfloat16
 compute, 2,048-token prompts, 512 new tokens, its remat and attention settings) with the model
 file of ``--model`` (default Qwen2.5-Coder 0.5B) and random weights, on real MBPP-R tasks built
 from the MBPP files by ``next_jax.data.build`` (the first ``--problems`` problems), with a

@@ -245,43 +245,14 @@ def prepare_worker(scratch_bytes: int, allow_namespaces: bool = True, allowed: t
     return m
 
 
-def _probe_per_run_pid_namespace() -> str:
-    """'' if this process can make each fork the init of a new PID namespace, else why not.
-
-    Tried in a throwaway child: a failed ``setns`` back would leave this process unable to fork
-    more than once.
-    """
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            own = os.open("/proc/self/ns/pid", os.O_RDONLY)
-            unshare(CLONE_NEWPID)
-            setns(own, CLONE_NEWPID)
-            code = 0
-        except OSError as e:
-            os.write(w, str(e).encode()[:500])
-            code = 1
-        os._exit(code)
-    os.close(w)
-    problem = os.read(r, 1000).decode()
-    os.close(r)
-    _, status = os.waitpid(pid, 0)
-    return problem or ("" if status == 0 else f"probe exited with status {status}")
-
-
-def _probe_run_user_namespace() -> str:
-    """'' if a child that dropped to an unprivileged uid may make a user namespace (some
-    kernels or security modules forbid it), else why not; tried in a throwaway child."""
+def _probe_in_child(attempt) -> str:
+    """'' if ``attempt()`` succeeds in a throwaway child, else why not (its OSError, or its status)."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
-            uid = 65534
-            os.setresgid(uid, uid, uid)
-            os.setresuid(uid, uid, uid)
-            unshare(CLONE_NEWUSER)
+            attempt()
             code = 0
         except OSError as e:
             os.write(w, str(e).encode()[:500])
@@ -292,6 +263,32 @@ def _probe_run_user_namespace() -> str:
     os.close(r)
     _, status = os.waitpid(pid, 0)
     return problem or ("" if status == 0 else f"probe exited with status {status}")
+
+
+def _probe_per_run_pid_namespace() -> str:
+    """'' if this process can make each fork the init of a new PID namespace, else why not.
+
+    Tried in a throwaway child: a failed ``setns`` back would leave this process unable to fork
+    more than once.
+    """
+    def attempt():
+        own = os.open("/proc/self/ns/pid", os.O_RDONLY)
+        unshare(CLONE_NEWPID)
+        setns(own, CLONE_NEWPID)
+
+    return _probe_in_child(attempt)
+
+
+def _probe_run_user_namespace() -> str:
+    """'' if a child that dropped to an unprivileged uid may make a user namespace (some
+    kernels or security modules forbid it), else why not; tried in a throwaway child."""
+    def attempt():
+        uid = 65534
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+        unshare(CLONE_NEWUSER)
+
+    return _probe_in_child(attempt)
 
 
 def _become_pid_namespace_init() -> None:
