@@ -188,7 +188,11 @@ class WorkerHandle:
         # every worker and run: traces and verdicts must not depend on which worker ran them.
         # `-I` would ignore PYTHONHASHSEED, so its parts that matter are spelled out (`-s -P`); the
         # environment is built here from scratch, so honouring it lets nothing else in.
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
+        # LD_BIND_NOW: the loader resolves every library call at start, so a forked child never
+        # writes the worker's symbol tables (a copy-on-write fault each) the first time it
+        # calls a C function the worker had not called yet.
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
+               "LD_BIND_NOW": "1"}
         self.proc = subprocess.Popen(
             [sys.executable, "-s", "-P", "-S", "-c", _BOOT, json.dumps(cfg),
              json.dumps([_PACKAGE_ROOT] + [os.path.abspath(p) for p in sys.path if p])],

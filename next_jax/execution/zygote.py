@@ -55,6 +55,9 @@ def serve(worker, sock: socket.socket) -> None:
         if worker.group is not None:
             worker.group.join()
             worker.group.close_procs()
+        # Once here, inherited by every child (judges too: none of them needs these calls),
+        # instead of a filter built, checked and compiled by the kernel in every run.
+        worker.mech.page_cache_filter = isolation.deny_page_cache_probes()
         sock.setblocking(True)
         sock.send(b"ready")
         poller = select.poll()
@@ -150,12 +153,14 @@ def _child(worker, role, fn, limits, uid, workdir, payload_fd, fds) -> None:
     m = worker.mech
     try:
         os.setsid()
+        own_root = role != "judge" and m.mount_namespace
+        if own_root:
+            isolation.enter_run_root_namespace(m)  # (its descriptor is closed below)
         wanted = [worker.devnull] + list(fds)
         high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 64) for fd in wanted]
         for target_fd, fd in enumerate(high):
             os.dup2(fd, target_fd)
         os.closerange(len(high), 1 << 16)
-        own_root = role != "judge" and m.mount_namespace
         pivoted = False
         if own_root:
             workdir, pivoted = isolation.enter_run_namespaces(m, worker.cfg["scratch_bytes"], uid)
@@ -170,7 +175,7 @@ def _child(worker, role, fn, limits, uid, workdir, payload_fd, fds) -> None:
         isolation.drop_identity(m, uid, uid)
         if pivoted and m.run_user_namespace:  # (root, and a /proc for its maps)
             isolation.enter_run_user_namespace(uid, uid)
-        if own_root:
+        if own_root and not m.page_cache_filter:
             isolation.deny_page_cache_probes()
         sys.stdin, sys.stdout, sys.stderr = worker.streams
         sys.__stdin__, sys.__stdout__, sys.__stderr__ = worker.streams
