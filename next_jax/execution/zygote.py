@@ -167,7 +167,8 @@ def _child(worker, role, fn, limits, uid, workdir, payload_fd, fds) -> None:
         else:
             isolation.enter_allowed_root(m)
         os.chdir(workdir)
-        os.environ["HOME"] = os.environ["TMPDIR"] = workdir
+        if os.environ.get("HOME") != workdir or os.environ.get("TMPDIR") != workdir:
+            os.environ["HOME"] = os.environ["TMPDIR"] = workdir  # (the worker set "/tmp")
         isolation.set_child_limits(cpu_s, memory_bytes, file_size_bytes, max_processes,
                                    worker.nproc_base,
                                    isolation.open_files_per_process(worker.file_budget, max_processes))
