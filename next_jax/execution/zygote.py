@@ -58,6 +58,11 @@ def serve(worker, sock: socket.socket) -> None:
         # Once here, inherited by every child (judges too: none of them needs these calls),
         # instead of a filter built, checked and compiled by the kernel in every run.
         worker.mech.page_cache_filter = isolation.deny_page_cache_probes()
+        # The children's streams, set once here: replacing the interpreter's own in each child
+        # finalized them there (flush and close of three text files, about 0.15 ms a run).
+        # Nothing here writes to them, so every child starts with them empty.
+        sys.stdin, sys.stdout, sys.stderr = worker.streams
+        sys.__stdin__, sys.__stdout__, sys.__stderr__ = worker.streams
         sock.setblocking(True)
         sock.send(b"ready")
         poller = select.poll()
@@ -178,8 +183,6 @@ def _child(worker, role, fn, limits, uid, workdir, payload_fd, fds) -> None:
             isolation.enter_run_user_namespace(uid, uid)
         if own_root and not m.page_cache_filter:
             isolation.deny_page_cache_probes()
-        sys.stdin, sys.stdout, sys.stderr = worker.streams
-        sys.__stdin__, sys.__stdout__, sys.__stderr__ = worker.streams
         payload = None
         if payload_fd:
             frame = channel.read_frame(payload_fd)
