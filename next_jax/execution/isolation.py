@@ -21,12 +21,13 @@ Two layers, applied at different times so that each check pays only for what mus
   (CPU, address space, file size, process count), and a drop to an unprivileged uid/gid unique
   to the worker slot (so RLIMIT_NPROC counts only this candidate's processes and it can signal
   nothing outside its namespace). A candidate's own mount and IPC namespaces
-  (``enter_run_namespaces``: fresh ``/tmp`` and ``/dev/shm``, its own ``/proc``, the allow-listed
-  tree as its root by ``pivot_root``), after the uid drop its own user namespace
-  (``enter_run_user_namespace``: the uid's keyrings die with it) and a seccomp filter against
-  page-cache probes (``deny_page_cache_probes``, built once in the worker) take the only ctypes
-  calls on this path: every page a child touches is a copy-on-write fault, and ctypes touches
-  many. Every child joins a fresh session keyring.
+  (``enter_run_namespaces``: a copy of the worker's run root namespace, whose root is the
+  allow-listed tree, made once by ``pivot_root``; fresh ``/tmp`` and ``/dev/shm``, its own
+  ``/proc``) and after the uid drop its own user namespace (``enter_run_user_namespace``: the
+  uid's keyrings die with it) take the only ctypes calls on this path: every page a child
+  touches is a copy-on-write fault, and ctypes touches many. Every child joins a fresh session
+  keyring and inherits the zygote's seccomp filter against page-cache probes
+  (``deny_page_cache_probes``, built once in the worker, installed once in the zygote).
 
 When a mechanism is not available (no root, namespaces disabled, old kernel) the worker falls
 back and says so in ``Mechanisms.warnings``; the pool logs each warning. Fallbacks:

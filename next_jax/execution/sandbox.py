@@ -60,7 +60,7 @@ tree; at most one CPU of bandwidth; a kernel-memory watchdog) and a zygote forke
 payload; per run fresh PID namespaces whose inits are the children (their death kills every
 process they started), a mount and IPC namespace rooted in the allow-listed tree with fresh
 tmpfs mounts as working dir and /dev/shm and its own /proc, a user namespace and session
-keyring of its own, a seccomp filter against page-cache probes, a new session, rlimits (open
+keyring of its own, the zygote's seccomp filter against page-cache probes, a new session, rlimits (open
 files among them), no_new_privs, a uid/gid unique to the worker slot (judges get another), stdin on /dev/null, stdout/stderr/result on
 pipes drained and capped by the worker, a scrubbed environment. Where a mechanism is missing
 the pool logs a warning naming what is lost (``mechanisms``).

@@ -17,11 +17,13 @@ target gets the payload read from its descriptor ``payload_fd``; result channel 
 talks to the judge over 3 and 4 and reports nothing to the worker). Each child is the init of a
 fresh PID namespace (its death kills everything it started) in a new session, chrooted into the
 allow-listed file tree, with rlimits, its own uid and a fresh session keyring; a candidate or
-single child also gets its own mount and IPC namespaces rooted in the allow-listed tree
-(pivot_root) with fresh tmpfs mounts as its working dir and /dev/shm and its own /proc, then,
-after the uid drop, its own user namespace and a seccomp filter against page-cache probes.
+single child also gets its own mount and IPC namespaces rooted in the allow-listed tree (a copy
+of the worker's run root namespace) with fresh tmpfs mounts as its working dir and /dev/shm and
+its own /proc, then, after the uid drop, its own user namespace.
 
-The zygote joins the worker's cgroup before its first fork, so every run's processes are in it.
+The zygote joins the worker's cgroup and installs the seccomp filter against page-cache probes
+before its first fork, so every run's processes are in the cgroup and under the filter; it also
+sets the children's standard streams once (empty: it never writes to them).
 """
 
 from __future__ import annotations
