@@ -98,6 +98,10 @@ def build_tasks(work: str, mbpp: str, mbppplus: str, problems: int) -> List[str]
 def main(argv=None) -> int:
     import argparse
 
+    from next_jax import tf_startup
+
+    tf_startup.quiet_startup()  # first: TensorFlow's libraries print an abseil WARNING notice as they load
+
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     shared = os.path.join(os.path.dirname(repo), "shared", "data")
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

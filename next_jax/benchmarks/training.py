@@ -331,6 +331,9 @@ def _main(argv) -> None:
 
 
 def main(argv=None) -> None:
+    from next_jax import tf_startup
+
+    tf_startup.quiet_startup()  # first: TensorFlow's libraries print an abseil WARNING notice as they load
     _define_flags()
     app.run(_main, argv=argv)
 
