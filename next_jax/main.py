@@ -423,9 +423,9 @@ def user_message(error: UserError) -> str:
 def main(argv=None) -> int:
     from absl import app, flags
 
-    from next_jax import tf_startup
+    from next_jax import startup_log
 
-    tf_startup.quiet_startup()  # first: TensorFlow's libraries print an abseil WARNING notice as they load
+    startup_log.quiet_startup()  # first: TensorFlow's native libraries and Beam print warnings as they load
 
     flags.DEFINE_enum(
         "run_mode", None, sorted(RUN_MODES), "Entry function to run (default: the gin macro RUN_MODE)."

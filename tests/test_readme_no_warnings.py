@@ -62,7 +62,7 @@ def test_warning_filter_sees_absl_and_python_warnings():
     assert warnings_in("W1207 06:13:58.315279 1 checkpoint.py:202] Metadata file does not exist: x") != []
     assert warnings_in("WARNING:absl:Metadata file does not exist") != []
     assert warnings_in("I1207 06:13:58.3 1 x.py:1] fine\nI0000 00:00:1796634848.9 2 port.cc:153] fine") == []
-    # abseil's notice as TensorFlow's libraries load (next_jax.tf_startup removes it) counts too.
+    # abseil's notice as TensorFlow's libraries load (next_jax.startup_log removes it) counts too.
     assert warnings_in("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR")
 
 

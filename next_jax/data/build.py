@@ -334,8 +334,8 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    from next_jax import tf_startup
+    from next_jax import startup_log
 
-    tf_startup.quiet_startup()  # first: TensorFlow's libraries print an abseil WARNING notice as they load
+    startup_log.quiet_startup()  # first: TensorFlow's native libraries and Beam print warnings as they load
     define_flags()
     app.run(main)

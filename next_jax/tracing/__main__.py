@@ -124,9 +124,9 @@ def _main(argv: List[str]) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    from next_jax import tf_startup
+    from next_jax import startup_log
 
-    tf_startup.quiet_startup()  # first: TensorFlow's libraries print an abseil WARNING notice as they load
+    startup_log.quiet_startup()  # first: TensorFlow's native libraries and Beam print warnings as they load
     _define_flags()
     app.run(_main, argv=argv)
 

@@ -1,4 +1,5 @@
-"""TensorFlow's native start-up log, kept to what a user should read; binaries call ``quiet_startup()`` first.
+"""The start-up log of the libraries we build on, kept to what a user should read; binaries call
+``quiet_startup()`` first.
 
 TensorFlow is only our input pipeline's engine (SeqIO, TFDS, ``tf.io.gfile``), imported by whichever
 library needs it first. Its native libraries log before anything can configure their logging:
@@ -12,11 +13,15 @@ once it runs. So the first ``import tensorflow`` of a process that called ``quie
 with file descriptor 2 captured, and what it wrote is written back minus that notice and minus the
 records below ``TF_CPP_MIN_LOG_LEVEL`` that escaped it (INFO and WARNING only: an error always
 shows, as does everything else written meanwhile, Python's warnings and tracebacks included).
+
+Apache Beam warns at import that its BigQuery client is unavailable (the optional ``apitools`` is
+not installed; nothing here uses BigQuery): that one record, by its text, is dropped too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -27,10 +32,11 @@ ABSL_NOTICE = "WARNING: All log messages before absl::InitializeLog() is called 
 # 00:00:" and seconds since the epoch), thread id, file:line.
 _RECORD = re.compile(r"^([IWEF])\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] ")
 _SEVERITIES = "IWEF"
+BEAM_APITOOLS = "apitools not found, and bigquery client libraries are not available"
 
 
 def quiet_startup() -> None:
-    """At a binary's start, before anything imports TensorFlow: its start-up log as described above.
+    """At a binary's start, before anything imports TensorFlow or Beam: their start-up log as above.
 
     Where no CUDA driver exists and the user has not chosen a level, also raises TensorFlow's C++
     log level: TensorFlow probes for a GPU when it first builds a dataset and logs the failed
@@ -40,6 +46,16 @@ def quiet_startup() -> None:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietImportFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _QuietImportFinder())
+    root = logging.getLogger()
+    if not any(isinstance(f, _BeamApitoolsFilter) for f in root.filters):
+        root.addFilter(_BeamApitoolsFilter())
+
+
+class _BeamApitoolsFilter(logging.Filter):
+    """Drops Beam's import-time warning about the BigQuery client (logged on the root logger)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno == logging.WARNING and str(record.msg).startswith(BEAM_APITOOLS))
 
 
 def min_log_level() -> int:

@@ -1,6 +1,6 @@
-"""TensorFlow's native start-up log: the abseil notice its libraries print as they load is gone
-wherever TensorFlow is first imported after ``quiet_startup()`` (SeqIO, TFDS, a Beam worker thread),
-while errors and everything else written meanwhile still reach stderr."""
+"""Start-up log: the abseil notice TensorFlow's libraries print as they load is gone wherever
+TensorFlow is first imported after ``quiet_startup()`` (SeqIO, TFDS, a Beam worker thread), and so
+is Beam's BigQuery-client warning, while errors and everything else written meanwhile still show."""
 
 import os
 import subprocess
@@ -9,10 +9,10 @@ import textwrap
 
 import pytest
 
-from next_jax import tf_startup
+from next_jax import startup_log
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NOTICE = tf_startup.ABSL_NOTICE
+NOTICE = startup_log.ABSL_NOTICE
 INFO = "I0000 00:00:1796634848.988401   26395 port.cc:153] oneDNN custom operations are on.\n"
 WARN = "W0000 00:00:1796634848.988402   26395 x.cc:1] a warning\n"
 ERROR = "E0000 00:00:1796634848.988403   26395 cuda_platform.cc:52] failed call to cuInit\n"
@@ -21,19 +21,19 @@ ERROR = "E0000 00:00:1796634848.988403   26395 cuda_platform.cc:52] failed call 
 def test_drop_startup_noise_keeps_what_the_level_lets_through():
     rest = "Traceback (most recent call last):\nplain text\n"
     text = NOTICE + "\n" + INFO + WARN + ERROR + rest
-    assert tf_startup.drop_startup_noise(text, 0) == INFO + WARN + ERROR + rest
-    assert tf_startup.drop_startup_noise(text, 1) == WARN + ERROR + rest
-    assert tf_startup.drop_startup_noise(text, 2) == ERROR + rest
+    assert startup_log.drop_startup_noise(text, 0) == INFO + WARN + ERROR + rest
+    assert startup_log.drop_startup_noise(text, 1) == WARN + ERROR + rest
+    assert startup_log.drop_startup_noise(text, 2) == ERROR + rest
     # Errors show whatever the level: only INFO and WARNING records are ever dropped.
-    assert tf_startup.drop_startup_noise(text, 3) == ERROR + rest
+    assert startup_log.drop_startup_noise(text, 3) == ERROR + rest
     # The notice is matched as a whole line, not as a part of one.
-    assert tf_startup.drop_startup_noise("x " + NOTICE + "\n", 3) == "x " + NOTICE + "\n"
+    assert startup_log.drop_startup_noise("x " + NOTICE + "\n", 3) == "x " + NOTICE + "\n"
 
 
 def test_captured_stderr_is_written_back_filtered_even_when_the_body_raises(capfd, monkeypatch):
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "1")
     with pytest.raises(ImportError, match="broken"):
-        with tf_startup.native_stderr_filtered():
+        with startup_log.native_stderr_filtered():
             os.write(2, (NOTICE + "\n" + INFO + ERROR + "UserWarning: from Python\n").encode())
             raise ImportError("broken")
     assert capfd.readouterr().err == ERROR + "UserWarning: from Python\n"
@@ -42,8 +42,8 @@ def test_captured_stderr_is_written_back_filtered_even_when_the_body_raises(capf
 _FIRST_IMPORTS = textwrap.dedent("""
     import sys
     if sys.argv[1] == "quiet":
-        from next_jax import tf_startup
-        tf_startup.quiet_startup()
+        from next_jax import startup_log
+        startup_log.quiet_startup()
     import apache_beam as beam
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
@@ -71,10 +71,10 @@ def test_first_tensorflow_import_on_a_beam_worker_prints_no_notice():
     quiet = _first_imports("quiet")
     assert quiet.returncode == 0, quiet.stderr[-3000:]
     assert quiet.stdout == "sum 3\n"
-    assert NOTICE not in quiet.stderr
+    assert NOTICE not in quiet.stderr and startup_log.BEAM_APITOOLS not in quiet.stderr
     # On this driverless machine the level is raised: no INFO/WARNING/ERROR record of TensorFlow's.
-    assert [line for line in quiet.stderr.splitlines() if tf_startup._RECORD.match(line)] == [], quiet.stderr
+    assert [line for line in quiet.stderr.splitlines() if startup_log._RECORD.match(line)] == [], quiet.stderr
     # Without it the same imports print the notice (the reason for the module).
     loud = _first_imports("loud")
     assert loud.returncode == 0, loud.stderr[-3000:]
-    assert NOTICE in loud.stderr.splitlines()
+    assert NOTICE in loud.stderr.splitlines() and startup_log.BEAM_APITOOLS in loud.stderr
