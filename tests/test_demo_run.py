@@ -1,4 +1,4 @@
-"""The CPU demo: its accumulator domain, answers, counterfactual edit, baselines, statistics, and
+"""The CPU demo: its shift domain, answers, counterfactual edit, baselines, statistics, and
 one tiny end-to-end run through its gin file (the JSON line, report.md, demo.png)."""
 
 import json
@@ -38,24 +38,23 @@ def test_splits_are_deterministic_and_disjoint_by_program():
     assert loops.normalized(code).count("v0") >= 3
 
 
-def test_the_trace_points_at_one_accumulator_and_is_needed():
+def test_the_fix_needs_the_returned_value_that_only_the_trace_shows():
     tasks = [t for s in _splits().values() for t in s]
-    positions = [t.meta["names"].index(t.meta["answer"]) for t in tasks]
-    assert set(positions) == set(range(CONFIG.num_accumulators))  # the right one is anywhere
+    assert {t.meta["shift"] for t in tasks} == set(range(1, 10))  # every shift occurs
     for task in tasks:
         meta = task.meta
-        finals = dict(zip(meta["names"], meta["finals"]))
-        assert finals[meta["answer"]] == meta["want"] != finals[meta["returned"]]
-        assert sorted(finals.values()).count(meta["want"]) == 1
-        assert all(0 <= v <= 9 for v in meta["finals"]) and 0 not in meta["xs"]
-        assert task.tests[0] in task.eval_tests and len(task.eval_tests) == CONFIG.num_eval_tests
+        assert (meta["got"] + meta["shift"]) % 10 == meta["want"] != meta["got"]
+        assert 0 not in meta["xs"] and task.tests[0] in task.eval_tests
+        assert len(task.eval_tests) == CONFIG.num_eval_tests
+        # The bug is the missing shift: the buggy code returns the last accumulator as it is.
+        assert task.buggy_code.rstrip("\n").split("\n")[-1] == f"  return {meta['names'][-1]}"
     traced = list(trace_tasks(tasks[:5], demo.DEMO_TRACE_CONFIG, sandbox=False))
     for task in traced:
-        meta = task.meta
-        # The last value the trace shows for each accumulator is its final value.
-        last = dict(re.findall(r"\b([a-z])=(\d)", task.traces[0].traced_code))
-        assert {n for n in meta["names"] if int(last[n]) == meta["want"]} == {meta["answer"]}
-        assert f"__return__={meta['got']}" in task.traces[0].traced_code
+        text = task.traces[0].traced_code
+        assert text.count(f"__return__={task.meta['got']};") == 1
+        # A loop line shows only its last visit (the abbreviation with no head).
+        loop_lines = [line for line in text.split("\n") if line.startswith("    ")]
+        assert loop_lines and all("# ...; (" in line for line in loop_lines)
 
 
 def test_sandbox_agrees_reference_passes_buggy_fails_and_template_answer_parses_to_the_fix():
@@ -66,38 +65,42 @@ def test_sandbox_agrees_reference_passes_buggy_fails_and_template_answer_parses_
         rationale, fix = prompts.parse_edit_output(text, task.buggy_code)
         assert fix == task.reference_fix
         assert answers.rationale_consistent(task, rationale, fix)
-        assert answers.returned_name(fix, task) == task.meta["answer"]
-        wrong = text.replace(f"return {task.meta['answer']}", f"return {task.meta['returned']}")
+        assert answers.fix_shift(fix, task) == task.meta["shift"]
+        # A rationale that misstates the returned value is not consistent, even with the right fix.
+        wrong = text.replace(f"got {task.meta['got']},", f"got {(task.meta['got'] + 1) % 10},", 1)
         assert not answers.rationale_consistent(task, *prompts.parse_edit_output(wrong, task.buggy_code))
+        # The shift written as one number is the same fix.
+        plain = fix.replace(f"+ {task.meta['want']} - {task.meta['got']})", f"+ {task.meta['shift']})")
+        assert answers.fix_shift(plain, task) == task.meta["shift"]
         samples += [Sample(task_id=task.task_id, iteration=0, sample_id=f"{task.task_id}/{kind}", prompt_variant="trace",
-                           text="", rationale="", fix=code) for kind, code in (("ref", fix), ("bug", task.buggy_code))]
+                           text="", rationale="", fix=code)
+                    for kind, code in (("ref", fix), ("bug", task.buggy_code), ("plain", plain))]
     with Checker(workers=1, options=CheckConfig(tests_field="eval_tests")) as checker:
         verdicts = list(checker.check({t.task_id: t for t in tasks}, samples))
-    assert [v.passed for v in verdicts] == [True, False] * len(tasks)
+    assert [v.passed for v in verdicts] == [True, False, True] * len(tasks)
 
 
-def test_counterfactual_moves_the_expected_value_to_another_accumulator():
+def test_counterfactual_edits_the_returned_value_the_trace_shows():
     traced = list(trace_tasks(_splits()["test"][:8], demo.DEMO_TRACE_CONFIG, sandbox=False))
     for task in traced:
         edited, target = demo.counterfactual(task)
         meta = task.meta
-        assert target not in (meta["answer"], meta["returned"])
         text = edited.traces[0].traced_code
-        shown = re.findall(r"\b([a-z])=(\d)", text)
-        last = {name: int(value) for name, value in shown}
-        assert last[target] == meta["want"]
-        assert (meta["answer"], str(meta["want"])) not in shown
+        shown = int(re.search(r"__return__=(\d);", text).group(1))
+        assert shown not in (meta["got"], meta["want"])
+        assert target == (meta["want"] - shown) % 10 != meta["shift"]
+        assert text.replace(f"__return__={shown};", f"__return__={meta['got']};") == task.traces[0].traced_code
         assert edited.buggy_code == task.buggy_code and edited.tests == task.tests
 
 
 def test_guessing_rules_score_near_chance_on_fresh_tasks():
-    fitted = baselines.fit(11, 1500, CONFIG)
-    fresh = list(loops.make_splits(12, {"test": 900}, CONFIG)["test"])
+    fitted = baselines.fit(11, 2000, CONFIG)
+    fresh = list(loops.make_splits(12, {"test": 1500}, CONFIG)["test"])
     scores = {name: float(np.mean(v)) for name, v in baselines.evaluate(fresh, fitted).items()}
-    chance = 1.0 / (CONFIG.num_accumulators - 1)
+    chance = 1.0 / 9.0
     assert scores["chance"] == pytest.approx(chance)
     for name, score in scores.items():
-        assert abs(score - chance) < 0.05, (name, score)
+        assert abs(score - chance) < 0.04, (name, score)
 
 
 def test_paired_standard_error_adds_seed_and_task_variance():
@@ -116,7 +119,7 @@ def test_config_errors_name_the_field():
     with pytest.raises(ValueError, match="NextConfig.filter"):
         demo.NextConfig(filter="vibes")
     with pytest.raises(ValueError, match="LoopConfig.num_accumulators"):
-        loops.LoopConfig(num_accumulators=1)
+        loops.LoopConfig(num_accumulators=0)
     with pytest.raises(ValueError, match="DemoConfig.arms"):
         demo.DemoConfig(arms=("oracle",))
 

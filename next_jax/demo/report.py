@@ -100,13 +100,14 @@ def render_markdown(config, summary: Mapping[str, Any], rows: Sequence[Mapping[s
                        f"{it['kept_consistent']} | {it['train_pairs']} |")
     first = rows[0]
     out += ["", "## Domain", "",
-            f"Loops over a list of digits that keep {config.data.loops.num_accumulators} accumulators and return "
-            "the wrong one; the fix returns the accumulator whose final traced value equals the expected value. "
+            f"Loops over a list of digits that mix {config.data.loops.num_accumulators} accumulators and return the "
+            "last one without the final shift the tests expect; the fix shifts it by the expected value minus the "
+            "value the trace shows it return (a guess among 9 shifts without the trace). "
             "Example test prompt (traced by the real tracer) and the best model's answer:", "", "```",
             first["examples"]["prompt"].rstrip(), first["examples"]["answer"], "```", ""]
     if "counterfactual" in first:
-        out += ["The same kind of prompt with its trace edited (another accumulator shows the expected value), "
-                "and the answer:", "", "```", first["counterfactual"]["example"]["prompt"].rstrip(),
+        out += ["The same prompt with the returned value its trace shows edited (an answer that reads the trace "
+                "follows the edit), and the answer:", "", "```", first["counterfactual"]["example"]["prompt"].rstrip(),
                 first["counterfactual"]["example"]["answer"], "```", ""]
     example = next((it["example"] for it in first["trace"]["iterations"] if it["example"]), None)
     if example:
