@@ -12,7 +12,7 @@ import pytest
 
 from next_jax import checkpoints
 from next_jax.models import weights
-from test_checkpoints import CONFIG, _trainer
+from tests.test_checkpoints import CONFIG, _trainer
 
 
 def _truncate_data(step_dir, fraction):

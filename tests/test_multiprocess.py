@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from next_jax import local_launch
-from test_train_kill import _losses  # [(step, loss)] of a run's event files, in write order
+from tests.test_train_kill import _losses  # [(step, loss)] of a run's event files, in write order
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.join(REPO, "tests")
@@ -285,7 +285,7 @@ def test_training_in_two_processes_matches_one_and_checkpoints_cross_process_cou
 
 def _audit_gin(tmp_path):
     path = tmp_path / "audit.gin"
-    path.write_text("import write_audit\nimport selftrain_fixtures\n")
+    path.write_text("import write_audit\nimport tests.selftrain.fixtures\n")
     return str(path)
 
 
@@ -379,7 +379,7 @@ def _finetuned(run):
 @pytest.mark.slow
 @pytest.mark.multiprocess
 def test_next_loop_in_two_processes_matches_one_and_a_killed_process_stops_the_job(tmp_path):
-    import selftrain_fixtures as fx
+    from tests.selftrain import fixtures as fx
 
     work = tmp_path
     fx.write_tasks(str(work / "train.jsonl"), "train", 6)
