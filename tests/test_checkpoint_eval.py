@@ -2,7 +2,7 @@
 
 import pytest
 
-from next_jax import checkpoint_eval, checkpoints, train
+from next_jax import checkpoint_eval, checkpoints, inputs, train
 from next_jax.demo import task as demo_task
 from next_jax.models import ModelConfig
 
@@ -19,8 +19,9 @@ def test_evaluate_latest_and_all_checkpoints_with_inference(tmp_path):
 
     task = demo_task.demo_repair_task(name="test_evaluate_demo", num_train=32, num_eval=8)
     result = train.train(train.TrainConfig(
-        model=CONFIG, task_name=task, task_feature_lengths=LENGTHS, batch_size=8, train_steps=2, model_dir=str(tmp_path),
-        summary_period=1, peak_flops=1e11, checkpoint_cfg=checkpoints.CheckpointConfig(period=1, keep=None)))
+        model=CONFIG, dataset_cfg=inputs.DatasetConfig(task_name=task, task_feature_lengths=LENGTHS, batch_size=8),
+        train_steps=2, model_dir=str(tmp_path), logging_cfg=train.LoggingConfig(summary_period=1, peak_flops=1e11),
+        checkpoint_cfg=checkpoints.CheckpointConfig(period=1, keep=None)))
     assert result.checkpoint.endswith("/checkpoints/2")
     latest = checkpoint_eval.evaluate(checkpoint_eval.CheckpointEvalConfig(model=CONFIG, task_name=task, task_feature_lengths=LENGTHS, model_dir=str(tmp_path),
                                inference=checkpoint_eval.SamplingConfig(num_samples=2, max_new_tokens=8, temperature=1.0)))

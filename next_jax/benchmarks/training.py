@@ -235,9 +235,10 @@ def host_loop(steps: int) -> dict:
         with tempfile.TemporaryDirectory() as model_dir:
             start = time.perf_counter()
             train_lib.train(train_lib.TrainConfig(
-                model=config, task_name=task, task_feature_lengths=lengths, batch_size=rows, train_steps=n,
-                model_dir=model_dir, checkpoint_cfg=checkpoints.CheckpointConfig(period=50, keep=1),
-                summary_period=25, seed=0, partitioner=part))
+                model=config, dataset_cfg=inputs.DatasetConfig(task_name=task, task_feature_lengths=lengths,
+                                                               batch_size=rows),
+                train_steps=n, model_dir=model_dir, checkpoint_cfg=checkpoints.CheckpointConfig(period=50, keep=1),
+                logging_cfg=train_lib.LoggingConfig(summary_period=25), seed=0, partitioner=part))
             return time.perf_counter() - start
 
     short, long = run(5), run(5 + steps)

@@ -61,7 +61,7 @@ class DatasetBuildConfig:
     """
 
     workers: int = 2
-    test_timeout_s: float = 3.0
+    test_timeout_s: float = CheckConfig.test_timeout_s  # the default check's
     units_per_shard: int = 16
     seed: int = 0
     max_per_problem: int = 16

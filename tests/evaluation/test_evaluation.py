@@ -137,13 +137,14 @@ def test_check_file_resumes_at_the_first_unwritten_chunk(tmp_path):
 
     from next_jax.data.records import Sample, read_all, write_records
     from next_jax.evaluation.runs import ExecutionConfig, check_file
+    from next_jax.execution.checker import CheckConfig
 
     good, bad = "def f(a, b):\n    return a + b\n", "def f(a, b):\n    return a - b\n"
     samples = [Sample(task_id="t", iteration=0, sample_id=f"t/0/trace/{j}", prompt_variant="trace", text="",
                       rationale="", fix=good if j % 2 == 0 else bad) for j in range(5)]
     write_records(str(tmp_path / "samples.jsonl"), samples)
     verdicts_path = str(tmp_path / "verdicts.jsonl")
-    execution = ExecutionConfig(workers=1, test_timeout_s=2.0, chunk_size=2)
+    execution = ExecutionConfig(workers=1, check=CheckConfig(test_timeout_s=2.0), chunk_size=2)
     assert check_file({"t": TASK}, str(tmp_path / "samples.jsonl"), verdicts_path, execution=execution) == 5
     first = read_all(verdicts_path, Verdict)
     assert [v.status for v in first] == ["pass", "fail", "pass", "fail", "pass"]
@@ -204,7 +205,7 @@ def test_check_file_runs_each_distinct_fix_once(tmp_path, monkeypatch):
 
     monkeypatch.setattr(checker_lib.Checker, "check", counting_check)
     runs.check_file({"t": TASK}, str(tmp_path / "samples.jsonl"), str(tmp_path / "verdicts.jsonl"),
-                    execution=runs.ExecutionConfig(workers=1, test_timeout_s=2.0))
+                    execution=runs.ExecutionConfig(workers=1, check=checker_lib.CheckConfig(test_timeout_s=2.0)))
     assert sorted(ran, key=str) == sorted([good, bad, None], key=str)
     verdicts = read_all(str(tmp_path / "verdicts.jsonl"), Verdict)
     assert [v.sample_id for v in verdicts] == [s.sample_id for s in samples]

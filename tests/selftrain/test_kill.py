@@ -24,6 +24,7 @@ DRIVER = textwrap.dedent("""
     from next_jax.data import records
     from next_jax.evaluation.repair import EvalConfig
     from next_jax.evaluation.runs import ExecutionConfig, SamplingConfig
+    from next_jax.execution.checker import CheckConfig
     from next_jax.models import ModelRef
 
     kill_at = os.environ.get("KILL_AT")
@@ -65,7 +66,7 @@ DRIVER = textwrap.dedent("""
         selection=selftrain.SelectionConfig(threshold=0.5, sampling=sampling), sampling=sampling,
         finetune=selftrain.FinetuneConfig(num_steps=3, batch_size=8, checkpoint_period=1),
         evaluation=EvalConfig(sampling=sampling, variants=("trace",), greedy=False, ks=(1, 2)),
-        execution=ExecutionConfig(workers=2, test_timeout_s=2.0, chunk_size=5)))
+        execution=ExecutionConfig(workers=2, check=CheckConfig(test_timeout_s=2.0), chunk_size=5)))
     print("RESULT " + json.dumps(result["dev_pass_at_1"]))
 """)
 

@@ -13,6 +13,7 @@ from next_jax import selftrain
 from next_jax.data.records import Sample, Verdict, read_all
 from next_jax.evaluation.repair import EvalConfig, ProxyConfig
 from next_jax.evaluation.runs import ExecutionConfig, SamplingConfig
+from next_jax.execution.checker import CheckConfig
 from next_jax.models import ModelRef
 
 SAMPLING = SamplingConfig(num_samples=4, max_new_tokens=8, batch_size=8, chunk_size=4)
@@ -30,7 +31,7 @@ def _run(tmp_path, base, **overrides):
         evaluation=EvalConfig(sampling=SAMPLING, variants=("trace", "no_trace"), greedy=True, ks=(1, 2),
                                 proxy=ProxyConfig(model=fx.tiny_config(), vocabulary=fx.vocabulary(),
                                                     checkpoint=base, sampling=SAMPLING.greedy())),
-        execution=ExecutionConfig(workers=2, test_timeout_s=2.0, chunk_size=8))
+        execution=ExecutionConfig(workers=2, check=CheckConfig(test_timeout_s=2.0), chunk_size=8))
     kwargs.update(overrides)
     return selftrain.run_next(selftrain.NextConfig(**kwargs))
 
