@@ -54,6 +54,7 @@ def _copy(saved_run, tmp_path):
 
 
 @pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
+@pytest.mark.heavy
 def test_resume_skips_a_corrupt_newest_step(saved_run, tmp_path, corruption, caplog):
     run, trainer, at_2 = _copy(saved_run, tmp_path)
     CORRUPTIONS[corruption](str(run / "checkpoints" / "4"))

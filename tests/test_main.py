@@ -135,6 +135,7 @@ def test_missing_required_macro_and_missing_file(entry_module):
     assert proc.returncode == 2 and "--gin_file=nope.gin: no such file" in proc.stderr
 
 
+@pytest.mark.heavy
 def test_tpu_run_dry_run_targets_every_worker():
     proc = subprocess.run(
         [os.path.join(REPO, "launch", "tpu_run.sh"), "--tpu=pod-1", "--zone=us-central2-b", "--dry_run", "--sync",

@@ -132,6 +132,7 @@ def test_bad_multi_process_flags_stop_with_one_line_naming_the_flag(flags, messa
     assert last.startswith("next_jax: ") and message in last and "Traceback" not in proc.stderr
 
 
+@pytest.mark.heavy
 def test_a_process_whose_coordinator_never_comes_gives_up_within_its_deadline():
     port = local_launch.free_port()
     started = time.monotonic()
@@ -218,6 +219,7 @@ def test_multihost_detects_a_slurm_job_from_its_environment(tmp_path):
         assert f"process {i} of 2 got 0" in out
 
 
+@pytest.mark.heavy
 def test_dry_run_checks_the_gin_files_before_printing_commands():
     base = [LAUNCH, "--tpu=pod-1", "--zone=us-central2-b", "--dry_run",
             "--gin_file=gin_configs/experiments/train_tiny_cpu.gin"]

@@ -111,6 +111,7 @@ def test_assert_forms():
     assert evalplus.assert_for(he, ["x"], "not_none", True) == "assert (f('x') is not None) == True"
 
 
+@pytest.mark.heavy
 def test_expected_outputs_run_in_the_sandbox_and_bad_inputs_are_dropped():
     from next_jax.execution.sandbox import SandboxPool
 

@@ -39,6 +39,7 @@ def _loss(config):
     ("gemma2", dict(remat_policy="dots", attention_impl="chunked", attention_chunk_size=16)),
     ("llama", dict(remat_policy="full")),
 ])
+@pytest.mark.heavy
 def test_variants_compute_the_plain_model(family, variant):
     config = CONFIGS[family]
     params = init_params(config, jax.random.key(0))
@@ -49,6 +50,7 @@ def test_variants_compute_the_plain_model(family, variant):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-5), grads, ref_grads)
 
 
+@pytest.mark.heavy
 def test_chunked_attention_needs_far_less_memory_on_long_rows():
     config = ModelConfig(**{**BASE, "num_layers": 1})
     params = init_params(config, jax.random.key(0))
@@ -84,6 +86,7 @@ def _reference_attention(q, k, v, positions, segments, window, softcap):
 
 
 @pytest.mark.parametrize("window,softcap", [(None, None), (40, None), (None, 5.0)])
+@pytest.mark.heavy
 def test_causal_blocks_equal_the_full_scores(window, softcap):
     # 300 tokens: three query blocks of 128 (the last one partial), two packed segments.
     length = 300

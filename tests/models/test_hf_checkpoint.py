@@ -184,6 +184,7 @@ def _random_params(config, seed=0):
 
 
 @pytest.mark.parametrize("model_type", ["qwen2", "gemma2"])
+@pytest.mark.heavy
 def test_export_then_streamed_import_on_a_sharded_mesh(tmp_path, monkeypatch, model_type):
     config = _tiny(model_type)
     params = _random_params(config)
@@ -213,6 +214,7 @@ def test_export_then_streamed_import_on_a_sharded_mesh(tmp_path, monkeypatch, mo
     assert q_blocks and all(block == (16, 2, 8) for _, _, block in q_blocks) and len(q_blocks) == 4
 
 
+@pytest.mark.heavy
 def test_import_errors_name_the_tensor(tmp_path):
     config = _tiny("llama")
     hf_checkpoint.save_hf_checkpoint(str(tmp_path), _random_params(config), config)
@@ -228,6 +230,7 @@ def test_import_errors_name_the_tensor(tmp_path):
         hf_checkpoint.load_hf_checkpoint(str(tmp_path))
 
 
+@pytest.mark.heavy
 def test_export_in_bfloat16(tmp_path):
     config = _tiny("llama")
     params = _random_params(config)

@@ -94,6 +94,7 @@ def test_logits_match_transformers(tmp_path, family, scan):
 
 @pytest.mark.parametrize("scan", [False, True], ids=["layers", "scanned"])
 @pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.heavy
 def test_greedy_decoding_matches_transformers_generate(tmp_path, family, scan):
     model = _hf_model(family)
     model.save_pretrained(tmp_path)

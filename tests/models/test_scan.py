@@ -47,6 +47,7 @@ def _axes(config):
     return nn.get_partition_spec(boxed)["params"], nn.unbox(boxed)["params"]
 
 
+@pytest.mark.heavy
 def test_stacked_parameters_have_a_leading_layers_axis():
     config = CONFIGS["llama"]
     per_layer_axes, per_layer_shapes = _axes(config)
@@ -75,6 +76,7 @@ def test_stacked_parameters_have_a_leading_layers_axis():
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.heavy
 def test_scanned_model_gives_the_same_logits_and_greedy_decode(name):
     config = CONFIGS[name]
     scanned = config.replace(scan_layers=True, remat_policy="full")
@@ -111,6 +113,7 @@ def _opt():
     return optimizers.AdamW(learning_rate=optimizers.Schedule(peak=1e-2, decay="constant"), weight_decay=0.1).make(10)
 
 
+@pytest.mark.heavy
 def test_train_step_with_scan_and_remat_equals_the_per_layer_one(policy="dots"):
     config = CONFIGS["gemma2"]
     part = partitioning.Partitioner(partitioning.make_mesh({"data": 1}, devices=jax.devices()[:1]))
@@ -130,6 +133,7 @@ def test_train_step_with_scan_and_remat_equals_the_per_layer_one(policy="dots"):
                  jax.device_get(stacking.convert(state_b.params, False)), jax.device_get(state_a.params))
 
 
+@pytest.mark.heavy
 def test_stacked_shardings_on_8_devices():
     config = CONFIGS["llama"].replace(scan_layers=True, num_heads=8, num_kv_heads=2, mlp_dim=64)
     part = partitioning.Partitioner.from_axis_sizes({"data": 2, "fsdp": 2, "model": 2})
@@ -166,6 +170,7 @@ def _init(config, rng):
     return Transformer(config).init(rng, jnp.zeros((1, 1), jnp.int32))
 
 
+@pytest.mark.heavy
 def test_checkpoints_restore_into_the_other_layout(tmp_path):
     config = CONFIGS["gemma2"]
     scanned = config.replace(scan_layers=True)

@@ -55,6 +55,7 @@ def _flat_axes(config):
     return {partitioning.path_name(path): tuple(spec) for path, spec in flat}
 
 
+@pytest.mark.heavy
 def test_parameter_names_and_logical_axes_follow_the_contract():
     everything = ModelConfig(**BASE, qkv_bias=True, use_post_norms=True)
     axes = _flat_axes(everything)
@@ -93,6 +94,7 @@ def _random_params(config, seed=0):
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.heavy
 def test_kv_cache_decoding_equals_full_recomputation(family):
     config = FAMILIES[family]
     model = Transformer(config)
@@ -116,6 +118,7 @@ def test_kv_cache_decoding_equals_full_recomputation(family):
             np.testing.assert_allclose(logits[r], full[b, int(lengths[b]) + step], atol=2e-5, rtol=1e-5)
 
 
+@pytest.mark.heavy
 def test_sliding_window_changes_what_a_layer_sees():
     config = FAMILIES["gemma2"]
     assert [config.is_sliding_layer(i) for i in range(3)] == [True, False, True]
@@ -128,6 +131,7 @@ def test_sliding_window_changes_what_a_layer_sees():
     assert float(jnp.abs(windowed[0, 5:] - wide[0, 5:]).max()) > 1e-3
 
 
+@pytest.mark.heavy
 def test_packed_segments_match_separate_sequences():
     config = FAMILIES["llama"]
     forward = _forward(config)
@@ -202,6 +206,7 @@ def _params_on(partitioner, config, params):
 
 @pytest.mark.parametrize("axis_sizes", [{"data": 8}, {"data": 4, "model": 2}, {"data": 2, "fsdp": 2, "model": 2},
                                         {"fsdp": 4, "model": 2}])
+@pytest.mark.heavy
 def test_logits_on_8_devices_equal_1_device(axis_sizes):
     config = FAMILIES["gemma2"]
     params = _random_params(config)
@@ -217,6 +222,7 @@ def test_logits_on_8_devices_equal_1_device(axis_sizes):
     np.testing.assert_allclose(results[1], results[0], atol=2e-5, rtol=1e-5)
 
 
+@pytest.mark.heavy
 def test_sharded_init_is_born_sharded_and_undivisible_axes_name_the_parameter():
     config = FAMILIES["llama"]
     partitioner = partitioning.Partitioner.from_axis_sizes({"data": 2, "model": 4})

@@ -32,6 +32,7 @@ def _assert_same(loaded, expected, part):
     jax.tree.map(lambda a, s: a.sharding.is_equivalent_to(s.sharding, a.ndim) or pytest.fail(str(a.sharding)), loaded, abstract)
 
 
+@pytest.mark.heavy
 def test_random_init_depends_only_on_the_seed(source):
     part = _sharded()
     a, model_id = weights.load_params(None, CONFIG, part, init_seed=3)
