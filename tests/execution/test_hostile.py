@@ -62,7 +62,6 @@ def test_corpus_is_big_enough_and_covers_pass_cases():
     assert {"fail", "error", "timeout"} <= set(expects)
 
 
-@pytest.mark.heavy
 def test_every_program_gets_its_declared_verdict(corpus_verdicts):
     programs, verdicts, _ = corpus_verdicts
     # "a|b": either verdict (an attack whose speed decides which limit stops it first)
