@@ -262,6 +262,8 @@ def evaluate(config: CheckpointEvalConfig) -> dict:
     results = {}
     newest_only = checkpoint is None and checkpoint_steps == "latest"
     first_error = None
+    if newest_only and len(targets) > 1:
+        checkpoints.quiet_abandoned_reads()
     for index, (step, path) in enumerate(targets):
         try:
             params, _ = weights.load_params(path, lm.config, partitioner)
@@ -269,7 +271,6 @@ def evaluate(config: CheckpointEvalConfig) -> dict:
             if not newest_only or index == len(targets) - 1:
                 raise first_error or e
             first_error = first_error or e
-            checkpoints.quiet_abandoned_reads()
             logging.warning("evaluate: checkpoint %s does not read back whole (%s); scoring the step before it; "
                             "it is left in place", path, checkpoints.short_reason(e))
             continue

@@ -181,11 +181,12 @@ class Checkpointer:
         """
         steps = sorted(self.all_steps(), reverse=True)
         skipped, first_error = [], None
+        if len(steps) > 1:
+            quiet_abandoned_reads()
         for step in steps:
             try:
                 state, position, summary = self.restore(step, abstract_state)
             except Exception as e:  # orbax/TensorStore raise ValueError, KeyError, JSONDecodeError, ...
-                quiet_abandoned_reads()
                 first_error = first_error or e
                 skipped.append(step)
                 continue
@@ -276,14 +277,17 @@ def params_item_dir(path: str) -> str:
 
 
 def quiet_abandoned_reads() -> None:
-    """After a restore failed, keeps the reads it left in flight from printing tracebacks.
+    """Before restores that may fall back to an older step: the reads a failed one leaves in flight
+    print no tracebacks.
 
     When one array of a step fails to read, orbax stops waiting and closes its event loop while
     TensorStore still completes the step's other reads; each completion then finds the loop
-    closed (``RuntimeError: Event loop is closed``, raised in a TensorStore thread) or leaves a
-    failed task nobody awaits (``Task exception was never retrieved``), dozens of tracebacks after
-    the one-line warning that already said which step was skipped and why. Only those two are
-    dropped, and only once a restore has failed; everything else is still reported.
+    closed (``RuntimeError: Event loop is closed``, raised in a TensorStore thread), leaves a
+    failed task nobody awaits (``Task exception was never retrieved``), or is an abandoned
+    per-array read coroutine that raises its own read error again as it is closed; dozens of
+    tracebacks after the one-line warning that already said which step was skipped and why. Only
+    those three are dropped (installed before the first attempt: the first come while it is still
+    failing); everything else is still reported.
     """
     import logging as std_logging
     import sys
@@ -294,6 +298,8 @@ def quiet_abandoned_reads() -> None:
             error = unraisable.exc_value
             if isinstance(error, RuntimeError) and str(error) == "Event loop is closed" and unraisable.object is None:
                 return
+            if getattr(unraisable.object, "__name__", None) == _ORBAX_ARRAY_READ and hasattr(unraisable.object, "cr_code"):
+                return
             previous(unraisable)
 
         hook.next_jax_abandoned_reads = True
@@ -301,6 +307,10 @@ def quiet_abandoned_reads() -> None:
     asyncio_logger = std_logging.getLogger("asyncio")
     if _drop_unretrieved_task not in asyncio_logger.filters:
         asyncio_logger.addFilter(_drop_unretrieved_task)
+
+
+# orbax's coroutine reading one array of a checkpoint (the reads a failed restore abandons)
+_ORBAX_ARRAY_READ = "_read_array_index_and_device_put"
 
 
 def _drop_unretrieved_task(record) -> bool:
@@ -336,11 +346,11 @@ def restore_params(path: str, abstract_params):
     if len(steps) < 2:
         return _restore_params(path, abstract_params)
     first_error = None
+    quiet_abandoned_reads()
     for index, step_path in enumerate(steps):
         try:
             params = _restore_params(step_path, abstract_params)
         except Exception as e:
-            quiet_abandoned_reads()
             first_error = first_error or e
             continue
         for bad in steps[:index]:

@@ -427,18 +427,6 @@ def run(run_mode, gin_files, gin_bindings, search_paths, cluster=None):
     return result
 
 
-def _quiet_cuda_probe() -> None:
-    """On a machine without a CUDA driver, keeps TensorFlow's failed CUDA probe out of the log.
-
-    TensorFlow (here only the input pipeline of SeqIO tasks, never a device user) probes for a GPU
-    when it first builds a dataset and logs the failed ``cuInit`` at error level, which reads as a
-    failure on every CPU run. Its C++ log level is raised only where no driver exists and only if
-    the user has not chosen one (``TF_CPP_MIN_LOG_LEVEL``); Python-level errors are unaffected.
-    """
-    if "TF_CPP_MIN_LOG_LEVEL" not in os.environ and not os.path.exists("/proc/driver/nvidia/version"):
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-
-
 def user_message(error: UserError) -> str:
     """A user error on one line, without the call-site notes gin appends to what passes through it."""
     lines = [line.strip() for line in str(error).splitlines()
@@ -449,7 +437,9 @@ def user_message(error: UserError) -> str:
 def main(argv=None) -> int:
     from absl import app, flags
 
-    _quiet_cuda_probe()
+    from next_jax import startup_log
+
+    startup_log.quiet_startup()  # first: TensorFlow's native libraries and Beam print warnings as they load
 
     flags.DEFINE_enum(
         "run_mode", None, sorted(RUN_MODES), "Entry function to run (default: the gin macro RUN_MODE)."

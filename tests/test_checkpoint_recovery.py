@@ -1,10 +1,12 @@
 """A crash in the middle of a save: resume takes the newest step that reads back whole (real orbax),
 warns naming the step skipped and why, and never deletes it."""
 
+import gc
 import glob
 import logging
 import os
 import shutil
+import sys
 
 import jax
 import numpy as np
@@ -105,3 +107,18 @@ def test_a_restore_that_fails_at_every_step_raises_the_newest_steps_error(saved_
         ckpt.restore_latest(trainer.abstract_state)
     assert sorted(os.listdir(run / "checkpoints")) == ["2", "4"]
     ckpt.close()
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.5])
+def test_one_partial_array_file_leaves_no_traceback_of_abandoned_reads(saved_run, tmp_path, caplog, monkeypatch, fraction):
+    run, trainer, at_2 = _copy(saved_run, tmp_path)
+    first = sorted(glob.glob(str(run / "checkpoints" / "4" / "state" / "**" / "d" / "*"), recursive=True))[0]
+    os.truncate(first, int(os.path.getsize(first) * fraction))  # one file of a save cut short; its siblings whole
+    reported = []
+    monkeypatch.setattr(sys, "unraisablehook", reported.append)
+    with caplog.at_level(logging.WARNING):
+        params, _ = weights.load_params(str(run), CONFIG, trainer.partitioner)
+    gc.collect()
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(params), at_2.params)
+    assert any("does not read back whole" in r.getMessage() for r in caplog.records)
+    assert [(type(u.exc_value).__name__, str(u.exc_value)[:80], u.object) for u in reported] == []

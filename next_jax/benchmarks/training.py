@@ -332,6 +332,9 @@ def _main(argv) -> None:
 
 
 def main(argv=None) -> None:
+    from next_jax import startup_log
+
+    startup_log.quiet_startup()  # first: TensorFlow's native libraries and Beam print warnings as they load
     _define_flags()
     app.run(_main, argv=argv)
 

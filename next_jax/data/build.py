@@ -334,5 +334,8 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+    from next_jax import startup_log
+
+    startup_log.quiet_startup()  # first: TensorFlow's native libraries and Beam print warnings as they load
     define_flags()
     app.run(main)

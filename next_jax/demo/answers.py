@@ -23,6 +23,7 @@ from typing import Optional
 
 from next_jax.data import prompts
 from next_jax.data.records import RepairTask
+from next_jax.demo import loops
 
 
 def template_rationale(task: RepairTask) -> str:
@@ -41,42 +42,47 @@ def template_answer(task: RepairTask) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# The accumulator domain (next_jax.demo.loops): the rationale states the trace fact the fix reads.
+# The shift domain (next_jax.demo.loops): the rationale states the trace fact the fix reads.
 
-_LOOP_RATIONALE = re.compile(r"^want (-?\d+): ([a-z])=(-?\d+)$")
+_LOOP_RATIONALE = re.compile(r"^got (\d+), want (\d+)$")
+_SHIFT_FIX = re.compile(r"\s*return \(([a-z]) \+ (\d+)(?: - (\d+))?\) % 10")
 
 
 def loop_rationale(task: RepairTask) -> str:
-    """``want 7: t=7``: the expected value, then the accumulator whose final traced value it is."""
-    meta = task.meta
-    return f"want {meta['want']}: {meta['answer']}={meta['want']}"
+    """``got 5, want 9``: the value the trace shows the function return, then the expected one."""
+    return f"got {task.meta['got']}, want {task.meta['want']}"
 
 
 def loop_answer(task: RepairTask) -> str:
-    """The seed (and upper-bound) answer: the rationale and the line that returns the right name."""
-    return prompts.format_edit_answer(loop_rationale(task), task.meta["bug_line"], f"return {task.meta['answer']}")
+    """The seed (and upper-bound) answer: the rationale and the line that shifts the result."""
+    meta = task.meta
+    return prompts.format_edit_answer(loop_rationale(task), meta["bug_line"],
+                                      f"return {loops.shifted(meta['returned'], meta['want'], meta['got'])}")
 
 
-def returned_name(fix: Optional[str], task: RepairTask) -> Optional[str]:
-    """The name a parsed fix returns on the bug line (None when the fix changes something else)."""
+def fix_shift(fix: Optional[str], task: RepairTask) -> Optional[int]:
+    """The shift (mod 10) a parsed fix adds to the returned name on the bug line, for fixes of
+    the forms ``return (v + a - b) % 10`` and ``return (v + a) % 10`` that change nothing else
+    (None otherwise)."""
     if fix is None:
         return None
     fixed, buggy = fix.rstrip("\n").split("\n"), task.buggy_code.rstrip("\n").split("\n")
     k = task.meta["bug_line"] - 1
     if len(fixed) != len(buggy) or fixed[:k] + fixed[k + 1:] != buggy[:k] + buggy[k + 1:]:
         return None
-    match = re.fullmatch(r"\s*return ([a-z])", fixed[k])
-    return match.group(1) if match else None
+    match = _SHIFT_FIX.fullmatch(fixed[k])
+    if not match or match.group(1) != task.meta["returned"]:
+        return None
+    return (int(match.group(2)) - int(match.group(3) or 0)) % 10
 
 
 def rationale_consistent(task: RepairTask, rationale: str, fix: Optional[str]) -> bool:
-    """Whether the rationale's facts match the trace and its own fix: the stated expected value is
-    the test's, the named accumulator's final traced value is the stated one, and the fix returns
-    that accumulator."""
+    """Whether the rationale's facts match the trace and its own fix: the stated returned value is
+    the one the trace shows, the stated expected value is the test's, and the fix shifts the
+    result by their difference."""
     match = _LOOP_RATIONALE.match(rationale.strip())
     if not match:
         return False
-    want, name, value = int(match.group(1)), match.group(2), int(match.group(3))
-    finals = dict(zip(task.meta["names"], task.meta["finals"]))
-    return (want == task.meta["want"] and finals.get(name) == value and value == want
-            and returned_name(fix, task) == name)
+    got, want = int(match.group(1)), int(match.group(2))
+    return (got == task.meta["got"] and want == task.meta["want"]
+            and fix_shift(fix, task) == (want - got) % 10)

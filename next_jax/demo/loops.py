@@ -1,35 +1,35 @@
-"""The demo's repair domain: loops that keep several accumulators and return the wrong one.
+"""The demo's repair domain: loops that mix accumulators over a list and forget the final shift.
 
-A task is a function ``f(xs)`` that walks a short list of digits and keeps ``k`` accumulators, each
-with its own update (sums, weighted mixes, all mod 10 so every value is one digit)::
+A task is a function ``f(xs)`` that walks a short list of digits with ``k`` accumulators, each
+updated from its own value, the element and the accumulator before it (all mod 10, so every
+value is one digit), and returns the last one::
 
     def f(xs):
-        q, d, m, s = 4, 0, 7, 2
-        for x in xs:
-            q = (q * 3 + x) % 10
-            d = (d + x * x) % 10
-            m = (m + x + 6) % 10
-            s = (s * x + 1) % 10
-        return d
+      q, d = 4, 7
+      for x in xs:
+        q = (q * 3 + x) % 10
+        d = (d + q * x) % 10
+      return d
     assert f([3, 1, 4]) == 9
 
-The bug is ``return d`` where the test expects another accumulator's value. The execution trace
-shows every accumulator's value at every iteration, so the repair is a READ of the trace: the
-accumulator whose final traced value equals the expected one. Without the trace, finding it means
-running the loop in one's head; a model that cannot do that is left with chance, 1 / (k - 1)
-(the returned name is excluded by the failing test). The draws are balanced so that nothing
-visible without the trace predicts the answer: the program and the list are drawn first, then the
-right accumulator uniformly among those whose final value no other one ends with (so its position
-is uniform and only the execution tells which it is); names are shuffled, every update form is
-equally likely at every position, every update is a bijection of the accumulator (no step such as
-``v * x`` with ``x = 5`` collapses it to a value the code gives away) and the list has no 0.
+The intended function returns ``(d + s) % 10`` for a shift ``s`` in 1..9 that the code does not
+show; the tests say what it should return. The repair needs the value the buggy function returns
+on the visible test, which only execution gives: the trace's ``__return__=G`` with the test's
+expected ``W`` makes the fix ``return (d + W - G) % 10``. Without the trace, finding ``G`` means
+running the loop in one's head; a model that cannot is left with a guess among 9 shifts.
+
+The draws are balanced so that nothing visible without the trace predicts the shift: it is drawn
+uniformly and independently of the program and the list, every update is a bijection of its own
+accumulator for every element (no step such as ``v * x`` with ``x = 5`` collapses the value to one
+the code gives away), the list has no 0, and the accumulators mix one another so that no feature
+short of running the loop gives the returned value.
 
 Splits are disjoint at the program level: :func:`make_splits` draws every split from one stream
 and drops any program (normalised text: names renamed in order of appearance) seen before.
 
-Each task's ``meta`` holds ``finals`` (each accumulator's final value on the visible test, in
-code order), ``answer`` (the correct name), ``returned`` (the buggy one), ``want`` and the update
-forms, from which :mod:`next_jax.demo.answers` writes the template rationale and the guessing
+Each task's ``meta`` holds ``got`` (what the buggy function returns on the visible test),
+``want``, ``shift``, ``returned`` (the returned name), the update forms, the initial values and
+the list, from which :mod:`next_jax.demo.answers` writes the template rationale and the guessing
 baselines draw their features.
 """
 
@@ -43,17 +43,19 @@ from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 from next_jax.data.records import RepairTask
 
 _NAMES = "abcdeghjkmnpqrstuvwyz"
-# Update forms of accumulator v over the element x; {c} is a constant prime to 10. Each is a
-# bijection of v for every x, so no step collapses the value to something the code alone gives
-# away (as v * x would with x = 5).
-UPDATES = (
-    "({v} + x) % 10",
-    "({v} + {c} * x) % 10",
+# Update forms of accumulator v over the element x and the accumulator before it, p; {c} is a
+# constant prime to 10. Each is a bijection of v for every x and p.
+FIRST_UPDATES = (
     "({v} * {c} + x) % 10",
-    "({v} + x * x) % 10",
-    "({v} + x + {c}) % 10",
-    "({c} * x - {v}) % 10",
+    "({v} + {c} * x) % 10",
     "({v} * {c} + x * x) % 10",
+    "({c} * x - {v}) % 10",
+)
+MIXING_UPDATES = (
+    "({v} + {p} * x) % 10",
+    "({v} * {c} + {p}) % 10",
+    "({p} * {c} - {v}) % 10",
+    "({v} + {p} + x) % 10",
 )
 _CONSTANTS = (3, 7, 9)
 
@@ -62,21 +64,22 @@ _CONSTANTS = (3, 7, 9)
 class LoopConfig:
     """How the demo's tasks are drawn.
 
-    num_accumulators: k, the accumulators per function (chance without the trace: 1 / (k - 1)).
-    min_len / max_len: list lengths (with <= 4 elements the tracer shows every iteration).
+    num_accumulators: k, the accumulators per function (each after the first mixes the one
+      before it; the last is returned).
+    min_len / max_len: list lengths.
     num_eval_tests: tests that judge a fix (the first is the visible, traced one).
     """
 
-    num_accumulators: int = 4
+    num_accumulators: int = 2
     min_len: int = 3
     max_len: int = 3
     num_eval_tests: int = 3
 
     def __post_init__(self):
-        if not 2 <= self.num_accumulators <= 6:
-            raise ValueError(f"LoopConfig.num_accumulators must be in 2..6, got {self.num_accumulators}")
-        if not 1 <= self.min_len <= self.max_len <= 6:
-            raise ValueError(f"LoopConfig: need 1 <= min_len ({self.min_len}) <= max_len ({self.max_len}) <= 6")
+        if not 1 <= self.num_accumulators <= 6:
+            raise ValueError(f"LoopConfig.num_accumulators must be in 1..6, got {self.num_accumulators}")
+        if not 2 <= self.min_len <= self.max_len <= 6:
+            raise ValueError(f"LoopConfig: need 2 <= min_len ({self.min_len}) <= max_len ({self.max_len}) <= 6")
         if self.num_eval_tests < 1:
             raise ValueError(f"LoopConfig.num_eval_tests must be >= 1, got {self.num_eval_tests}")
 
@@ -86,42 +89,47 @@ class _Program:
     names: Tuple[str, ...]
     inits: Tuple[int, ...]
     updates: Tuple[str, ...]  # formatted expressions, in code order
-    forms: Tuple[int, ...]  # index into UPDATES
+    forms: Tuple[int, ...]  # index into FIRST_UPDATES (first accumulator) or MIXING_UPDATES
 
-    def history(self, xs: Sequence[int]) -> List[List[int]]:
-        """Every value each accumulator takes (its initial value first), in code order."""
+    def run(self, xs: Sequence[int]) -> int:
+        """What the buggy function returns: the last accumulator's final value."""
         env = dict(zip(self.names, self.inits))
-        seen = [[v] for v in self.inits]
         for x in xs:
-            for i, (name, expr) in enumerate(zip(self.names, self.updates)):
-                env["x"] = x
+            env["x"] = x
+            for name, expr in zip(self.names, self.updates):
                 # Our own generated integer arithmetic, evaluated here for the expected values.
                 env[name] = eval(expr, {"__builtins__": {}}, env)  # noqa: S307
-                seen[i].append(env[name])
-        return seen
-
-    def run(self, xs: Sequence[int]) -> List[int]:
-        return [values[-1] for values in self.history(xs)]
+        return env[self.names[-1]]
 
     def code(self, returned: str) -> str:
         # Two-space indentation: every character of the prompt costs the byte-level model.
-        body = [f"def f(xs):", f"  {', '.join(self.names)} = {', '.join(map(str, self.inits))}", "  for x in xs:"]
+        body = ["def f(xs):", f"  {', '.join(self.names)} = {', '.join(map(str, self.inits))}", "  for x in xs:"]
         body += [f"    {n} = {e}" for n, e in zip(self.names, self.updates)]
         body.append(f"  return {returned}")
         return "\n".join(body) + "\n"
+
+
+def shifted(name: str, want: int, got: int) -> str:
+    """The repaired return expression: the returned value moved by what the test wants over what
+    the trace shows."""
+    return f"({name} + {want} - {got}) % 10"
 
 
 def _draw_program(rng: random.Random, config: LoopConfig) -> _Program:
     k = config.num_accumulators
     names = tuple(rng.sample(_NAMES, k))
     inits = tuple(rng.randint(0, 9) for _ in range(k))
-    forms = tuple(rng.randrange(len(UPDATES)) for _ in range(k))
-    updates = tuple(UPDATES[f].format(v=n, c=rng.choice(_CONSTANTS)) for f, n in zip(forms, names))
-    return _Program(names, inits, updates, forms)
+    forms, updates = [], []
+    for i, name in enumerate(names):
+        table = FIRST_UPDATES if i == 0 else MIXING_UPDATES
+        form = rng.randrange(len(table))
+        forms.append(form)
+        updates.append(table[form].format(v=name, c=rng.choice(_CONSTANTS), p=names[i - 1] if i else ""))
+    return _Program(names, inits, tuple(updates), tuple(forms))
 
 
 def _draw_list(rng: random.Random, config: LoopConfig) -> List[int]:
-    # No 0: a product with it gives away its final value without the trace.
+    # No 0: a product with it gives away a value without the trace.
     return [rng.randint(1, 9) for _ in range(rng.randint(config.min_len, config.max_len))]
 
 
@@ -136,19 +144,10 @@ def normalized(code: str) -> str:
 
 def _try_task(rng: random.Random, config: LoopConfig, task_id: str) -> Optional[RepairTask]:
     program = _draw_program(rng, config)
-    k = config.num_accumulators
-    xs = _draw_list(rng, config)
-    finals = program.run(xs)
-    # The trace must point at one accumulator: the right one is drawn uniformly among those whose
-    # final value no other accumulator ends with (drawn after the program and the list, so the
-    # code and the test alone say nothing about which one it is).
-    unique = [i for i in range(k) if finals.count(finals[i]) == 1]
-    if not unique:
-        return None
-    answer = rng.choice(unique)
-    returned = rng.choice([i for i in range(k) if i != answer])
-    want = finals[answer]
-    lists = [xs]
+    # The shift is drawn apart from the program and the list: only the returned value, which
+    # execution gives, tells it from the expected one.
+    shift = rng.randint(1, 9)
+    lists: List[List[int]] = []
     for _ in range(50):
         if len(lists) == config.num_eval_tests:
             break
@@ -157,15 +156,17 @@ def _try_task(rng: random.Random, config: LoopConfig, task_id: str) -> Optional[
             lists.append(other)
     if len(lists) < config.num_eval_tests:
         return None
-    tests = [f"assert f({ys}) == {program.run(ys)[answer]}" for ys in lists]
-    name, wrong = program.names[answer], program.names[returned]
+    got = program.run(lists[0])
+    want = (got + shift) % 10
+    tests = [f"assert f({ys}) == {(program.run(ys) + shift) % 10}" for ys in lists]
+    returned = program.names[-1]
     return RepairTask(
         task_id=task_id, source="demo", description="Return what the tests expect.",
-        buggy_code=program.code(wrong), entry_point="f", tests=tests[:1], eval_tests=tests,
-        reference_fix=program.code(name),
-        meta={"family": "accumulators", "names": list(program.names), "finals": finals, "answer": name,
-              "returned": wrong, "want": finals[answer], "got": finals[returned], "forms": list(program.forms),
-              "inits": list(program.inits), "xs": xs, "bug_line": k + 4},
+        buggy_code=program.code(returned), entry_point="f", tests=tests[:1], eval_tests=tests,
+        reference_fix=program.code(shifted(returned, want, got)),
+        meta={"family": "shift", "names": list(program.names), "returned": returned, "got": got, "want": want,
+              "shift": shift, "forms": list(program.forms), "inits": list(program.inits), "xs": lists[0],
+              "bug_line": config.num_accumulators + 4},
     )
 
 

@@ -59,7 +59,9 @@ from next_jax.tracing.traced_tasks import trace_tasks
 
 ANSWER_FORMAT = "line_edit"
 # Traces as the tracer writes them, with the shortest separators: every character costs here.
-DEMO_TRACE_CONFIG = TraceConfig(comment_prefix=" # ", test_separator="")
+# A loop line shows only its last visit (the paper's abbreviation with no head): the values the
+# repair reads, and rows short enough for the budget.
+DEMO_TRACE_CONFIG = TraceConfig(comment_prefix=" # ", test_separator="", head_visits=0, min_hidden_visits=1)
 FILTERS = ("fix", "rationale")
 
 
@@ -68,7 +70,7 @@ class DataConfig:
     """Tasks per split for each seed (disjoint programs across splits), how they are drawn, and
     how many fresh tasks fit the guessing baselines."""
 
-    num_seed: int = 32
+    num_seed: int = 24
     num_train: int = 400
     num_val: int = 100
     num_test: int = 200
@@ -80,7 +82,7 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class BootstrapConfig:
-    steps: int = 200
+    steps: int = 150
     train: TrainStepConfig = TrainStepConfig(learning_rate=3e-3, warmup_steps=20, batch_size=16)
 
 
@@ -96,7 +98,7 @@ class NextConfig:
     num_iterations: int = 2
     num_samples: int = 4
     temperature: float = 1.0
-    finetune_steps: int = 150
+    finetune_steps: int = 100
     finetune: TrainStepConfig = TrainStepConfig(learning_rate=2e-3, warmup_steps=10, batch_size=16)
     filter: str = "fix"
     build: BuildConfig = BuildConfig(dedup="text", max_per_problem=1, include_seed=True,
@@ -128,8 +130,8 @@ class DemoConfig:
     seeds: Tuple[int, ...] = (0, 1, 2)
     data: DataConfig = DataConfig()
     model: ModelConfig = TINY_MODEL
-    prompt_width: int = 480  # the longest traced prompt of the domain is about 470 bytes
-    answer_width: int = 24
+    prompt_width: int = 288  # the longest traced prompt of the domain is about 285 bytes
+    answer_width: int = 44
     sample_batch: int = 100
     bootstrap: BootstrapConfig = BootstrapConfig()
     next: NextConfig = NextConfig()
@@ -170,36 +172,18 @@ def make_data(seed: int, config: DataConfig, pool) -> Dict[str, List[TracedTask]
     return {name: list(trace_tasks(tasks, config.trace, pool=pool)) for name, tasks in splits.items()}
 
 
-def counterfactual(task: TracedTask) -> Tuple[TracedTask, str]:
-    """The task with its trace edited so that another accumulator (neither the returned nor the
-    correct one) shows the expected value as its final value, and the correct one no longer shows
-    it; returns the edited task and the name an answer that reads the edit returns."""
+def counterfactual(task: TracedTask) -> Tuple[TracedTask, int]:
+    """The task with the returned value its trace shows edited to another digit (neither the true
+    one nor the expected one); returns the edited task and the shift an answer that reads the edit
+    adds (the expected value minus the edited one)."""
     meta = task.meta
-    want = meta["want"]
-    names = meta["names"]
-    others = [n for n in names if n not in (meta["answer"], meta["returned"])]
     rng = random.Random(task.task_id)
-    target = rng.choice(others)
-    replacement = rng.choice([d for d in range(10) if d != want])
-    text = task.traces[0].traced_code
-    lines = text.split("\n")
-    for i, line in enumerate(lines):
-        if "#" not in line:
-            continue
-        code, comment = line.split("#", 1)
-        comment = re.sub(rf"\b{meta['answer']}={want}\b", f"{meta['answer']}={replacement}", comment)
-        lines[i] = code + "#" + comment
-    # The target's final value: its last shown value in the trace.
-    for i in range(len(lines) - 1, -1, -1):
-        found = list(re.finditer(rf"\b{target}=(\d+)", lines[i].split("#", 1)[-1] if "#" in lines[i] else ""))
-        if found:
-            code, comment = lines[i].split("#", 1)
-            last = found[-1]
-            comment = comment[:last.start(1)] + str(want) + comment[last.end(1):]
-            lines[i] = code + "#" + comment
-            break
-    trace = dataclasses.replace(task.traces[0], traced_code="\n".join(lines))
-    return dataclasses.replace(task, traces=[trace]), target
+    edited = rng.choice([d for d in range(10) if d not in (meta["got"], meta["want"])])
+    text, count = re.subn(rf"__return__={meta['got']};", f"__return__={edited};", task.traces[0].traced_code)
+    if count != 1:
+        raise ValueError(f"task {task.task_id}: its trace does not show __return__={meta['got']} once")
+    trace = dataclasses.replace(task.traces[0], traced_code=text)
+    return dataclasses.replace(task, traces=[trace]), (meta["want"] - edited) % 10
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,9 +243,9 @@ class _Arms:
     def counterfactual_share(self, params) -> dict:
         tasks, targets = zip(*(counterfactual(t) for t in self.data["test"]))
         samples = self.samples(params, tasks, "trace", num_samples=1, temperature=0.0, tag="cf", stage="eval")
-        names = [answers.returned_name(s.fix, t) for t, s in zip(tasks, samples)]
-        return {"follows": [int(n == target) for n, target in zip(names, targets)],
-                "original": [int(n == t.meta["answer"]) for n, t in zip(names, tasks)],
+        shifts = [answers.fix_shift(s.fix, t) for t, s in zip(tasks, samples)]
+        return {"follows": [int(n == target) for n, target in zip(shifts, targets)],
+                "original": [int(n == t.meta["shift"]) for n, t in zip(shifts, tasks)],
                 "example": {"prompt": self.fmt.prompt(tasks[0], "trace", ()), "answer": samples[0].text}}
 
     # -- training ---------------------------------------------------------------------------

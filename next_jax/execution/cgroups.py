@@ -9,11 +9,11 @@ accounts it), process count (``pids.max``), CPU time (read by the worker, which 
 when the tree's total passes its limit) and an OOM-kill counter (the verdict says "memory").
 CPU between runs: sibling leaves get equal CPU weight, and each leaf's CPU bandwidth is capped
 at one CPU (``cpu.max`` / ``cpu.cfs_quota_us``), so a run that starts 60 spinning processes
-(and undoes the worker's CPU pinning with ``sched_setaffinity``) gets the same share of the
-machine as a run with one and can never take a second CPU away from a concurrent run; their
-parent weighs as much as one process per CPU against the machine's other processes (a whole
-pool cannot use more than that anyway). A worker's processes share one CPU by design, so the
-cap costs a correct run nothing.
+(spread over every CPU with ``sched_setaffinity``) gets the same share of the machine as a run
+with one and can never take a second CPU away from a concurrent run; their parent weighs as
+much as one process per CPU against the machine's other processes (a whole pool cannot use
+more than that anyway). A correct run's judge and candidate take turns (one runs while the
+other waits for its answer), so the cap costs it nothing.
 
 Files are opened once, before the worker makes the file tree read-only; later reads and writes
 go through those descriptors. Where neither version is usable (no root, cgroups not mounted,

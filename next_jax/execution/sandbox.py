@@ -60,7 +60,7 @@ tree; at most one CPU of bandwidth; a kernel-memory watchdog) and a zygote forke
 payload; per run fresh PID namespaces whose inits are the children (their death kills every
 process they started), a mount and IPC namespace rooted in the allow-listed tree with fresh
 tmpfs mounts as working dir and /dev/shm and its own /proc, a user namespace and session
-keyring of its own, a seccomp filter against page-cache probes, a new session, rlimits (open
+keyring of its own, the zygote's seccomp filter against page-cache probes, a new session, rlimits (open
 files among them), no_new_privs, a uid/gid unique to the worker slot (judges get another), stdin on /dev/null, stdout/stderr/result on
 pipes drained and capped by the worker, a scrubbed environment. Where a mechanism is missing
 the pool logs a warning naming what is lost (``mechanisms``).
@@ -188,7 +188,11 @@ class WorkerHandle:
         # every worker and run: traces and verdicts must not depend on which worker ran them.
         # `-I` would ignore PYTHONHASHSEED, so its parts that matter are spelled out (`-s -P`); the
         # environment is built here from scratch, so honouring it lets nothing else in.
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
+        # LD_BIND_NOW: the loader resolves every library call at start, so a forked child never
+        # writes the worker's symbol tables (a copy-on-write fault each) the first time it
+        # calls a C function the worker had not called yet.
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
+               "LD_BIND_NOW": "1"}
         self.proc = subprocess.Popen(
             [sys.executable, "-s", "-P", "-S", "-c", _BOOT, json.dumps(cfg),
              json.dumps([_PACKAGE_ROOT] + [os.path.abspath(p) for p in sys.path if p])],

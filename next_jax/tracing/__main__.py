@@ -124,6 +124,9 @@ def _main(argv: List[str]) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
+    from next_jax import startup_log
+
+    startup_log.quiet_startup()  # first: TensorFlow's native libraries and Beam print warnings as they load
     _define_flags()
     app.run(_main, argv=argv)
 

@@ -1,7 +1,7 @@
 """CPU isolation between concurrent runs: one run's process tree cannot take the CPU away from
 a run next to it.
 
-A candidate forks 60 setsid() busy loops that also undo the worker's CPU pinning; a correct,
+A candidate forks 60 setsid() busy loops spread over every CPU (sched_setaffinity); a correct,
 CPU-bound candidate runs at the same time in the other worker of the pool, with the normal
 per-test timeout, and must still pass. Both programs are in the hostile corpus.
 """

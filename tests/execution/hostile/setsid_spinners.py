@@ -1,6 +1,6 @@
 # task: add
 # expect: timeout
-# threat: 60 setsid() CPU spinners that undo the CPU pinning (sched_setaffinity), and never answers: runs next to it must not be starved
+# threat: 60 setsid() CPU spinners spread over every CPU (sched_setaffinity), and never answers: runs next to it must not be starved
 import os
 import time
 
