@@ -38,6 +38,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from next_jax import io as nj_io
 from next_jax.errors import UserError, one_line
+from next_jax import startup_log
 
 # The run modes and the entry function each one calls. Entry functions take one typed config (or,
 # not converted yet, keywords) bound by gin; the modules are imported lazily so `--help` stays fast.
@@ -436,8 +437,6 @@ def user_message(error: UserError) -> str:
 
 def main(argv=None) -> int:
     from absl import app, flags
-
-    from next_jax import startup_log
 
     startup_log.quiet_startup()  # first: TensorFlow's native libraries and Beam print warnings as they load
 

@@ -29,6 +29,8 @@ import threading
 import time
 from typing import Dict, List
 
+from next_jax import startup_log
+
 GB = 1e9
 
 
@@ -97,8 +99,6 @@ def build_tasks(work: str, mbpp: str, mbppplus: str, problems: int) -> List[str]
 
 def main(argv=None) -> int:
     import argparse
-
-    from next_jax import startup_log
 
     startup_log.quiet_startup()  # first: TensorFlow's native libraries and Beam print warnings as they load
 

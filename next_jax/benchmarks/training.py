@@ -41,6 +41,7 @@ import numpy as np
 from absl import app, flags
 
 from next_jax.benchmarks.decoding import PRESETS, VOCAB, build_hf_model
+from next_jax import startup_log
 
 BATCH, SEQ, NUM_BATCHES = 8, 512, 4
 LR, BETAS, EPS, WEIGHT_DECAY = 1e-4, (0.9, 0.999), 1e-8, 0.01
@@ -332,8 +333,6 @@ def _main(argv) -> None:
 
 
 def main(argv=None) -> None:
-    from next_jax import startup_log
-
     startup_log.quiet_startup()  # first: TensorFlow's native libraries and Beam print warnings as they load
     _define_flags()
     app.run(_main, argv=argv)
