@@ -79,9 +79,9 @@ def render():
     deps = [":next_jax"],
 )
 ''')
-    # tests/hostile/ holds hostile programs the executor tests feed to the sandbox: data, never
-    # imported (several exit or crash on import).
-    hostile = os.path.join("tests", "hostile") + os.sep
+    # tests/execution/hostile/ holds hostile programs the executor tests feed to the sandbox: data,
+    # never imported (several exit or crash on import).
+    hostile = os.path.join("tests", "execution", "hostile") + os.sep
     support = [p for p in _modules("tests")
                if not os.path.basename(p).startswith("test_") and not p.startswith(hostile)]
     data = sorted(
@@ -99,7 +99,7 @@ def render():
     for path in _modules("tests"):
         if os.path.basename(path).startswith("test_"):
             parts.append(f'''py_test(
-    name = "{os.path.basename(path)[:-3]}",
+    name = "{path[:-3]}",
     srcs = ["{path}"],
     main = "{path}",
     deps = [":test_support"],

@@ -9,11 +9,30 @@ checks never pays for it.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Mapping, Sequence
 
 from next_jax import partitioning
 from next_jax.errors import UserValueError
 from next_jax.models.config import ModelConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetConfig:
+    """The examples a run reads: a SeqIO task or mixture, cut to ``task_feature_lengths`` and batched.
+
+    task_name: a registered SeqIO task or mixture with ``targets`` (and usually ``inputs``).
+    task_feature_lengths: e.g. ``{'inputs': 1536, 'targets': 512}``; packed rows hold their sum.
+    batch_size: rows per step over all hosts.
+    split, pack, shuffle: the split read, several examples per row, shuffled order (seeded by the run).
+    """
+
+    task_name: str
+    task_feature_lengths: Mapping[str, int]
+    batch_size: int
+    split: str = "train"
+    pack: bool = True
+    shuffle: bool = True
 
 
 def check_task(task_name: str, task_feature_lengths: Mapping[str, int], config: ModelConfig):

@@ -38,6 +38,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from next_jax import io as nj_io
 from next_jax.errors import UserError, one_line
+from next_jax import startup_log
 
 # The run modes and the entry function each one calls. Entry functions take one typed config (or,
 # not converted yet, keywords) bound by gin; the modules are imported lazily so `--help` stays fast.
@@ -162,11 +163,25 @@ MOVED_INTO_CONFIGS: Dict[str, Tuple[str, str]] = {
 }
 
 
+# Fields of a config that moved into one of its sub-configs: config -> field -> its new binding.
+MOVED_FIELDS: Dict[str, Dict[str, str]] = {
+    "TrainConfig": {
+        **{f: f"inputs.DatasetConfig.{f} (train.TrainConfig.dataset_cfg)"
+           for f in ("task_name", "task_feature_lengths", "batch_size", "split", "pack", "shuffle")},
+        **{f"eval_{f}": f"train.TrainEvalConfig.{f} (train.TrainConfig.eval_cfg)" for f in ("split", "period", "batches")},
+        **{f: f"train.LoggingConfig.{f} (train.TrainConfig.logging_cfg)" for f in ("summary_period", "peak_flops")},
+    },
+    "ExecutionConfig": {"test_timeout_s": "checker.CheckConfig.test_timeout_s (runs.ExecutionConfig.check)"},
+}
+
+
 def renamed_hint(message: str) -> str:
     """What an old name or keyword in ``message`` (a gin error) is called now, else ''."""
     found = [f"{old} is now {new}" for old, new in RENAMED.items() if re.search(rf"(?<![\w]){re.escape(old)}\b", message)]
     found += [f"{fn} takes one config: bind {config}.NAME{more}" for fn, (config, more) in MOVED_INTO_CONFIGS.items()
               if re.search(rf"'(?:[\w.]+\.)?{fn}' doesn't have a parameter", message)]
+    found += [f"{config}.{field} is now {new}" for config, fields in MOVED_FIELDS.items() for field, new in fields.items()
+              if re.search(rf"'(?:[\w.]+\.)?{config}' doesn't have a parameter named '{field}'", message)]
     return f" (renamed: {'; '.join(found)})" if found else ""
 
 
@@ -422,8 +437,6 @@ def user_message(error: UserError) -> str:
 
 def main(argv=None) -> int:
     from absl import app, flags
-
-    from next_jax import startup_log
 
     startup_log.quiet_startup()  # first: TensorFlow's native libraries and Beam print warnings as they load
 

@@ -168,11 +168,11 @@ def run_pipeline(config: PipelineConfig) -> dict:
     budget = trace_budget_tokens or int(task_feature_lengths["inputs"]) * 3 // 4
     stage = Stage(name="data", directory=nj_io.join(model_dir, "data"), settings={
         "tasks_format": tasks_format, "num_tasks": num_tasks, "trace_budget_tokens": budget,
-        "test_timeout_s": execution.test_timeout_s, "vocabulary": type(vocabulary).__name__},
+        "test_timeout_s": execution.check.test_timeout_s, "vocabulary": type(vocabulary).__name__},
         inputs={"tasks": tasks_fingerprint(tasks_file)})
     data = StageRunner().run(stage, lambda: _prepare(
         stage.directory, tasks_file=tasks_file, tasks_format=tasks_format, num_tasks=num_tasks,
-        workers=execution.workers, test_timeout_s=execution.test_timeout_s, budget=budget,
+        workers=execution.workers, test_timeout_s=execution.check.test_timeout_s, budget=budget,
         count_tokens=lambda text: len(vocabulary.encode(text))))
     result = run_next(NextConfig(
         model_dir=model_dir, model=ref, files=FilesConfig(dev_file=nj_io.join(stage.directory, "traced.jsonl"),

@@ -10,13 +10,16 @@ From Python (one ``TrainConfig``; the same function gin calls)::
 
     from next_jax import train, tasks
     from next_jax.models import lm
+    from next_jax.inputs import DatasetConfig
     result = train.train(train.TrainConfig(
         model=lm.DecoderLM(config),            # or a bare ModelConfig
-        task_name="my_task",                   # a registered SeqIO task or mixture
-        task_feature_lengths={"inputs": 512, "targets": 256},
-        batch_size=32, train_steps=200,
+        dataset_cfg=DatasetConfig(
+            task_name="my_task",               # a registered SeqIO task or mixture
+            task_feature_lengths={"inputs": 512, "targets": 256}, batch_size=32),
+        train_steps=200,
         model_dir="/tmp/run",                  # checkpoints/, train/ and eval/ event files
         initial_checkpoint="/ckpt/base",       # Hugging Face dir, orbax MODEL_DIR/step dir, or None
+        eval_cfg=train.TrainEvalConfig(split="validation", period=100),  # teacher-forced eval (default off)
     ))
     result.checkpoint    # 'MODEL_DIR/checkpoints/200': a models.ModelRef's checkpoint for infer
     result.metrics       # {'loss': ..., 'accuracy': ..., ...} of the last summary period
@@ -82,55 +85,70 @@ def flops_per_token(config: ModelConfig, sequence_length: int) -> float:
 
 
 @dataclasses.dataclass(frozen=True)
+class TrainEvalConfig:
+    """Teacher-forced evaluation while training (TensorBoard ``MODEL_DIR/eval``).
+
+    split: the split scored (None: no evaluation).
+    period, batches: every ``period`` steps (and at the end; 0: only at the end), on at most
+      ``batches`` batches of the training batch size (None: the whole split).
+    """
+
+    split: Optional[str] = None
+    period: int = 0
+    batches: Optional[int] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LoggingConfig:
+    """What the run reports (TensorBoard ``MODEL_DIR/train``).
+
+    summary_period: steps between metric fetches and TensorBoard writes.
+    peak_flops: FLOP/s for the MFU estimate (None: a measured matmul on this backend).
+    """
+
+    summary_period: int = 100
+    peak_flops: Optional[float] = None
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """One training run; ``train(config)`` trains ``model`` on ``task_name`` for ``train_steps`` steps.
+    """One training run; ``train(config)`` trains ``model`` on ``dataset_cfg`` for ``train_steps`` steps.
 
     model: a ``DecoderLM`` (loss settings: z_loss, label_smoothing) or a ``ModelConfig``.
-    task_name: a registered SeqIO task or mixture with ``targets`` (and usually ``inputs``).
-    task_feature_lengths: e.g. ``{'inputs': 1536, 'targets': 512}``; packed rows hold their sum.
-    batch_size: rows per step over all hosts (a multiple of num_microbatches x data shards).
+    dataset_cfg: ``inputs.DatasetConfig``: the task, feature lengths, batch size (a multiple of
+      num_microbatches x data shards), split, packing, shuffling.
     train_steps: the total number of steps of the run (a resumed run trains up to it).
     model_dir: checkpoints/, train/ (TensorBoard), eval/ (TensorBoard); any io path.
     optimizer: ``optimizers.AdamW()`` (None: its defaults) or ``optimizers.Adafactor()``.
     partitioner: the mesh and rules (None: every device, data parallel).
-    checkpoint_cfg: ``checkpoints.CheckpointConfig`` (period, keep, async_save, enabled).
+    num_microbatches: gradient accumulation: each step runs the batch in this many slices.
+    seed: seeds the initialisation and the input order.
     initial_checkpoint: weights to start from when ``model_dir`` has no checkpoint yet: a Hugging
       Face directory or an orbax checkpoint (MODEL_DIR, step directory or pytree); None = random.
-    split, eval_split: the training split, and the split for teacher-forced eval (None = off).
-    eval_period, eval_batches: eval every N steps (and at the end), on at most M batches.
-    summary_period: steps between metric fetches and TensorBoard writes.
-    num_microbatches: gradient accumulation: each step runs the batch in this many slices.
-    pack, shuffle, seed: input pipeline (seed also seeds the initialisation).
-    peak_flops: FLOP/s for the MFU estimate (None: a measured matmul on this backend).
+    checkpoint_cfg: ``checkpoints.CheckpointConfig`` (period, keep, async_save, enabled).
+    eval_cfg: ``TrainEvalConfig``: teacher-forced evaluation during the run (default off).
+    logging_cfg: ``LoggingConfig``: summary period, peak FLOP/s for MFU.
     """
 
     model: Any
-    task_name: str
-    task_feature_lengths: Mapping[str, int]
-    batch_size: int
+    dataset_cfg: inputs.DatasetConfig
     train_steps: int
     model_dir: str
     optimizer: Any = None
     partitioner: Optional[partitioning.Partitioner] = None
-    checkpoint_cfg: checkpoints.CheckpointConfig = checkpoints.CheckpointConfig()
-    initial_checkpoint: Optional[str] = None
-    split: str = "train"
-    eval_split: Optional[str] = None
-    eval_period: int = 0
-    eval_batches: Optional[int] = None
-    summary_period: int = 100
     num_microbatches: int = 1
-    pack: bool = True
-    shuffle: bool = True
     seed: int = 0
-    peak_flops: Optional[float] = None
+    initial_checkpoint: Optional[str] = None
+    checkpoint_cfg: checkpoints.CheckpointConfig = checkpoints.CheckpointConfig()
+    eval_cfg: TrainEvalConfig = TrainEvalConfig()
+    logging_cfg: LoggingConfig = LoggingConfig()
 
 
 def train(config: TrainConfig) -> TrainResult:
     """Trains as ``config`` says; see the module doc (resuming, determinism, packing)."""
-    c = config
-    model, task_name, task_feature_lengths, model_dir = c.model, c.task_name, c.task_feature_lengths, c.model_dir
-    batch_size, train_steps, optimizer, partitioner = c.batch_size, c.train_steps, c.optimizer, c.partitioner
+    c, data = config, config.dataset_cfg
+    model, task_name, task_feature_lengths, model_dir = c.model, data.task_name, data.task_feature_lengths, c.model_dir
+    batch_size, train_steps, optimizer, partitioner = data.batch_size, c.train_steps, c.optimizer, c.partitioner
     checkpoint_cfg, initial_checkpoint, num_microbatches, seed = (c.checkpoint_cfg, c.initial_checkpoint,
                                                                   c.num_microbatches, c.seed)
     lm = lm_lib.as_lm(model)
@@ -168,10 +186,11 @@ def train(config: TrainConfig) -> TrainResult:
 
 
 def _run(lm, trainer, checkpointer, c: TrainConfig, *, local_rows, shard_info) -> TrainResult:
-    task_name, task_feature_lengths, batch_size, train_steps = c.task_name, c.task_feature_lengths, c.batch_size, c.train_steps
-    model_dir, initial_checkpoint, split, eval_split = c.model_dir, c.initial_checkpoint, c.split, c.eval_split
-    eval_period, eval_batches, summary_period, pack = c.eval_period, c.eval_batches, c.summary_period, c.pack
-    shuffle, seed, peak_flops = c.shuffle, c.seed, c.peak_flops
+    data, train_steps, model_dir, initial_checkpoint, seed = (c.dataset_cfg, c.train_steps, c.model_dir,
+                                                              c.initial_checkpoint, c.seed)
+    task_name, task_feature_lengths, batch_size = data.task_name, data.task_feature_lengths, data.batch_size
+    eval_split, eval_period, eval_batches = c.eval_cfg.split, c.eval_cfg.period, c.eval_cfg.batches
+    summary_period, peak_flops = c.logging_cfg.summary_period, c.logging_cfg.peak_flops
     config = lm.config
     position = {"batches": 0, "seed": seed}
     # The newest step that reads back whole (a crash mid-save can leave the newest one partial).
@@ -201,8 +220,8 @@ def _run(lm, trainer, checkpointer, c: TrainConfig, *, local_rows, shard_info) -
     # Every process reads the whole stream of global batches and keeps its own rows, so the batches,
     # and the input position a checkpoint records, are the same whatever the number of processes: a
     # run saved by N processes resumes on M with exactly the batches it would have seen.
-    dataset = inputs.get_dataset(task_name, task_feature_lengths, split=split, batch_size=batch_size, shuffle=shuffle,
-                                 seed=seed, pack=pack, repeat=True)
+    dataset = inputs.get_dataset(task_name, task_feature_lengths, split=data.split, batch_size=batch_size,
+                                 shuffle=data.shuffle, seed=seed, pack=data.pack, repeat=True)
     rows = slice(shard_info.index * local_rows, (shard_info.index + 1) * local_rows)
     consumed = int(position.get("batches", 0))
     iterator = dataset.skip(consumed).prefetch(2).as_numpy_iterator()

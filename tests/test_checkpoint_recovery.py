@@ -14,7 +14,7 @@ import pytest
 
 from next_jax import checkpoints
 from next_jax.models import weights
-from test_checkpoints import CONFIG, _trainer
+from tests.test_checkpoints import CONFIG, _trainer
 
 
 def _truncate_data(step_dir, fraction):
@@ -56,6 +56,7 @@ def _copy(saved_run, tmp_path):
 
 
 @pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
+@pytest.mark.heavy
 def test_resume_skips_a_corrupt_newest_step(saved_run, tmp_path, corruption, caplog):
     run, trainer, at_2 = _copy(saved_run, tmp_path)
     CORRUPTIONS[corruption](str(run / "checkpoints" / "4"))

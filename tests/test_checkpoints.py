@@ -40,6 +40,7 @@ def _loop(trainer, state, ckpt, steps, **kw):
                                   input_position=lambda: {"batches": 0}, checkpointer=ckpt, summary_period=1, **kw)
 
 
+@pytest.mark.heavy
 def test_restore_onto_another_mesh_and_params_for_sampling(tmp_path):
     saver = _trainer({"data": 8})
     ckpt = checkpoints.Checkpointer(str(tmp_path), checkpoints.CheckpointConfig(period=2))
@@ -63,6 +64,7 @@ def test_restore_onto_another_mesh_and_params_for_sampling(tmp_path):
         jax.tree.map(np.testing.assert_array_equal, jax.device_get(params), saved.params)
 
 
+@pytest.mark.heavy
 def test_sigterm_saves_and_stops(tmp_path):
     trainer = _trainer({"data": 8})
     ckpt = checkpoints.Checkpointer(str(tmp_path), checkpoints.CheckpointConfig(period=100))
@@ -78,6 +80,7 @@ def test_sigterm_saves_and_stops(tmp_path):
     assert checkpoints.Checkpointer(str(tmp_path)).all_steps() == [sigterm_at + 1]
 
 
+@pytest.mark.heavy
 def test_nan_loss_stops_with_step_and_last_good_checkpoint(tmp_path):
     trainer = _trainer({"data": 8})
     ckpt = checkpoints.Checkpointer(str(tmp_path), checkpoints.CheckpointConfig(period=2))

@@ -75,6 +75,7 @@ def _peaked_logits(vocab, mass_head):
     (1.3, 0, 1.0, 0.9),     # pure temperature: full-vocabulary path
     (0.9, 20, 0.95, 0.5),   # top-k above the candidate cap: full-vocabulary path
 ])
+@pytest.mark.heavy
 def test_sampled_frequencies_match_the_truncated_distribution(vocab, temperature, top_k, top_p, mass_head):
     logits, head_ids = _peaked_logits(vocab, mass_head)
     expected = _reference(logits, temperature, top_k, top_p)
@@ -90,6 +91,7 @@ def test_sampled_frequencies_match_the_truncated_distribution(vocab, temperature
         assert abs(observed - p) <= 5 * sigma + 1e-9, (bucket[:3], observed, p)
 
 
+@pytest.mark.heavy
 def test_top_p_keeps_exactly_the_nucleus():
     probs = np.array([0.5, 0.3, 0.1, 0.06, 0.04])
     logits = np.log(np.concatenate([probs, np.full(59, 1e-12)]))
@@ -132,6 +134,7 @@ def _counter(vocab):
     return tokens_to_logits
 
 
+@pytest.mark.heavy
 def test_stop_ids_end_rows_pad_the_rest_and_the_loop_exits_early():
     vocab = 20
     first = jax.nn.one_hot(jnp.asarray([2, 6, 11]), vocab) * 30.0  # rows start at 2, 6 and 11
@@ -148,6 +151,7 @@ def test_stop_ids_end_rows_pad_the_rest_and_the_loop_exits_early():
     assert out.tokens[0, 0].tolist() == [(2 + i) % vocab for i in range(10)]
 
 
+@pytest.mark.heavy
 def test_rows_that_end_at_different_times():
     vocab = 20
     first = jax.nn.one_hot(jnp.asarray([3, 12]), vocab) * 30.0
@@ -177,6 +181,7 @@ def test_settings_change_without_recompiling():
     assert set(np.asarray(outs[2].tokens).ravel()) == {0}
 
 
+@pytest.mark.heavy
 def test_a_row_depends_only_on_its_seed():
     logits, _ = _peaked_logits(300, 0.5)
     row = jnp.asarray(logits, jnp.float32)
@@ -249,6 +254,7 @@ def _generate(model, **static):
     return jax.jit(functools.partial(decoding.generate, model, **static))
 
 
+@pytest.mark.heavy
 def test_cached_greedy_equals_full_recomputation(model_and_params):
     model, params = model_and_params
     prompt = np.random.default_rng(1).integers(1, 128, size=5)
@@ -268,6 +274,7 @@ def test_cached_greedy_equals_full_recomputation(model_and_params):
     np.testing.assert_allclose(out.logprobs[0, 0], logprob, rtol=1e-4)
 
 
+@pytest.mark.heavy
 def test_prompts_of_different_lengths_sample_as_if_alone(model_and_params):
     model, params = model_and_params
     rng = np.random.default_rng(2)

@@ -53,6 +53,7 @@ def reference():
 
 
 @pytest.mark.parametrize("axis_sizes", [{"data": 8}, {"data": 4, "model": 2}, {"data": 2, "fsdp": 2, "model": 2}])
+@pytest.mark.heavy
 def test_samples_identical_on_8_devices(reference, axis_sizes):
     inputs, settings, expected = reference
     partitioner = partitioning.Partitioner.from_axis_sizes(axis_sizes)

@@ -98,6 +98,7 @@ def _by_id(samples):
     return {s.sample_id: s for s in samples}
 
 
+@pytest.mark.heavy
 def test_writes_every_sample_once_with_its_seed(baseline, monkeypatch):
     model_dir, final, samples = baseline
     assert final == str(model_dir / "iteration_2" / f"samples.{TASK}.test.jsonl")
@@ -121,6 +122,7 @@ def test_writes_every_sample_once_with_its_seed(baseline, monkeypatch):
         run_infer(model_dir, temperature=0.5)
 
 
+@pytest.mark.heavy
 def test_samples_are_identical_on_one_and_eight_devices_and_reproduced_by_seed(tmp_path, baseline):
     eight = baseline[2]
     one = read_all(run_infer(tmp_path / "one", partitioner=one_device(), batch_size=3, chunk_size=5), Sample)
@@ -133,6 +135,7 @@ def test_samples_are_identical_on_one_and_eight_devices_and_reproduced_by_seed(t
     assert sum(a.text != b.text for a, b in zip(other, eight)) > len(eight) // 2
 
 
+@pytest.mark.heavy
 def test_greedy_samples_of_a_prompt_agree(tmp_path, task):
     samples = read_all(run_infer(tmp_path / "greedy", temperature=0.0), Sample)
     for i in range(NUM_EXAMPLES):
@@ -140,6 +143,7 @@ def test_greedy_samples_of_a_prompt_agree(tmp_path, task):
         assert len(texts) == 1
 
 
+@pytest.mark.heavy
 def test_random_run_seed_is_drawn_once_and_kept(tmp_path, task):
     final = run_infer(tmp_path / "r", seed=None, num_samples=1)
     manifest = json.loads(open(final.replace(".jsonl", ".manifest.json")).read())
@@ -209,6 +213,7 @@ def test_resumes_after_a_kill_without_losing_or_duplicating_samples(tmp_path, ta
     assert len(_by_id(resumed)) == NUM_EXAMPLES * 3
 
 
+@pytest.mark.heavy
 def test_gin_run_file_binds_infer(tmp_path, task):
     import gin
 

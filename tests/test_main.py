@@ -104,6 +104,29 @@ def test_a_binding_of_an_old_name_names_the_new_one(entry_module, binding, new):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("gin_file, binding, new", [
+    ("experiments/train_tiny_cpu.gin", "train.TrainConfig.eval_split = None",
+     "TrainConfig.eval_split is now train.TrainEvalConfig.split"),
+    ("experiments/train_tiny_cpu.gin", "train.TrainConfig.batch_size = 4",
+     "TrainConfig.batch_size is now inputs.DatasetConfig.batch_size"),
+    ("experiments/train_tiny_cpu.gin", "train.TrainConfig.summary_period = 1",
+     "TrainConfig.summary_period is now train.LoggingConfig.summary_period"),
+    ("runs/pipeline.gin", "runs.ExecutionConfig.test_timeout_s = 1.0",
+     "ExecutionConfig.test_timeout_s is now checker.CheckConfig.test_timeout_s"),
+])
+def test_a_binding_of_a_field_now_in_a_sub_config_names_the_new_binding(gin_file, binding, new):
+    import gin
+
+    try:
+        gin.clear_config()
+        with pytest.raises(main_lib.ConfigError) as raised:
+            main_lib.parse_gin([os.path.join(REPO, "gin_configs", gin_file)], ["MODEL_DIR = '/tmp/unused'", binding],
+                               [], None)
+        assert new in str(raised.value)
+    finally:
+        gin.clear_config()
+
+
 @pytest.mark.heavy
 def test_missing_required_macro_and_missing_file(entry_module):
     proc = _run_main(["--gin_file=exp.gin"], entry_module, entry_module)
@@ -112,6 +135,7 @@ def test_missing_required_macro_and_missing_file(entry_module):
     assert proc.returncode == 2 and "--gin_file=nope.gin: no such file" in proc.stderr
 
 
+@pytest.mark.heavy
 def test_tpu_run_dry_run_targets_every_worker():
     proc = subprocess.run(
         [os.path.join(REPO, "launch", "tpu_run.sh"), "--tpu=pod-1", "--zone=us-central2-b", "--dry_run", "--sync",

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from next_jax import local_launch
-from test_train_kill import _losses  # [(step, loss)] of a run's event files, in write order
+from tests.test_train_kill import _losses  # [(step, loss)] of a run's event files, in write order
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.join(REPO, "tests")
@@ -132,6 +132,7 @@ def test_bad_multi_process_flags_stop_with_one_line_naming_the_flag(flags, messa
     assert last.startswith("next_jax: ") and message in last and "Traceback" not in proc.stderr
 
 
+@pytest.mark.heavy
 def test_a_process_whose_coordinator_never_comes_gives_up_within_its_deadline():
     port = local_launch.free_port()
     started = time.monotonic()
@@ -218,6 +219,7 @@ def test_multihost_detects_a_slurm_job_from_its_environment(tmp_path):
         assert f"process {i} of 2 got 0" in out
 
 
+@pytest.mark.heavy
 def test_dry_run_checks_the_gin_files_before_printing_commands():
     base = [LAUNCH, "--tpu=pod-1", "--zone=us-central2-b", "--dry_run",
             "--gin_file=gin_configs/experiments/train_tiny_cpu.gin"]
@@ -285,7 +287,7 @@ def test_training_in_two_processes_matches_one_and_checkpoints_cross_process_cou
 
 def _audit_gin(tmp_path):
     path = tmp_path / "audit.gin"
-    path.write_text("import write_audit\nimport selftrain_fixtures\n")
+    path.write_text("import write_audit\nimport tests.selftrain.fixtures\n")
     return str(path)
 
 
@@ -379,7 +381,7 @@ def _finetuned(run):
 @pytest.mark.slow
 @pytest.mark.multiprocess
 def test_next_loop_in_two_processes_matches_one_and_a_killed_process_stops_the_job(tmp_path):
-    import selftrain_fixtures as fx
+    from tests.selftrain import fixtures as fx
 
     work = tmp_path
     fx.write_tasks(str(work / "train.jsonl"), "train", 6)

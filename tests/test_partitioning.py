@@ -140,6 +140,7 @@ def _forward(part, variables, tokens):
 
 
 @pytest.mark.parametrize("sizes", MESH_SHAPES)
+@pytest.mark.heavy
 def test_sharded_init_and_forward_match_single_device(sizes):
     tokens = _tokens()
     one = _single_device_partitioner()
@@ -158,6 +159,7 @@ def test_sharded_init_and_forward_match_single_device(sizes):
 
 
 @pytest.mark.parametrize("sizes", [{"data": 2, "fsdp": 2, "model": 2}])
+@pytest.mark.heavy
 def test_optimizer_state_sharding_and_train_step_match_single_device(sizes):
     tokens = _tokens()
     tx = optax.adamw(1e-2)

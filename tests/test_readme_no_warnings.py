@@ -28,7 +28,7 @@ def warnings_in(stderr: str) -> list:
 
 @pytest.mark.slow
 def test_readme_training_and_eval_commands_log_no_warning(tmp_path):
-    from test_train import read_scalars
+    from tests.test_train import read_scalars
 
     commands = readme_commands()
     assert len(commands) == 2 and "--run_mode=eval" in commands[1], commands

@@ -166,6 +166,7 @@ def _error_lines(stderr: str) -> list:
     return [line for line in stderr.splitlines() if line.startswith("next_jax:")]
 
 
+@pytest.mark.heavy
 def test_second_run_stops_at_once_naming_the_holder_and_a_killed_run_resumes(entry):
     run = entry / "run"
     first = _main([f"--gin.MODEL_DIR='{run}'", "--gin.entry.go.sleep=60"], entry, wait=False)
@@ -193,6 +194,7 @@ def test_second_run_stops_at_once_naming_the_holder_and_a_killed_run_resumes(ent
     assert again.returncode == 0 and "taking over" not in again.stderr
 
 
+@pytest.mark.heavy
 def test_user_errors_are_one_line_exit_2_and_internal_errors_keep_tracebacks(entry):
     run = entry / "run"
     typed = _main([f"--gin.MODEL_DIR='{run}'", '--gin.STEPS="abc"'], entry)

@@ -21,11 +21,15 @@ def task():
     return demo_task.demo_repair_task(name="test_train_demo", num_train=64, num_eval=16)
 
 
+def _data(task, lengths=LENGTHS, batch_size=8):
+    return inputs.DatasetConfig(task_name=task, task_feature_lengths=lengths, batch_size=batch_size)
+
+
 def _train(task, model_dir, steps, **kw):
     kw.setdefault("checkpoint_cfg", checkpoints.CheckpointConfig(period=2, keep=None))
     return train.train(train.TrainConfig(
-        model=CONFIG, task_name=task, task_feature_lengths=LENGTHS, batch_size=8, train_steps=steps,
-        model_dir=str(model_dir), summary_period=1, peak_flops=1e11,
+        model=CONFIG, dataset_cfg=_data(task), train_steps=steps, model_dir=str(model_dir),
+        logging_cfg=train.LoggingConfig(summary_period=1, peak_flops=1e11),
         optimizer=optimizers.AdamW(learning_rate=optimizers.Schedule(peak=1e-2, warmup_steps=1)), **kw,
     ))
 
@@ -48,7 +52,7 @@ def _params(checkpoint):
 
 
 def test_train_writes_tensorboard_checkpoints_and_returns_its_result(task, tmp_path):
-    result = _train(task, tmp_path, 2, eval_split="validation", eval_period=2, eval_batches=1)
+    result = _train(task, tmp_path, 2, eval_cfg=train.TrainEvalConfig(split="validation", period=2, batches=1))
     assert result.step == 2 and result.checkpoint == str(tmp_path / "checkpoints" / "2")
     losses = read_scalars(tmp_path / "train", "loss")
     assert sorted(losses) == [1, 2] and result.metrics["loss"] == pytest.approx(losses[2])
@@ -63,7 +67,7 @@ def test_train_writes_tensorboard_checkpoints_and_returns_its_result(task, tmp_p
 
 @pytest.mark.slow
 def test_train_learns_and_resumes_bitwise(task, tmp_path):
-    straight = _train(task, tmp_path / "straight", 4, eval_split="validation", eval_period=4, eval_batches=1)
+    straight = _train(task, tmp_path / "straight", 4, eval_cfg=train.TrainEvalConfig(split="validation", period=4, batches=1))
     assert straight.step == 4 and straight.checkpoint == str(tmp_path / "straight" / "checkpoints" / "4")
     losses = read_scalars(tmp_path / "straight" / "train", "loss")
     assert sorted(losses) == [1, 2, 3, 4]
@@ -112,25 +116,22 @@ def test_microbatches_give_the_same_update(task):
 
 
 def test_start_up_errors_say_what_to_fix(task, tmp_path):
+    def start(model=CONFIG, data=None):
+        train.train(train.TrainConfig(model=model, dataset_cfg=data or _data(task), train_steps=1,
+                                      model_dir=str(tmp_path / "a")))
+
     with pytest.raises(ValueError, match=r"task_feature_lengths=.*exactly the lengths"):
-        train.train(train.TrainConfig(
-            model=CONFIG, task_name=task, task_feature_lengths={"targets": 48}, batch_size=8, train_steps=1,
-            model_dir=str(tmp_path / "a")))
+        start(data=_data(task, {"targets": 48}))
     with pytest.raises(ValueError, match="max_seq_len=256"):
-        train.train(train.TrainConfig(model=CONFIG, task_name=task, task_feature_lengths={"inputs": 256, "targets": 48},
-                    batch_size=8, train_steps=1, model_dir=str(tmp_path / "a")))
+        start(data=_data(task, {"inputs": 256, "targets": 48}))
     with pytest.raises(ValueError, match=r"259 ids but the model's vocab_size is 128"):
-        train.train(train.TrainConfig(model=CONFIG.replace(vocab_size=128), task_name=task, task_feature_lengths=LENGTHS,
-                    batch_size=8, train_steps=1, model_dir=str(tmp_path / "a")))
+        start(model=CONFIG.replace(vocab_size=128))
     with pytest.raises(FileNotFoundError, match="initial_checkpoint=.*does not exist"):
         _train(task, tmp_path / "a", 1, initial_checkpoint=str(tmp_path / "nowhere"))
     with pytest.raises(ValueError, match="not registered|not a registered"):
-        train.train(train.TrainConfig(model=CONFIG, task_name="no_such_task", task_feature_lengths=LENGTHS, batch_size=8,
-                    train_steps=1, model_dir=str(tmp_path / "a")))
+        start(data=_data("no_such_task"))
     with pytest.raises(ValueError, match="batch_size=12"):
-        train.train(train.TrainConfig(
-            model=CONFIG, task_name=task, task_feature_lengths=LENGTHS, batch_size=12, train_steps=1,
-            model_dir=str(tmp_path / "a")))
+        start(data=_data(task, batch_size=12))
 
 
 def test_model_dir_on_ram_filesystem_writes_nothing_locally(task, tmp_path, monkeypatch):

@@ -35,6 +35,7 @@ def _pipeline(tmp_path, tasks_file):
                  f'--gin.MODEL_DIR="{tmp_path / "run"}"'], REPO)
 
 
+@pytest.mark.heavy
 def test_pipeline_task_file_with_a_bad_line_names_file_line_and_field(tmp_path):
     tasks = tmp_path / "tasks.jsonl"
     good = RepairTask(task_id="t/0", source="test", description="Add one.", buggy_code=ADD.replace("+ 1", "+ 2"),
@@ -48,6 +49,7 @@ def test_pipeline_task_file_with_a_bad_line_names_file_line_and_field(tmp_path):
     assert line.startswith(f"next_jax: {tasks}:2: field 'tests': "), line
 
 
+@pytest.mark.heavy
 def test_pipeline_empty_task_file_is_an_error_not_a_tensorflow_one(tmp_path):
     (tmp_path / "empty.jsonl").write_text("\n")
     line = _one_error_line(_pipeline(tmp_path, tmp_path / "empty.jsonl"), "next_jax:")
@@ -70,6 +72,7 @@ def test_check_and_tracing_refuse_an_empty_tasks_file(tmp_path):
             "Lines file with at least one task") in tracing.stderr.splitlines()
 
 
+@pytest.mark.heavy
 def test_real_model_directory_without_weights_names_the_repository(tmp_path):
     ckpt = tmp_path / "Qwen2.5-Coder-1.5B"
     ckpt.mkdir()

@@ -23,7 +23,10 @@ runs alternating; next_jax's pool is started once (its start time is reported
 separately, and folded in as ``next_jax_checks_per_s_incl_start`` for a single cold run).
 
 ``--rss_checks N`` adds a run of N checks in one stream (the 328 programs cycled) and reports the
-parent's and the workers' RSS at the start and end, to show the executor does not grow.
+parent's and the workers' RSS at the start, after 10% and at the end, each process's growth between
+the last two (``growth_kb``) and whether any worker was replaced: the soak that shows the executor
+does not grow (``--rss_checks 100000``: about an hour on 2 cores, so it is a measurement run by
+hand, not a test).
 Prints one JSON line; progress goes to stderr.
 """
 
@@ -204,10 +207,15 @@ def run_rss(checker: Checker, tasks, samples, n: int) -> dict:
             logging.info("rss run: %d/%d, %.0f checks/s, %s", count, n,
                          count / (time.perf_counter() - start), marks[-1])
     elapsed = time.perf_counter() - start
+    growth = None  # kB each process grew from 10% of the stream to its end (start-up excluded)
+    if marks:
+        first, last = marks[0], marks[-1]
+        growth = [last["parent_kb"] - first["parent_kb"]] + [
+            b - a for a, b in zip(first["workers_kb"], last["workers_kb"])]
     return {"checks": count, "passed": passed, "seconds": round(elapsed, 2),
             "checks_per_s": round(count / elapsed, 1), "start": before,
             "after_10pct": marks[0] if marks else None, "end": marks[-1] if marks else None,
-            "same_worker_pids": pids == checker.pool.worker_pids}
+            "growth_kb": growth, "same_worker_pids": pids == checker.pool.worker_pids}
 
 
 def main(argv) -> None:

@@ -41,6 +41,7 @@ import numpy as np
 from absl import app, flags
 
 from next_jax.benchmarks.decoding import PRESETS, VOCAB, build_hf_model
+from next_jax import startup_log
 
 BATCH, SEQ, NUM_BATCHES = 8, 512, 4
 LR, BETAS, EPS, WEIGHT_DECAY = 1e-4, (0.9, 0.999), 1e-8, 0.01
@@ -235,9 +236,10 @@ def host_loop(steps: int) -> dict:
         with tempfile.TemporaryDirectory() as model_dir:
             start = time.perf_counter()
             train_lib.train(train_lib.TrainConfig(
-                model=config, task_name=task, task_feature_lengths=lengths, batch_size=rows, train_steps=n,
-                model_dir=model_dir, checkpoint_cfg=checkpoints.CheckpointConfig(period=50, keep=1),
-                summary_period=25, seed=0, partitioner=part))
+                model=config, dataset_cfg=inputs.DatasetConfig(task_name=task, task_feature_lengths=lengths,
+                                                               batch_size=rows),
+                train_steps=n, model_dir=model_dir, checkpoint_cfg=checkpoints.CheckpointConfig(period=50, keep=1),
+                logging_cfg=train_lib.LoggingConfig(summary_period=25), seed=0, partitioner=part))
             return time.perf_counter() - start
 
     short, long = run(5), run(5 + steps)
@@ -331,8 +333,6 @@ def _main(argv) -> None:
 
 
 def main(argv=None) -> None:
-    from next_jax import startup_log
-
     startup_log.quiet_startup()  # first: TensorFlow's native libraries and Beam print warnings as they load
     _define_flags()
     app.run(_main, argv=argv)

@@ -37,6 +37,7 @@ from next_jax.progress import Progress
 from next_jax.tracing.config import TraceConfig
 from next_jax.tracing.sandboxed import TARGET as TRACE_TARGET
 from next_jax.tracing.traced_tasks import trace_tasks
+from next_jax import startup_log
 
 DATASETS = {"hefix_plus": hefix_plus, "mbpp_r": mbpp_r}
 STATS_DIR = ".shard_stats"
@@ -61,7 +62,7 @@ class DatasetBuildConfig:
     """
 
     workers: int = 2
-    test_timeout_s: float = 3.0
+    test_timeout_s: float = CheckConfig.test_timeout_s  # the default check's
     units_per_shard: int = 16
     seed: int = 0
     max_per_problem: int = 16
@@ -334,8 +335,6 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    from next_jax import startup_log
-
     startup_log.quiet_startup()  # first: TensorFlow's native libraries and Beam print warnings as they load
     define_flags()
     app.run(main)

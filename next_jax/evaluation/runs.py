@@ -34,10 +34,11 @@ from next_jax.progress import Progress
 
 @dataclasses.dataclass(frozen=True)
 class ExecutionConfig:
-    """The sandbox pool that checks fixes: worker processes and the per-test timeout."""
+    """The sandbox pool that checks fixes: worker processes, what each check may take (``check``: the
+    per-test timeout, memory, output; its ``tests_field`` is chosen by each stage) and the chunk size."""
 
     workers: int = 2
-    test_timeout_s: float = 3.0
+    check: CheckConfig = CheckConfig()
     chunk_size: int = 1024  # samples per verdict chunk, the unit of resumption
 
 
@@ -131,7 +132,7 @@ def check_file(
         len(samples[c * size:(c + 1) * size]) for c in done))
     passed = 0
     if todo:
-        options = CheckConfig(test_timeout_s=execution.test_timeout_s, tests_field=tests_field)
+        options = dataclasses.replace(execution.check, tests_field=tests_field)
         with Checker(workers=execution.workers, options=options) as checker:
             for c in todo:
                 part = samples[c * size:(c + 1) * size]

@@ -24,6 +24,7 @@ from next_jax.data.records import AtomicWriter, RecordError, RepairTask, Sample,
 from next_jax.progress import Progress
 from next_jax.execution.checker import Checker, CheckConfig
 from next_jax.execution.sandbox import DEFAULT_PRELOAD, SandboxPool
+from next_jax import startup_log
 
 FLAGS = flags.FLAGS
 
@@ -96,8 +97,6 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-    from next_jax import startup_log
-
     startup_log.quiet_startup()  # first: TensorFlow's native libraries and Beam print warnings as they load
     define_flags()
     app.run(main)

@@ -7,6 +7,7 @@ From the command line: ``--run_mode=next`` with ``gin_configs/runs/next.gin``. F
 
     from next_jax import selftrain
     from next_jax.evaluation.runs import SamplingConfig, ExecutionConfig
+    from next_jax.execution.checker import CheckConfig
     from next_jax.evaluation.repair import EvalConfig
     from next_jax.models import ModelRef
 
@@ -36,7 +37,7 @@ From the command line: ``--run_mode=next`` with ``gin_configs/runs/next.gin``. F
                                           optimizer=optimizers.AdamW(learning_rate=1e-3)),
         evaluation=EvalConfig(sampling=SamplingConfig(num_samples=1, temperature=0.7),
                               variants=("trace",), greedy=False, ks=(1,)),
-        execution=ExecutionConfig(workers=2, test_timeout_s=1.0),
+        execution=ExecutionConfig(workers=2, check=CheckConfig(test_timeout_s=1.0)),
         train_partitioner=None,              # a partitioning.Partitioner; default: all devices, data parallel
     ))
     result["dev_pass_at_1"]    # [base model, after iteration 0's fine-tune, ...]  (fractions)

@@ -30,7 +30,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from absl import logging
 
 from next_jax.errors import UserFileNotFoundError, UserValueError
-from next_jax import checkpoints, multihost, partitioning
+from next_jax import checkpoints, inputs, multihost, partitioning
 from next_jax import io as nj_io
 from next_jax import tasks as tasks_lib
 from next_jax import train as train_lib
@@ -460,12 +460,12 @@ def _train(ctx: _Context, finetune: FinetuneConfig, train_fn, *, task_name, init
     ``train.TrainConfig``)."""
     train_fn = train_fn or train_lib.train
     kwargs = dict(
-        model=ctx.model, task_name=task_name, task_feature_lengths=dict(ctx.task_feature_lengths),
-        batch_size=finetune.batch_size, train_steps=num_steps, model_dir=model_dir,
-        partitioner=ctx.partitioner,
+        model=ctx.model, train_steps=num_steps, model_dir=model_dir, partitioner=ctx.partitioner,
+        dataset_cfg=inputs.DatasetConfig(task_name=task_name, task_feature_lengths=dict(ctx.task_feature_lengths),
+                                         batch_size=finetune.batch_size, pack=finetune.pack),
         checkpoint_cfg=checkpoints.CheckpointConfig(period=finetune.checkpoint_period, keep=2),
-        initial_checkpoint=init, summary_period=finetune.summary_period,
-        num_microbatches=finetune.num_microbatches, pack=finetune.pack, seed=seed,
+        initial_checkpoint=init, logging_cfg=train_lib.LoggingConfig(summary_period=finetune.summary_period),
+        num_microbatches=finetune.num_microbatches, seed=seed,
     )
     if finetune.optimizer is not None:
         kwargs["optimizer"] = finetune.optimizer

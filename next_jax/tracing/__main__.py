@@ -23,6 +23,7 @@ from next_jax.data.records import RecordError
 from next_jax.tracing.budget import fit_traces
 from next_jax.tracing.config import TraceConfig
 from next_jax.tracing.sandboxed import trace_program
+from next_jax import startup_log
 
 
 def _define_flags() -> None:
@@ -124,8 +125,6 @@ def _main(argv: List[str]) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    from next_jax import startup_log
-
     startup_log.quiet_startup()  # first: TensorFlow's native libraries and Beam print warnings as they load
     _define_flags()
     app.run(_main, argv=argv)

@@ -1,6 +1,6 @@
 """Settings of the recorder and the renderer, in one frozen, serialisable dataclass.
 
-The defaults reproduce the paper's Figures 1 and 2 (``tests/golden``); every field is a
+The defaults reproduce the paper's Figures 1 and 2 (``tests/tracing/golden``); every field is a
 plain value so a config travels to the sandboxed child as data (``to_dict`` / ``from_dict``).
 """
 
