@@ -1,9 +1,10 @@
 """The CPU demo entry (``--run_mode=demo``): does the model read the trace, and does NExT amplify it?
 
-The domain (:mod:`loops`): loops that keep several accumulators and return the wrong one; the fix
-is the accumulator whose final traced value equals the expected one, so the trace is needed (a
-read) and, without it, the answer is a guess among k - 1 names. For every seed (the seed varies
-the tasks and the model), on the same tasks:
+The domain (:mod:`loops`): loops that mix accumulators over a list and return the last one
+without the final shift the tests expect; the fix shifts it by the expected value minus the value
+the trace shows the function return, so the trace is needed (a read) and, without it, the answer
+is a guess among 9 shifts. For every seed (the seed varies the tasks and the model), on the same
+tasks:
 
 - bootstrap: a tiny byte-level model trained from random weights on ``num_seed`` labelled tasks
   with template rationales (standing in for a pretrained LLM prompted few-shot);
@@ -16,8 +17,8 @@ the tasks and the model), on the same tasks:
   budgets are the same too);
 - the upper bound: the bootstrap model trained on correct answers for every train task;
 - the test-time ablation: the best NExT model evaluated without traces (section 6.4 of the paper);
-- the counterfactual test: the best NExT model on test prompts whose trace was edited so that
-  another accumulator shows the expected value (the share of answers that follow the edit);
+- the counterfactual test: the best NExT model on test prompts whose trace shows another returned
+  value (the share of answers whose fix follows the edit);
 - the guessing baselines: rules that never look at the trace, fitted on fresh tasks.
 
 The best iteration is chosen on the validation split; every figure is on the test split. The

@@ -1,6 +1,7 @@
 """Targets that tests/execution/test_sandbox.py runs inside the sandbox (imported by workers)."""
 
 import os
+import select
 import socket
 import sys
 import time
@@ -204,17 +205,34 @@ def deep_dirs(depth):
 
 
 def fork_touch(spec):
-    """Forks ``n`` children that each touch ``mb`` MiB, waits for them; returns their statuses."""
+    """Forks ``n`` children that each touch ``mb`` MiB and hold it until all have touched theirs
+    (so their sum is resident at once however the scheduler orders them); returns their statuses."""
     n, mb = spec
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
     pids = []
     for _ in range(n):
         pid = os.fork()
         if pid == 0:
+            os.close(ready_r)
+            os.close(go_w)
             block = bytearray(mb << 20)
             for i in range(0, len(block), 4096):
                 block[i] = 1
+            os.write(ready_w, b"1")
+            os.read(go_r, 1)  # returns when the parent closes its end
             os._exit(0)
         pids.append(pid)
+    os.close(ready_w)
+    os.close(go_r)
+    deadline, seen = time.monotonic() + 30, 0
+    while seen < n and time.monotonic() < deadline:
+        if select.select([ready_r], [], [], 0.5)[0]:
+            chunk = os.read(ready_r, n)
+            if not chunk:  # every child has exited or been killed
+                break
+            seen += len(chunk)
+    os.close(go_w)
     return [os.waitpid(p, 0)[1] for p in pids]
 
 
