@@ -5,17 +5,17 @@ updated from its own value, the element and the accumulator before it (all mod 1
 value is one digit), and returns the last one::
 
     def f(xs):
-      q, d = 4, 7
+      q, r = 4, 7
       for x in xs:
         q = (q * 3 + x) % 10
-        d = (d + q * x) % 10
-      return d
+        r = (r + q * x) % 10
+      return r
     assert f([3, 1, 4]) == 9
 
-The intended function returns ``(d + s) % 10`` for a shift ``s`` in 1..9 that the code does not
+The intended function returns ``(r + s) % 10`` for a shift ``s`` in 1..9 that the code does not
 show; the tests say what it should return. The repair needs the value the buggy function returns
 on the visible test, which only execution gives: the trace's ``__return__=G`` with the test's
-expected ``W`` makes the fix ``return (d + W - G) % 10``. Without the trace, finding ``G`` means
+expected ``W`` makes the fix ``return (r + W - G) % 10``. Without the trace, finding ``G`` means
 running the loop in one's head; a model that cannot is left with a guess among 9 shifts.
 
 The draws are balanced so that nothing visible without the trace predicts the shift: it is drawn
@@ -43,6 +43,7 @@ from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 from next_jax.data.records import RepairTask
 
 _NAMES = "abcdeghjkmnpqrstuvwyz"
+RESULT = "r"
 # Update forms of accumulator v over the element x and the accumulator before it, p; {c} is a
 # constant prime to 10. Each is a bijection of v for every x and p.
 FIRST_UPDATES = (
@@ -92,7 +93,7 @@ class _Program:
     forms: Tuple[int, ...]  # index into FIRST_UPDATES (first accumulator) or MIXING_UPDATES
 
     def run(self, xs: Sequence[int]) -> int:
-        """What the buggy function returns: the last accumulator's final value."""
+        """What the buggy function returns: the last accumulator's (``r``) final value."""
         env = dict(zip(self.names, self.inits))
         for x in xs:
             env["x"] = x
@@ -117,7 +118,9 @@ def shifted(name: str, want: int, got: int) -> str:
 
 def _draw_program(rng: random.Random, config: LoopConfig) -> _Program:
     k = config.num_accumulators
-    names = tuple(rng.sample(_NAMES, k))
+    # The returned accumulator is always ``r`` (the result): what the repair reads is its value,
+    # not its name.
+    names = tuple(rng.sample(_NAMES.replace(RESULT, ""), k - 1)) + (RESULT,)
     inits = tuple(rng.randint(0, 9) for _ in range(k))
     forms, updates = [], []
     for i, name in enumerate(names):

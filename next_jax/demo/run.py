@@ -71,7 +71,7 @@ class DataConfig:
     """Tasks per split for each seed (disjoint programs across splits), how they are drawn, and
     how many fresh tasks fit the guessing baselines."""
 
-    num_seed: int = 24
+    num_seed: int = 64
     num_train: int = 400
     num_val: int = 100
     num_test: int = 200
@@ -83,7 +83,7 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class BootstrapConfig:
-    steps: int = 150
+    steps: int = 300
     train: TrainStepConfig = TrainStepConfig(learning_rate=3e-3, warmup_steps=20, batch_size=16)
 
 
@@ -98,8 +98,8 @@ class NextConfig:
 
     num_iterations: int = 2
     num_samples: int = 4
-    temperature: float = 1.0
-    finetune_steps: int = 100
+    temperature: float = 0.8
+    finetune_steps: int = 150
     finetune: TrainStepConfig = TrainStepConfig(learning_rate=2e-3, warmup_steps=10, batch_size=16)
     filter: str = "fix"
     build: BuildConfig = BuildConfig(dedup="text", max_per_problem=1, include_seed=True,
@@ -175,15 +175,33 @@ def make_data(seed: int, config: DataConfig, pool) -> Dict[str, List[TracedTask]
 
 def counterfactual(task: TracedTask) -> Tuple[TracedTask, int]:
     """The task with the returned value its trace shows edited to another digit (neither the true
-    one nor the expected one); returns the edited task and the shift an answer that reads the edit
-    adds (the expected value minus the edited one)."""
+    one nor the expected one) everywhere the trace shows it: the returned accumulator's last value
+    on its loop line and the ``__return__`` mark. Returns the edited task and the shift an answer
+    that reads the edit adds (the expected value minus the edited one)."""
     meta = task.meta
     rng = random.Random(task.task_id)
     edited = rng.choice([d for d in range(10) if d not in (meta["got"], meta["want"])])
-    text, count = re.subn(rf"__return__={meta['got']};", f"__return__={edited};", task.traces[0].traced_code)
-    if count != 1:
-        raise ValueError(f"task {task.task_id}: its trace does not show __return__={meta['got']} once")
-    trace = dataclasses.replace(task.traces[0], traced_code=text)
+    lines = task.traces[0].traced_code.split("\n")
+    mark = f"__return__={meta['got']};"
+    at = [i for i, line in enumerate(lines) if mark in line]
+    if len(at) != 1:
+        raise ValueError(f"task {task.task_id}: its trace does not show {mark} once")
+    lines[at[0]] = lines[at[0]].replace(mark, f"__return__={edited};")
+    # The accumulator's last shown value before the return (its loop line, or the line that set
+    # it first when the loop never changed it) is the same final value.
+    name, shown = meta["returned"], re.compile(rf"\b{meta['returned']}={meta['got']};")
+    for i in range(at[0] - 1, -1, -1):
+        if "#" not in lines[i]:
+            continue
+        code, comment = lines[i].split("#", 1)
+        found = list(re.finditer(rf"\b{name}=(\d+);", comment))
+        if found:
+            last = found[-1]
+            if shown.fullmatch(last.group(0)):
+                comment = comment[:last.start(1)] + str(edited) + comment[last.end(1):]
+                lines[i] = code + "#" + comment
+            break
+    trace = dataclasses.replace(task.traces[0], traced_code="\n".join(lines))
     return dataclasses.replace(task, traces=[trace]), (meta["want"] - edited) % 10
 
 

@@ -32,6 +32,7 @@ import ast
 import collections
 import dataclasses
 import marshal
+import warnings
 from typing import Iterable, Iterator, List, Mapping, Optional, Tuple
 
 from next_jax.data.records import RepairTask, Sample, Verdict
@@ -81,7 +82,11 @@ _STATELESS_GROUP = "stateless tasks"
 
 
 def _compile(source, name: str) -> bytes:
-    return marshal.dumps(compile(source, name, "exec", dont_inherit=True, optimize=0))
+    # A candidate's dubious code (``(r + 1)(x)``) is its own business: the compiler's
+    # SyntaxWarnings about it would reach the host's stderr as if something here were wrong.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntaxWarning)
+        return marshal.dumps(compile(source, name, "exec", dont_inherit=True, optimize=0))
 
 
 class _StrictEquality(ast.NodeTransformer):

@@ -52,9 +52,9 @@ def test_the_fix_needs_the_returned_value_that_only_the_trace_shows():
     for task in traced:
         text = task.traces[0].traced_code
         assert text.count(f"__return__={task.meta['got']};") == 1
-        # A loop line shows only its last visit (the abbreviation with no head).
+        # A loop line shows one value: its last visit (the abbreviation with no head).
         loop_lines = [line for line in text.split("\n") if line.startswith("    ")]
-        assert loop_lines and all("# ...; (" in line for line in loop_lines)
+        assert loop_lines and all(len(re.findall(r"\(\d+\) [a-z]=\d;", line)) == 1 for line in loop_lines)
 
 
 def test_sandbox_agrees_reference_passes_buggy_fails_and_template_answer_parses_to_the_fix():
@@ -80,7 +80,7 @@ def test_sandbox_agrees_reference_passes_buggy_fails_and_template_answer_parses_
     assert [v.passed for v in verdicts] == [True, False, True] * len(tasks)
 
 
-def test_counterfactual_edits_the_returned_value_the_trace_shows():
+def test_counterfactual_edits_the_returned_value_everywhere_the_trace_shows_it():
     traced = list(trace_tasks(_splits()["test"][:8], demo.DEMO_TRACE_CONFIG, sandbox=False))
     for task in traced:
         edited, target = demo.counterfactual(task)
@@ -89,7 +89,12 @@ def test_counterfactual_edits_the_returned_value_the_trace_shows():
         shown = int(re.search(r"__return__=(\d);", text).group(1))
         assert shown not in (meta["got"], meta["want"])
         assert target == (meta["want"] - shown) % 10 != meta["shift"]
-        assert text.replace(f"__return__={shown};", f"__return__={meta['got']};") == task.traces[0].traced_code
+        # The returned accumulator's last value the trace shows is the edited one too.
+        before_return = text.split("__return__")[0]
+        assert re.findall(rf"\b{meta['returned']}=(\d);", before_return)[-1] == str(shown)
+        # Nothing else changed.
+        original = task.traces[0].traced_code
+        assert len(text) == len(original) and sum(a != b for a, b in zip(text, original)) == 2
         assert edited.buggy_code == task.buggy_code and edited.tests == task.tests
 
 
