@@ -189,17 +189,13 @@ def counterfactual(task: TracedTask) -> Tuple[TracedTask, int]:
     lines[at[0]] = lines[at[0]].replace(mark, f"__return__={edited};")
     # The accumulator's last shown value before the return (its loop line, or the line that set
     # it first when the loop never changed it) is the same final value.
-    name, shown = meta["returned"], re.compile(rf"\b{meta['returned']}={meta['got']};")
     for i in range(at[0] - 1, -1, -1):
-        if "#" not in lines[i]:
-            continue
-        code, comment = lines[i].split("#", 1)
-        found = list(re.finditer(rf"\b{name}=(\d+);", comment))
+        code, _, comment = lines[i].partition("#")
+        found = list(re.finditer(rf"\b{meta['returned']}=(\d+);", comment))
         if found:
             last = found[-1]
-            if shown.fullmatch(last.group(0)):
-                comment = comment[:last.start(1)] + str(edited) + comment[last.end(1):]
-                lines[i] = code + "#" + comment
+            if last.group(1) == str(meta["got"]):
+                lines[i] = f"{code}#{comment[:last.start(1)]}{edited}{comment[last.end(1):]}"
             break
     trace = dataclasses.replace(task.traces[0], traced_code="\n".join(lines))
     return dataclasses.replace(task, traces=[trace]), (meta["want"] - edited) % 10
