@@ -202,13 +202,13 @@ def checkpoints_to_evaluate(model_dir: str, which: Union[str, int]) -> list:
     steps = sorted(int(n) for n in nj_io.listdir(directory) if n.isdigit()) if nj_io.isdir(directory) else []
     if not steps:
         raise UserFileNotFoundError(f"evaluate: {directory} holds no checkpoints; train first (same MODEL_DIR) "
-                                    "or give one checkpoint (EVAL_CHECKPOINT)")
+                                    "or give one checkpoint (checkpoint_eval.CheckpointEvalConfig.checkpoint)")
     if which == "latest":
         steps = steps[::-1]
     elif which != "all":
         if int(which) not in steps:
             raise UserFileNotFoundError(f"evaluate: no checkpoint for step {which} in {directory} (has {steps}); "
-                                        "set CHECKPOINT_STEPS to one of them, 'latest' or 'all'")
+                                        "set checkpoint_eval.CheckpointEvalConfig.checkpoint_steps to one of them, 'latest' or 'all'")
         steps = [int(which)]
     return [(step, nj_io.join(directory, str(step))) for step in steps]
 

@@ -10,7 +10,9 @@ Flags, as in T5X: ``--gin_file`` (repeatable; later files override earlier ones)
 binding gin cannot parse, one that names an unknown function or parameter, or an override of a
 macro that no gin file of the run defines or reads (a typo such as ``--gin.NUM_SAMPELS=8``, which
 gin alone would accept as a new, unread macro) stops the run with exit status 2 before any work,
-with a message that names it (and the closest existing macro).
+with a message that names it (and the closest existing macro). So does a macro that only restated a
+default and is gone (``--gin.DEDUP=...``, in an override or a gin file): the message names the
+config field that replaced it (``REMOVED_MACROS``).
 
 The operative config (only the values the run used) is written to ``MODEL_DIR/config.gin`` when the
 entry function returns; the full parsed config is written there first, so a crashed run still
@@ -130,7 +132,7 @@ def parse_gin(gin_files: Sequence[str], gin_bindings: Sequence[str], search_path
         gin.get_configurable(entry)
     except ValueError:
         gin.external_configurable(entry)
-    _check_overrides(overrides, defined_by_files, *_macro_use(gin.config_str()))
+    _check_overrides(overrides, defined_by_files, *_macro_use(gin.config_str()), run_mode=run_mode)
     from next_jax import gin_types  # deferred: --help stays fast
 
     gin_types.check(gin.config_str(), overrides, entry)
@@ -173,6 +175,68 @@ MOVED_FIELDS: Dict[str, Dict[str, str]] = {
     },
     "ExecutionConfig": {"test_timeout_s": "checker.CheckConfig.test_timeout_s (runs.ExecutionConfig.check)"},
 }
+
+
+# Macros of the run files that only restated a dataclass default, by run mode, and the binding that
+# sets the value now: an override (or a gin file) that still sets one fails naming it.
+_PARTITIONER = "partitioning.Partitioner.axis_sizes"
+REMOVED_MACROS: Dict[str, Dict[str, str]] = {
+    "next": {
+        **{m: f"loop.FilesConfig.{f}" for m, f in (
+            ("TEST_FILE", "test_file"), ("EXEMPLARS_FILE", "exemplars_file"), ("FEW_SHOT", "few_shot"),
+            ("SEED_FILE", "seed_file"))},
+        **{m: f"loop.NextConfig.{f}" for m, f in (
+            ("NUM_ITERATIONS", "num_iterations"), ("PROMPT_VARIANT", "prompt_variant"),
+            ("ANSWER_FORMAT", "answer_format"))},
+        "BASE_CHECKPOINT": "base/models.ModelRef.checkpoint", "HARD_THRESHOLD": "settings.SelectionConfig.threshold",
+        **{m: f"settings.BuildConfig.{m.lower()}" for m in ("DEDUP", "MAX_PER_PROBLEM", "ACCUMULATE", "INCLUDE_SEED")},
+        **{m: f"settings.FinetuneConfig.{f}" for m, f in (
+            ("FINETUNE_STEPS", "num_steps"), ("EPOCHS", "epochs"), ("MAX_STEPS", "max_steps"),
+            ("FROM_PREVIOUS", "from_previous"), ("TRAIN_VARIANT", "train_variant"),
+            ("CHECKPOINT_PERIOD", "checkpoint_period"))},
+        **{m: f"repair.EvalConfig.{f}" for m, f in (("EVAL_VARIANTS", "variants"), ("GREEDY", "greedy"),
+                                                     ("PASS_AT_KS", "ks"))},
+        "WORKERS": "runs.ExecutionConfig.workers", "TEST_TIMEOUT_S": "checker.CheckConfig.test_timeout_s",
+        "MESH_AXIS_SIZES": f"{_PARTITIONER} (fine-tuning, and sampling unless sampling/{_PARTITIONER} is bound)",
+        "SAMPLING_MESH_AXIS_SIZES": f"sampling/{_PARTITIONER}",
+    },
+    "pipeline": {
+        **{m: f"pipeline.PipelineConfig.{m.lower()}" for m in (
+            "TASKS_FORMAT", "NUM_TASKS", "PROMPT_VARIANT", "PASS_AT_KS", "ANSWER_FORMAT", "FEW_SHOT")},
+        "CHECKPOINT": "models.ModelRef.checkpoint", "MESH_AXIS_SIZES": _PARTITIONER,
+    },
+    "infer": {"SPLIT": "infer.InferConfig.split", "ITERATION": "infer.InferConfig.iteration",
+              "PROMPT_VARIANT": "infer.InferConfig.prompt_variant", "CHECKPOINT": "models.ModelRef.checkpoint",
+              "MESH_AXIS_SIZES": _PARTITIONER},
+    "train": {
+        "INITIAL_CHECKPOINT": "train.TrainConfig.initial_checkpoint", "RANDOM_SEED": "train.TrainConfig.seed",
+        "NUM_MICROBATCHES": "train.TrainConfig.num_microbatches", "WEIGHT_DECAY": "optimizers.AdamW.weight_decay",
+        "Z_LOSS": "lm.DecoderLM.z_loss", "LABEL_SMOOTHING": "lm.DecoderLM.label_smoothing",
+        "CHECKPOINT_PERIOD": "checkpoints.CheckpointConfig.period",
+        "CHECKPOINTS_TO_KEEP": "checkpoints.CheckpointConfig.keep",
+        "SUMMARY_PERIOD": "train.LoggingConfig.summary_period", "EVAL_SPLIT": "train.TrainEvalConfig.split",
+        "EVAL_BATCHES": "train.TrainEvalConfig.batches", "MESH_AXIS_SIZES": _PARTITIONER,
+    },
+    "demo": {"SEEDS": "run.DemoConfig.seeds"},
+    "eval": {**{m: f"checkpoint_eval.CheckpointEvalConfig.{f}" for m, f in (
+                ("EVAL_SPLIT", "split"), ("CHECKPOINT_STEPS", "checkpoint_steps"), ("EVAL_CHECKPOINT", "checkpoint"),
+                ("EVAL_BATCH_SIZE", "batch_size"), ("EVAL_BATCHES", "eval_batches"))},
+             "MESH_AXIS_SIZES": _PARTITIONER},
+}
+
+
+def removed_macro_hint(name: str, run_mode: Optional[str], value: Optional[str] = None) -> Optional[str]:
+    """What to bind instead of the removed macro ``name`` (set to ``value``), else None."""
+    modes = {mode: fields[name] for mode, fields in REMOVED_MACROS.items() if name in fields}
+    if not modes:
+        return None
+    if run_mode in modes:
+        binding = modes[run_mode]
+        field = binding.split(" ", 1)[0]
+        example = f" ({field} = {value.strip()})" if value is not None else ""
+        return f"{name} is no longer a macro (it only restated a default): bind {binding}{example}"
+    where = "; ".join(f"--run_mode={mode}: {binding}" for mode, binding in sorted(modes.items()))
+    return f"{name} is no longer a macro (it only restated a default): bind {where}"
 
 
 def renamed_hint(message: str) -> str:
@@ -220,7 +284,7 @@ def _as_config_error():
 
 
 # Macros this binary reads itself (``gin.query_parameter``), so overriding them is never a typo.
-_READ_BY_MAIN = frozenset({"RUN_MODE", "MODEL_DIR", "ACCEPT_IMPORT_MISMATCH"})
+READ_BY_MAIN = frozenset({"RUN_MODE", "MODEL_DIR", "ACCEPT_IMPORT_MISMATCH"})
 _MACRO_ASSIGNMENT = re.compile(r"^\s*([A-Za-z_]\w*)\s*=")
 
 
@@ -255,16 +319,26 @@ def _macro_value(name: str):
 
 
 def _check_overrides(overrides: Dict[str, str], defined_by_files: Set[str], defined: Set[str],
-                     read: Set[str]) -> None:
+                     read: Set[str], run_mode: Optional[str] = None) -> None:
     """An override of a macro that no gin file of the run defines or reads is a typo: exit 2.
 
     Gin itself accepts ``NUM_SAMPELS = 8`` as a new macro that nothing reads, and the run would go
-    on with the default.
+    on with the default. A removed macro (``REMOVED_MACROS``) that a gin file or an override still
+    sets, and nothing reads, fails the same way, naming the binding that replaced it.
     """
+    for name in sorted(defined - read - set(overrides) - READ_BY_MAIN):
+        hint = removed_macro_hint(name, run_mode)
+        if hint:
+            raise ConfigError(f"a gin file of this run sets the macro {name}, which nothing reads: {hint}")
     for name, binding in overrides.items():
-        if name in defined_by_files or name in _READ_BY_MAIN or name in read:
+        if name in READ_BY_MAIN or name in read:
             continue
-        candidates = sorted(((defined - set(overrides)) | defined_by_files | read | _READ_BY_MAIN) - {name})
+        hint = removed_macro_hint(name, run_mode, binding.split("=", 1)[1])
+        if hint:
+            raise ConfigError(f"binding {binding!r}: {hint}")
+        if name in defined_by_files:
+            continue
+        candidates = sorted(((defined - set(overrides)) | defined_by_files | read | READ_BY_MAIN) - {name})
         close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]}?" if close else f"; known macros: {candidates}"
         raise ConfigError(f"binding {binding!r}: no gin file of this run defines or reads a macro "

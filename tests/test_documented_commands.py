@@ -54,7 +54,7 @@ TINY: Dict[str, List[str]] = {
     "next_jax.benchmarks.decoding": ["--presets=XS", "--workload=smoke", "--repeats=1"],
     "next_jax.benchmarks.training": ["--presets=XS", "--dtypes=float32", "--steps=1", "--repeats=1", "--seq=16"],
     "next_jax.benchmarks.execution": ["--repeats=1", "--workers=1"],
-    "next_jax.local_launch": ["--gin.TRAIN_STEPS=2", "--gin.EVAL_SPLIT=None"],  # after its "--": to next_jax.main
+    "next_jax.local_launch": ["--gin.TRAIN_STEPS=2", "--gin.train.TrainEvalConfig.split=None"],  # after its "--": to next_jax.main
     "next_jax.execution": ["--workers=1"],
     "next_jax.data.build": ["--limit=2", "--workers=1"],
 }
@@ -62,10 +62,10 @@ TINY: Dict[str, List[str]] = {
 # appended only when the experiment (with its includes) defines or reads the macro, since main
 # rejects an override of any other; experiments share names (NUM_SAMPLES, BATCH_SIZE, ...).
 TINY_GIN: Dict[str, str] = {
-    "NUM_TASKS": "2", "NUM_SAMPLES": "1", "MAX_NEW_TOKENS": "4", "WORKERS": "1",
-    "TRAIN_STEPS": "2", "BATCH_SIZE": "2", "CHECKPOINT_PERIOD": "2", "EVAL_PERIOD": "2", "EVAL_BATCHES": "1",
-    "NUM_SEED": "8", "NUM_TRAIN": "8", "NUM_DEV": "4", "BOOTSTRAP_STEPS": "2", "NUM_ITERATIONS": "1",
-    "FINETUNE_STEPS": "2", "SAMPLING_BATCH_SIZE": "4", "SEEDS": "(0,)", "CONTROL": "False",
+    "NUM_SAMPLES": "1", "MAX_NEW_TOKENS": "4",
+    "TRAIN_STEPS": "2", "BATCH_SIZE": "2", "EVAL_PERIOD": "2", "EVAL_BATCHES": "1",
+    "NUM_SEED": "8", "NUM_TRAIN": "8", "NUM_DEV": "4", "BOOTSTRAP_STEPS": "2",
+    "SAMPLING_BATCH_SIZE": "4", "CONTROL": "False",
     "VARIANTS": "('trace',)",
 }
 # The same for fields of settings objects, appended when the run's gin files bind the object. The
@@ -74,12 +74,14 @@ TINY_GIN_FIELDS: Dict[str, str] = {
     **{f"{scope}decoding.SamplingConfig.{field}": value
        for scope in ("", "select/", "sample/", "eval/")
        for field, value in (("num_samples", "1"), ("max_new_tokens", "4"), ("batch_size", "4"))},
-    "runs.ExecutionConfig.workers": "1",
+    "runs.ExecutionConfig.workers": "1", "pipeline.PipelineConfig.num_tasks": "2",
+    "loop.NextConfig.num_iterations": "1", "settings.FinetuneConfig.num_steps": "2",
+    "checkpoints.CheckpointConfig.period": "2",
     # The CPU demo's DemoConfig parts.
     "run.DataConfig.num_seed": "4", "run.DataConfig.num_train": "4", "run.DataConfig.num_val": "2",
     "run.DataConfig.num_test": "4", "run.DataConfig.num_baseline": "20", "run.DataConfig.workers": "1",
     "run.BootstrapConfig.steps": "1", "run.NextConfig.num_iterations": "1", "run.NextConfig.num_samples": "1",
-    "run.NextConfig.finetune_steps": "1", "run.DemoConfig.sample_batch": "4",
+    "run.NextConfig.finetune_steps": "1", "run.DemoConfig.sample_batch": "4", "run.DemoConfig.seeds": "(0,)",
 }
 
 
@@ -398,7 +400,7 @@ def _pipeline_args(root: Path, placeholders) -> List[str]:
     (root / "pipeline_tiny.gin").write_text(textwrap.dedent(f"""
         include 'runs/pipeline.gin'
         include 'models/tiny.gin'
-        TASKS_FORMAT = 'repair_tasks'
+        pipeline.PipelineConfig.tasks_format = 'repair_tasks'
         TASKS_FILE = '{placeholders["TASKS.jsonl"]}'
         TASK_FEATURE_LENGTHS = {{'inputs': 256}}
         decoding.SamplingConfig.num_samples = 1
@@ -417,21 +419,21 @@ def _next_args(root: Path, placeholders) -> List[str]:
         TRAIN_FILE = '{traced}'
         DEV_FILE = '{traced}'
         TASK_FEATURE_LENGTHS = {{'inputs': 256, 'targets': 16}}
-        NUM_ITERATIONS = 1
-        HARD_THRESHOLD = None
-        FEW_SHOT = False
+        loop.NextConfig.num_iterations = 1
+        settings.SelectionConfig.threshold = None
+        loop.FilesConfig.few_shot = False
         decoding.SamplingConfig.max_new_tokens = 4
         decoding.SamplingConfig.batch_size = 2
         select/decoding.SamplingConfig.num_samples = 1
         sample/decoding.SamplingConfig.num_samples = 1
         eval/decoding.SamplingConfig.num_samples = 1
-        FINETUNE_STEPS = 1
+        settings.FinetuneConfig.num_steps = 1
         MIN_STEPS = 1
         BATCH_SIZE = 2
-        EVAL_VARIANTS = ('trace',)
-        GREEDY = False
-        PASS_AT_KS = (1,)
-        WORKERS = 1
+        repair.EvalConfig.variants = ('trace',)
+        repair.EvalConfig.greedy = False
+        repair.EvalConfig.ks = (1,)
+        runs.ExecutionConfig.workers = 1
     """))
     return ["--run_mode=next", f"--gin_file={root / 'next_tiny.gin'}", f"--gin.MODEL_DIR='{root / 'next_run'}'"]
 

@@ -233,7 +233,7 @@ def test_gin_run_file_binds_infer(tmp_path, task):
             [f"MODEL_DIR = '{tmp_path / 'gin'}'", f"TASK_NAME = '{TASK}'", "TASK_FEATURE_LENGTHS = {'inputs': 48}",
              "decoding.SamplingConfig.max_new_tokens = 12", "decoding.SamplingConfig.batch_size = 4",
              "decoding.SamplingConfig.seed = 5", "decoding.SamplingConfig.num_samples = 3",
-             "MESH_AXIS_SIZES = {'data': 2, 'fsdp': 2, 'model': 2}"],
+             "partitioning.Partitioner.axis_sizes = {'data': 2, 'fsdp': 2, 'model': 2}"],
         )
         final = gin.get_configurable(infer_lib.infer)()
     finally:

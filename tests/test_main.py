@@ -1,6 +1,9 @@
 """The absl/gin binary and the launcher script."""
 
+import importlib
+import inspect
 import os
+import pathlib
 import re
 import shlex
 import subprocess
@@ -125,6 +128,54 @@ def test_a_binding_of_a_field_now_in_a_sub_config_names_the_new_binding(gin_file
         assert new in str(raised.value)
     finally:
         gin.clear_config()
+
+
+@pytest.mark.parametrize("gin_file, run_mode, binding, new", [
+    ("runs/next.gin", None, "DEDUP = 'text'", "bind settings.BuildConfig.dedup (settings.BuildConfig.dedup = 'text')"),
+    ("runs/next.gin", None, "SAMPLING_MESH_AXIS_SIZES = {'model': 2}", "bind sampling/partitioning.Partitioner.axis_sizes"),
+    ("runs/pipeline.gin", None, "TASKS_FORMAT = 'traced_tasks'", "bind pipeline.PipelineConfig.tasks_format"),
+    ("experiments/train_tiny_cpu.gin", "train", "EVAL_SPLIT = None", "bind train.TrainEvalConfig.split"),
+    ("experiments/train_tiny_cpu.gin", "eval", "EVAL_SPLIT = None", "bind checkpoint_eval.CheckpointEvalConfig.split"),
+])
+def test_an_override_of_a_removed_macro_names_the_field_that_replaced_it(gin_file, run_mode, binding, new):
+    import gin
+
+    try:
+        gin.clear_config()
+        with pytest.raises(main_lib.ConfigError, match="is no longer a macro") as raised:
+            main_lib.parse_gin([os.path.join(REPO, "gin_configs", gin_file)], ["MODEL_DIR = '/tmp/unused'", binding],
+                               [], run_mode)
+        assert new in str(raised.value)
+    finally:
+        gin.clear_config()
+
+
+def test_a_gin_file_that_sets_a_removed_macro_fails_naming_the_field(tmp_path):
+    import gin
+
+    (tmp_path / "old.gin").write_text("include 'runs/next.gin'\nNUM_ITERATIONS = 3\n")
+    try:
+        gin.clear_config()
+        with pytest.raises(main_lib.ConfigError, match=r"sets the macro NUM_ITERATIONS, which nothing reads: .*"
+                                                       r"bind loop.NextConfig.num_iterations"):
+            main_lib.parse_gin([str(tmp_path / "old.gin")], ["MODEL_DIR = '/tmp/unused'"], [], None)
+    finally:
+        gin.clear_config()
+
+
+def test_every_removed_macro_is_gone_from_its_run_file_and_names_a_real_field():
+    """A removed macro that a run file still reads would be refused with a wrong message, and a hint
+    that names a parameter the run file's configurable lacks would send the user to another error."""
+    for mode, fields in main_lib.REMOVED_MACROS.items():
+        run_file = "experiments/cpu_demo.gin" if mode == "demo" else f"runs/{mode}.gin"
+        text = pathlib.Path(REPO, "gin_configs", run_file).read_text()
+        assert [m for m in fields if re.search(rf"%{m}\b|^{m}\s*=", text, re.M)] == [], mode
+        imports = {alias: f"{package}.{alias}" for package, alias in re.findall(r"^from (\S+) import (\w+)$", text, re.M)}
+        for macro, binding in fields.items():
+            selector, _, param = binding.split(" ")[0].split("/")[-1].rpartition(".")
+            module, _, name = selector.rpartition(".")
+            target = getattr(importlib.import_module(imports[module]), name)
+            assert param in inspect.signature(target).parameters, (mode, macro, binding)
 
 
 @pytest.mark.heavy

@@ -62,8 +62,8 @@ def _run(run_mode, gin_files, bindings):
 @pytest.mark.slow
 def test_train_writes_only_to_a_ram_model_dir(local_disk):
     model_dir = "ram://next_jax_model_dir/train"
-    bindings = [f"MODEL_DIR = '{model_dir}'", "TRAIN_STEPS = 2", "BATCH_SIZE = 8", "SUMMARY_PERIOD = 1",
-                "EVAL_PERIOD = 2", "EVAL_BATCHES = 1", "CHECKPOINT_PERIOD = 1"]
+    bindings = [f"MODEL_DIR = '{model_dir}'", "TRAIN_STEPS = 2", "BATCH_SIZE = 8", "train.LoggingConfig.summary_period = 1",
+                "EVAL_PERIOD = 2", "EVAL_BATCHES = 1", "checkpoints.CheckpointConfig.period = 1"]
     gin_files = ["experiments/train_tiny_cpu.gin"]
     # orbax writes checkpoints through TensorStore, which cannot reach ram://: refused before any step.
     with pytest.raises(ValueError, match="no ram:// filesystem"):
@@ -91,7 +91,7 @@ def test_pipeline_writes_only_to_a_ram_model_dir(local_disk, tmp_path):
     ])
     model_dir = "ram://next_jax_model_dir/pipeline"
     metrics = _run("pipeline", ["runs/pipeline.gin", "models/tiny.gin"], [
-        f"MODEL_DIR = '{model_dir}'", "TASKS_FORMAT = 'repair_tasks'", f"TASKS_FILE = '{tasks_file}'",
+        f"MODEL_DIR = '{model_dir}'", "pipeline.PipelineConfig.tasks_format = 'repair_tasks'", f"TASKS_FILE = '{tasks_file}'",
         "TASK_FEATURE_LENGTHS = {'inputs': 256}", "decoding.SamplingConfig.num_samples = 2",
         "decoding.SamplingConfig.max_new_tokens = 4", "decoding.SamplingConfig.batch_size = 8",
         "runs.ExecutionConfig.workers = 1"])

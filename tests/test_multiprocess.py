@@ -245,8 +245,8 @@ def test_dry_run_checks_the_gin_files_before_printing_commands():
 
 def _train_args(model_dir, steps=6):
     return ["--gin_file=gin_configs/experiments/train_tiny_cpu.gin", f"--gin.MODEL_DIR='{model_dir}'",
-            f"--gin.TRAIN_STEPS={steps}", "--gin.CHECKPOINT_PERIOD=3", "--gin.BATCH_SIZE=8", "--gin.EVAL_SPLIT=None",
-            f"--gin.MESH_AXIS_SIZES={MESH}", *TINY_MODEL]
+            f"--gin.TRAIN_STEPS={steps}", "--gin.checkpoints.CheckpointConfig.period=3", "--gin.BATCH_SIZE=8",
+            "--gin.train.TrainEvalConfig.split=None", f"--gin.partitioning.Partitioner.axis_sizes={MESH}", *TINY_MODEL]
 
 
 @pytest.mark.slow
@@ -293,11 +293,11 @@ def _audit_gin(tmp_path):
 
 def _pipeline_args(model_dir, audit_gin):
     return ["--gin_file=runs/pipeline.gin", "--gin_file=models/tiny.gin", f"--gin_file={audit_gin}",
-            f"--gin.MODEL_DIR='{model_dir}'", "--gin.TASKS_FORMAT='humaneval'", "--gin.TASKS_FILE=None",
-            "--gin.NUM_TASKS=3", "--gin.decoding.SamplingConfig.num_samples=2",
+            f"--gin.MODEL_DIR='{model_dir}'", "--gin.pipeline.PipelineConfig.tasks_format='humaneval'",
+            "--gin.TASKS_FILE=None", "--gin.pipeline.PipelineConfig.num_tasks=3", "--gin.decoding.SamplingConfig.num_samples=2",
             "--gin.decoding.SamplingConfig.max_new_tokens=16", "--gin.TASK_FEATURE_LENGTHS={'inputs': 768}",
-            "--gin.decoding.SamplingConfig.seed=11", f"--gin.MESH_AXIS_SIZES={MESH}",
-            "--gin.decoding.SamplingConfig.batch_size=2", "--gin.PASS_AT_KS=(1, 2)"]
+            "--gin.decoding.SamplingConfig.seed=11", f"--gin.partitioning.Partitioner.axis_sizes={MESH}",
+            "--gin.decoding.SamplingConfig.batch_size=2", "--gin.pipeline.PipelineConfig.pass_at_ks=(1, 2)"]
 
 
 def _records(path, kind):
@@ -347,14 +347,17 @@ def _model_gin(tmp_path):
 def _next_args(work, name, audit_gin):
     return ["--gin_file=runs/next.gin", f"--gin_file={_model_gin(work)}", f"--gin_file={audit_gin}",
             f"--gin.MODEL_DIR='{work / name}'", f"--gin.TRAIN_FILE='{work / 'train.jsonl'}'",
-            f"--gin.DEV_FILE='{work / 'dev.jsonl'}'", f"--gin.BASE_CHECKPOINT='{work / 'base'}'",
-            "--gin.TASK_FEATURE_LENGTHS={'inputs': 160, 'targets': 16}", "--gin.NUM_ITERATIONS=1",
-            "--gin.ANSWER_FORMAT='test_oracle'", "--gin.FEW_SHOT=False", "--gin.HARD_THRESHOLD=0.5",
+            f"--gin.DEV_FILE='{work / 'dev.jsonl'}'", f"--gin.base/models.ModelRef.checkpoint='{work / 'base'}'",
+            "--gin.TASK_FEATURE_LENGTHS={'inputs': 160, 'targets': 16}", "--gin.loop.NextConfig.num_iterations=1",
+            "--gin.loop.NextConfig.answer_format='test_oracle'", "--gin.loop.FilesConfig.few_shot=False",
+            "--gin.settings.SelectionConfig.threshold=0.5",
             "--gin.decoding.SamplingConfig.num_samples=4", "--gin.decoding.SamplingConfig.max_new_tokens=8",
             "--gin.decoding.SamplingConfig.batch_size=8", "--gin.decoding.SamplingConfig.chunk_size=2",
-            "--gin.FINETUNE_STEPS=3", "--gin.BATCH_SIZE=8", "--gin.CHECKPOINT_PERIOD=1", "--gin.WARMUP_STEPS=1",
-            "--gin.EVAL_VARIANTS=('trace',)", "--gin.GREEDY=False", "--gin.PASS_AT_KS=(1, 2)",
-            "--gin.WORKERS=2", "--gin.TEST_TIMEOUT_S=2.0", f"--gin.MESH_AXIS_SIZES={MESH}"]
+            "--gin.settings.FinetuneConfig.num_steps=3", "--gin.BATCH_SIZE=8",
+            "--gin.settings.FinetuneConfig.checkpoint_period=1", "--gin.WARMUP_STEPS=1",
+            "--gin.repair.EvalConfig.variants=('trace',)", "--gin.repair.EvalConfig.greedy=False",
+            "--gin.repair.EvalConfig.ks=(1, 2)", "--gin.runs.ExecutionConfig.workers=2",
+            "--gin.checker.CheckConfig.test_timeout_s=2.0", f"--gin.partitioning.Partitioner.axis_sizes={MESH}"]
 
 
 def _next_outputs(run):

@@ -16,10 +16,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _run(model_dir, *extra):
     cmd = [sys.executable, "-m", "next_jax.main", "--gin_file=runs/pipeline.gin", "--gin_file=models/tiny.gin",
-           f"--gin.MODEL_DIR='{model_dir}'", "--gin.TASKS_FORMAT='humaneval'", "--gin.TASKS_FILE=None",
-           "--gin.NUM_TASKS=3", "--gin.decoding.SamplingConfig.num_samples=2",
+           f"--gin.MODEL_DIR='{model_dir}'", "--gin.pipeline.PipelineConfig.tasks_format='humaneval'",
+           "--gin.TASKS_FILE=None", "--gin.pipeline.PipelineConfig.num_tasks=3", "--gin.decoding.SamplingConfig.num_samples=2",
            "--gin.decoding.SamplingConfig.max_new_tokens=16", "--gin.TASK_FEATURE_LENGTHS={'inputs': 768}",
-           "--gin.decoding.SamplingConfig.seed=11", "--gin.MESH_AXIS_SIZES={'data': 2, 'fsdp': 1, 'model': 1}",
+           "--gin.decoding.SamplingConfig.seed=11", "--gin.partitioning.Partitioner.axis_sizes={'data': 2, 'fsdp': 1, 'model': 1}",
            "--gin.decoding.SamplingConfig.batch_size=2", *extra]
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
@@ -47,7 +47,7 @@ def test_pipeline_runs_every_stage_resumes_and_refuses_a_changed_setting(tmp_pat
     assert metrics["samples"] == len(samples) and metrics["tasks"] == len(tasks)
     assert metrics["reference_fixes_passing"] == metrics["reference_fixes"] == len(tasks)
     assert "pass@1" in metrics and "pass@5" not in metrics  # k above the sample count is left out
-    assert "NUM_TASKS = 3" in (model_dir / "config.gin").read_text()
+    assert "num_tasks = 3" in (model_dir / "config.gin").read_text()
     for stage in ("data", "iteration_0/eval"):
         manifest = json.loads((model_dir / stage / "manifest.json").read_text())
         assert manifest["status"] == "done", stage
@@ -73,7 +73,7 @@ def test_pipeline_runs_every_stage_resumes_and_refuses_a_changed_setting(tmp_pat
 
     # Already traced tasks (a built dataset) are evaluated as they are, not traced again.
     other = tmp_path / "from_traced"
-    proc = _run(other, "--gin.TASKS_FORMAT='traced_tasks'", f"--gin.TASKS_FILE='{model_dir}/data/traced.jsonl'")
+    proc = _run(other, "--gin.pipeline.PipelineConfig.tasks_format='traced_tasks'", f"--gin.TASKS_FILE='{model_dir}/data/traced.jsonl'")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (other / "data" / "traced.jsonl").read_text() == (model_dir / "data" / "traced.jsonl").read_text()
     assert json.loads((other / "metrics.json").read_text())["samples"] == len(samples)

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--gin.TRAIN_STEPS=4", "--gin.CHECKPOINT_PERIOD=2", "--gin.EVAL_PERIOD=2", "--gin.EVAL_BATCHES=1"]
+TINY = ["--gin.TRAIN_STEPS=4", "--gin.checkpoints.CheckpointConfig.period=2", "--gin.EVAL_PERIOD=2", "--gin.EVAL_BATCHES=1"]
 
 WARNING_LINE = re.compile(r"^([WEF]\d{4} |(WARNING|ERROR|CRITICAL)[: ]|Traceback)")
 

@@ -21,8 +21,8 @@ def _command(model_dir):
     return [
         sys.executable, "-m", "next_jax.main", "--run_mode=train",
         "--gin_file=gin_configs/experiments/train_tiny_cpu.gin",
-        f"--gin.MODEL_DIR='{model_dir}'", f"--gin.TRAIN_STEPS={STEPS}", f"--gin.CHECKPOINT_PERIOD={PERIOD}",
-        "--gin.BATCH_SIZE=8", "--gin.EVAL_SPLIT=None",
+        f"--gin.MODEL_DIR='{model_dir}'", f"--gin.TRAIN_STEPS={STEPS}", f"--gin.checkpoints.CheckpointConfig.period={PERIOD}",
+        "--gin.BATCH_SIZE=8", "--gin.train.TrainEvalConfig.split=None",
         "--gin.models.ModelConfig.hidden_size=32", "--gin.models.ModelConfig.num_layers=2",
         "--gin.models.ModelConfig.mlp_dim=64", "--gin.models.ModelConfig.head_dim=8",
     ]

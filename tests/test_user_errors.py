@@ -30,7 +30,7 @@ def _one_error_line(proc, prefix=""):
 
 def _pipeline(tmp_path, tasks_file):
     return _run(["-m", "next_jax.main", "--gin_file=gin_configs/runs/pipeline.gin",
-                 "--gin_file=gin_configs/models/tiny.gin", '--gin.TASKS_FORMAT="repair_tasks"',
+                 "--gin_file=gin_configs/models/tiny.gin", '--gin.pipeline.PipelineConfig.tasks_format="repair_tasks"',
                  f'--gin.TASKS_FILE="{tasks_file}"', "--gin.TASK_FEATURE_LENGTHS={'inputs': 256}",
                  f'--gin.MODEL_DIR="{tmp_path / "run"}"'], REPO)
 
@@ -79,7 +79,7 @@ def test_real_model_directory_without_weights_names_the_repository(tmp_path):
     (ckpt / "tokenizer.json").write_text("{}")
     proc = _run(["-m", "next_jax.main", "--run_mode=infer", "--gin_file=gin_configs/runs/infer.gin",
                  "--gin_file=gin_configs/models/qwen2_5_coder_1_5b.gin", f'--gin.HF_CHECKPOINT_DIR="{ckpt}"',
-                 f'--gin.CHECKPOINT="{ckpt}"', f'--gin.MODEL_DIR="{tmp_path / "run"}"', '--gin.TASK_NAME="t"',
+                 f'--gin.models.ModelRef.checkpoint="{ckpt}"', f'--gin.MODEL_DIR="{tmp_path / "run"}"', '--gin.TASK_NAME="t"',
                  "--gin.TASK_FEATURE_LENGTHS={'inputs': 8}"], REPO)
     assert _one_error_line(proc, "next_jax:") == (
         f"next_jax: HF_CHECKPOINT_DIR={str(ckpt)!r} has no config.json, no *.safetensors: download the Hugging Face "
@@ -98,10 +98,14 @@ def test_gin_type_check_covers_only_what_the_run_calls():
     experiment = os.path.join(REPO, "gin_configs/experiments/train_tiny_cpu.gin")
     try:
         gin.clear_config()
-        main.parse_gin([experiment], ["EVAL_SPLIT = None"], [], "train")  # train takes eval_split=None
+        split = "checkpoint_eval.CheckpointEvalConfig.split = None"
+        main.parse_gin([experiment], [split], [], "train")  # train never builds evaluate's config
         gin.clear_config()
-        with pytest.raises(GinTypeError, match=r"checkpoint_eval.CheckpointEvalConfig.split = None through macro EVAL_SPLIT"):
-            main.parse_gin([experiment], ["EVAL_SPLIT = None"], [], "eval")  # evaluate's split is a string
+        with pytest.raises(GinTypeError, match=r"checkpoint_eval.CheckpointEvalConfig.split = None: split takes"):
+            main.parse_gin([experiment], [split], [], "eval")  # evaluate's split is a string
+        gin.clear_config()
+        with pytest.raises(GinTypeError, match=r"train.TrainEvalConfig.batches = 'two' through macro EVAL_BATCHES"):
+            main.parse_gin([experiment], ["EVAL_BATCHES = 'two'"], [], "train")
         gin.clear_config()
         with pytest.raises(GinTypeError, match=r"models.ModelConfig.hidden_size = 'x': hidden_size takes an int"):
             main.parse_gin([experiment], ["models.ModelConfig.hidden_size = 'x'"], [], "train")  # via MODEL

@@ -3,7 +3,7 @@
 The two halves of a format travel together because self-training feeds the model's own answers
 back as training targets: the sampler's prompt, the parser that extracts the fix the executor
 checks, and the proxy prompt that hands a rationale to a second model must all agree. Formats are
-chosen by name (``--gin.ANSWER_FORMAT='line_edit'``) or passed as an :class:`AnswerFormat` object.
+chosen by name (``--gin.loop.NextConfig.answer_format="'line_edit'"``) or passed as an :class:`AnswerFormat` object.
 
 - ``fenced`` (default, the paper's shape): the full prompt of ``data.prompts.build_prompt``; the
   answer is a rationale then the fix as the last fenced python block.

@@ -129,7 +129,7 @@ def test_config_errors_name_the_field():
         demo.DemoConfig(arms=("oracle",))
 
 
-TINY = ["SEEDS = (0, 1)", "run.DataConfig.num_seed = 6", "run.DataConfig.num_train = 8", "run.DataConfig.num_val = 4",
+TINY = ["run.DemoConfig.seeds = (0, 1)", "run.DataConfig.num_seed = 6", "run.DataConfig.num_train = 8", "run.DataConfig.num_val = 4",
         "run.DataConfig.num_test = 6", "run.DataConfig.num_baseline = 50", "run.DataConfig.workers = 1",
         "run.BootstrapConfig.steps = 2", "run.NextConfig.num_iterations = 1", "run.NextConfig.num_samples = 2",
         "run.NextConfig.finetune_steps = 1", "run.DemoConfig.sample_batch = 8"]

@@ -158,10 +158,13 @@ def test_real_model_experiments_parse_with_their_required_paths(name):
     try:
         main.parse_gin([f"experiments/{name}.gin"], bindings, [])
         assert gin.query_parameter("%RUN_MODE") == "next"
-        assert str(gin.query_parameter("%BASE_CHECKPOINT")) == "%HF_CHECKPOINT_DIR"  # imported weights
+        assert str(gin.query_parameter("base/models.ModelRef.checkpoint")) == "%HF_CHECKPOINT_DIR"  # imported weights
         assert gin.query_parameter("%HF_CHECKPOINT_DIR") == "/ckpt/qwen"
-        assert gin.query_parameter("%TEST_FILE") == ("/data/hefix_plus/test-*-of-*.jsonl" if "hefix" in name else None)
-        assert gin.query_parameter("%HARD_THRESHOLD") == 0.1
+        from next_jax.selftrain import loop, settings
+
+        files = gin.get_configurable(loop.FilesConfig)()
+        assert files.test_file == ("/data/hefix_plus/test-*-of-*.jsonl" if "hefix" in name else None)
+        assert gin.get_configurable(settings.SelectionConfig)().threshold == 0.1
         from next_jax import decoding
 
         with gin.config_scope("sample"):  # N = 32 samples per hard problem, 512 new tokens
