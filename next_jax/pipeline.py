@@ -22,7 +22,7 @@ import dataclasses
 import itertools
 import json
 import time
-from typing import Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 from absl import logging
 
@@ -70,9 +70,10 @@ TASK_FORMATS = {
 }
 
 
-def _prepare(directory: str, *, tasks_file, tasks_format, num_tasks, workers, test_timeout_s, budget,
-             count_tokens) -> dict:
+def _prepare(directory: str, config: "PipelineConfig", *, budget: int, count_tokens: Callable[[str], int]) -> dict:
     """Repair tasks, traces and reference verdicts; each file is skipped once written."""
+    tasks_file, tasks_format, num_tasks = config.tasks_file, config.tasks_format, config.num_tasks
+    workers, test_timeout_s = config.execution.workers, config.execution.check.test_timeout_s
     reader, needs_bugs = TASK_FORMATS[tasks_format]
     options = CheckConfig(test_timeout_s=test_timeout_s, tests_field="eval_tests")
     tasks_path, traced_path = nj_io.join(directory, "tasks.jsonl"), nj_io.join(directory, "traced.jsonl")
@@ -171,9 +172,7 @@ def run_pipeline(config: PipelineConfig) -> dict:
         "test_timeout_s": execution.check.test_timeout_s, "vocabulary": type(vocabulary).__name__},
         inputs={"tasks": tasks_fingerprint(tasks_file)})
     data = StageRunner().run(stage, lambda: _prepare(
-        stage.directory, tasks_file=tasks_file, tasks_format=tasks_format, num_tasks=num_tasks,
-        workers=execution.workers, test_timeout_s=execution.check.test_timeout_s, budget=budget,
-        count_tokens=lambda text: len(vocabulary.encode(text))))
+        stage.directory, config, budget=budget, count_tokens=lambda text: len(vocabulary.encode(text))))
     result = run_next(NextConfig(
         model_dir=model_dir, model=ref, files=FilesConfig(dev_file=nj_io.join(stage.directory, "traced.jsonl"),
                                                           few_shot=config.few_shot),

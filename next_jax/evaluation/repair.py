@@ -29,7 +29,7 @@ from next_jax.data.records import RepairTask, Sample, Verdict, read_records, tas
 from next_jax.decoding import SamplingConfig
 from next_jax.evaluation import formats as formats_lib
 from next_jax.evaluation import metrics
-from next_jax.evaluation.runs import ExecutionConfig, check_file, sample_tasks
+from next_jax.evaluation.runs import ExecutionConfig, StepOutput, TaskPrompts, check_file, sample_tasks
 from next_jax.models.ref import ModelRef
 
 
@@ -97,36 +97,25 @@ def proxy_pass_at_k(proxy_of: Mapping[str, str], verdicts, ks) -> dict:
     return out
 
 
-def evaluate_model(
-    *,
-    model: ModelRef,
-    tasks_file: str,
-    settings: EvalConfig,
-    model_dir: str,
-    iteration: int = 0,
-    subdir: str = "eval",
-    answer_format: Union[str, formats_lib.AnswerFormat] = "fenced",
-    exemplars: Sequence[Tuple[RepairTask, str]] = (),
-    execution: ExecutionConfig = ExecutionConfig(),
-) -> dict:
-    """Evaluates one model on ``tasks_file``; returns (and writes) the metrics. Collective."""
-    fmt = formats_lib.get_format(answer_format)
-    tasks = tasks_by_id(tasks_file) if multihost.is_chief() else {}
-    common = dict(model=model, tasks_file=tasks_file, prompt_fn=fmt.prompt, parse_fn=fmt.parse,
-                  model_dir=model_dir, iteration=iteration, exemplars=exemplars)
-    runs = [(variant, settings.sampling, f"{subdir}/{variant}") for variant in settings.variants]
+def evaluate_model(*, model: ModelRef, prompts: TaskPrompts, settings: EvalConfig, out: StepOutput,
+                   execution: ExecutionConfig = ExecutionConfig()) -> dict:
+    """Evaluates one model on ``prompts.tasks_file`` (each of ``settings.variants`` replaces
+    ``prompts.variant``); returns the metrics and writes them to ``out.path/metrics.json``. Collective."""
+    tasks = tasks_by_id(prompts.tasks_file) if multihost.is_chief() else {}
+    runs = [(variant, settings.sampling, variant) for variant in settings.variants]
     if settings.greedy:
-        runs += [(variant, settings.sampling.greedy(), f"{subdir}/{variant}.greedy") for variant in settings.variants]
+        runs += [(variant, settings.sampling.greedy(), f"{variant}.greedy") for variant in settings.variants]
     result: dict = {"tasks": None, "greedy": {}}
     samples_of = {}
     for variant, sampling, name in runs:
-        samples = sample_tasks(variant=variant, sampling=sampling, name=f"{name}.samples", **common)
+        samples = sample_tasks(model=model, sampling=sampling, prompts=prompts.replace(variant=variant),
+                               out=out.child(f"{name}.samples"))
         samples_of[name] = samples
         summary = None
         if multihost.is_chief():
             verdicts = samples[: -len(".samples.jsonl")] + ".verdicts.jsonl"
             check_file(tasks, samples, verdicts, execution=execution, tests_field=settings.tests_field,
-                       name=f"check {name}")
+                       name=f"check {out.name}/{name}")
             summary = _summary(tasks, verdicts, settings.ks)
         summary = multihost.broadcast_json(summary)
         if name.endswith(".greedy"):
@@ -135,38 +124,40 @@ def evaluate_model(
             result[variant] = summary
             result["tasks"] = summary["tasks"]
     if settings.proxy is not None:
-        result["proxy"] = _proxy_eval(settings, fmt, tasks, samples_of, model_dir, iteration, subdir, model,
-                                      execution)
+        if settings.proxy.rationales_of not in samples_of:
+            raise ValueError(f"ProxyConfig.rationales_of={settings.proxy.rationales_of!r} is not among the "
+                             f"evaluated variants {settings.variants}")
+        result["proxy"] = _proxy_eval(settings, evaluated=model, prompts=prompts, out=out, execution=execution)
     if multihost.is_chief():
-        nj_io.write_text(nj_io.join(model_dir, f"iteration_{iteration}", subdir, "metrics.json"),
-                      json.dumps(result, indent=2, sort_keys=True) + "\n")
+        nj_io.write_text(nj_io.join(out.path, "metrics.json"), json.dumps(result, indent=2, sort_keys=True) + "\n")
     return result
 
 
-def _proxy_eval(settings, fmt, tasks, samples_of, model_dir, iteration, subdir, evaluated: ModelRef,
-                execution) -> dict:
-    proxy = settings.proxy
-    source = f"{subdir}/{proxy.rationales_of}"
-    if source not in samples_of:
-        raise ValueError(f"ProxyConfig.rationales_of={proxy.rationales_of!r} is not among the evaluated "
-                         f"variants {settings.variants}")
-    records_path = nj_io.join(model_dir, f"iteration_{iteration}", subdir, "proxy.tasks.jsonl")
+def _proxy_eval(settings: EvalConfig, *, evaluated: ModelRef, prompts: TaskPrompts, out: StepOutput,
+                execution: ExecutionConfig) -> dict:
+    """Proxy pass@k: the proxy model writes a fix from each rationale that ``evaluate_model`` sampled
+    in variant ``settings.proxy.rationales_of`` (under ``out``)."""
+    proxy, fmt = settings.proxy, prompts.fmt
+    rationales = out.child(f"{proxy.rationales_of}.samples").path + ".jsonl"
+    records_path = nj_io.join(out.path, "proxy.tasks.jsonl")
     if multihost.is_chief() and not nj_io.exists(records_path):
-        write_records(records_path, _proxy_records(tasks, samples_of[source]))
+        write_records(records_path, _proxy_records(tasks_by_id(prompts.tasks_file), rationales))
     multihost.barrier(f"proxy-tasks:{records_path}")
+    proxy_format = dataclasses.replace(
+        fmt, name=f"{fmt.name}.proxy",
+        prompt=lambda task, variant, exemplars: fmt.proxy_prompt(task, task.meta["proxy_rationale"]),
+        parse=lambda text, task: (task.meta["proxy_rationale"], fmt.proxy_parse(text, task)))
     samples = sample_tasks(
         model=evaluated.replace(model=proxy.model, vocabulary=proxy.vocabulary, checkpoint=proxy.checkpoint,
                                 init_seed=proxy.init_seed),
-        tasks_file=records_path,
-        variant="proxy", prompt_fn=lambda task, variant, exemplars: fmt.proxy_prompt(task, task.meta["proxy_rationale"]),
-        parse_fn=lambda text, task: (task.meta["proxy_rationale"], fmt.proxy_parse(text, task)),
-        sampling=proxy.sampling, model_dir=model_dir, iteration=iteration, name=f"{subdir}/proxy.samples")
+        sampling=proxy.sampling, prompts=TaskPrompts(records_path, proxy_format, variant="proxy"),
+        out=out.child("proxy.samples"))
     summary = None
     if multihost.is_chief():
         proxy_tasks = tasks_by_id(records_path)
-        verdicts = nj_io.join(model_dir, f"iteration_{iteration}", subdir, "proxy.verdicts.jsonl")
+        verdicts = nj_io.join(out.path, "proxy.verdicts.jsonl")
         check_file(proxy_tasks, samples, verdicts, execution=execution, tests_field=settings.tests_field,
-                   name=f"check {subdir}/proxy")
+                   name=f"check {out.name}/proxy")
         proxy_of = {task_id: task.meta["proxy_of"] for task_id, task in proxy_tasks.items()}
         summary = proxy_pass_at_k(proxy_of, read_records(verdicts, Verdict), settings.ks)
     return multihost.broadcast_json(summary)
@@ -233,9 +224,8 @@ class RepairEvaluator:
         result = evaluate_model(
             model=ModelRef(model=self.model, vocabulary=self.vocabulary, checkpoint=checkpoint,
                            task_feature_lengths=self.task_feature_lengths, partitioner=self.partitioner),
-            tasks_file=self.tasks_file, settings=self.settings, model_dir=self.model_dir, iteration=int(step),
-            subdir="next_eval", answer_format=self.answer_format, exemplars=self.exemplars,
-            execution=self.execution)
+            prompts=TaskPrompts(self.tasks_file, self.answer_format, exemplars=self.exemplars),
+            settings=self.settings, out=StepOutput(self.model_dir, int(step), "next_eval"), execution=self.execution)
         values = flat_metrics(result)
         if self.write_summaries and multihost.is_chief():
             # The standalone evaluation's TensorBoard run, tags naming the tasks scored.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Mapping, Sequence, Tuple, Union
 
 from absl import logging
 
@@ -27,6 +27,7 @@ from next_jax.data.records import AtomicWriter, RepairTask, Sample, Verdict, rea
 # first name a file uses, so a file that said ``runs.SamplingConfig`` would make every later
 # ``decoding.SamplingConfig`` binding in the process unknown.
 from next_jax.decoding import SamplingConfig, stage_seed
+from next_jax.evaluation import formats as formats_lib
 from next_jax.execution.checker import CheckConfig, Checker
 from next_jax.models.ref import ModelRef
 from next_jax.progress import Progress
@@ -41,6 +42,43 @@ class ExecutionConfig:
     check: CheckConfig = CheckConfig()
     chunk_size: int = 1024  # samples per verdict chunk, the unit of resumption
 
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskPrompts:
+    """What a sampling step prompts with: every task of ``tasks_file`` in prompt ``variant``
+    ('trace' | 'no_trace'), built and parsed by ``answer_format`` (a registered name or an
+    ``AnswerFormat``), after the few-shot ``exemplars`` ([(task, answer text)])."""
+
+    tasks_file: str
+    answer_format: Union[str, formats_lib.AnswerFormat] = "fenced"
+    variant: str = "trace"
+    exemplars: Sequence[Tuple[RepairTask, str]] = ()
+
+    @property
+    def fmt(self) -> formats_lib.AnswerFormat:
+        return formats_lib.get_format(self.answer_format)
+
+    def replace(self, **changes) -> "TaskPrompts":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepOutput:
+    """Where a sampling or evaluation step writes: ``model_dir/iteration_{iteration}/{name}``
+    (``name`` may hold slashes, e.g. ``eval/trace.samples``); ``iteration`` is also recorded in
+    every sample."""
+
+    model_dir: str
+    iteration: int
+    name: str
+
+    @property
+    def path(self) -> str:
+        return nj_io.join(self.model_dir, f"iteration_{self.iteration}", self.name)
+
+    def child(self, name: str) -> "StepOutput":
+        return dataclasses.replace(self, name=f"{self.name}/{name}")
 
 
 def read_answered_tasks(path: str) -> list:
@@ -59,33 +97,22 @@ def _task_name(*parts: str) -> str:
     return "next_eval_" + hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()[:16]
 
 
-def sample_tasks(
-    *,
-    model: ModelRef,
-    tasks_file: str,
-    variant: str,
-    prompt_fn: Callable,
-    parse_fn: Callable[[str, RepairTask], Tuple[str, Optional[str]]],
-    sampling: SamplingConfig,
-    model_dir: str,
-    iteration: int,
-    name: str,
-    exemplars: Sequence[Tuple[RepairTask, str]] = (),
-) -> str:
-    """Samples every task of ``tasks_file``; returns ``MODEL_DIR/iteration_{iteration}/{name}.jsonl``.
+def sample_tasks(*, model: ModelRef, sampling: SamplingConfig, prompts: TaskPrompts, out: StepOutput) -> str:
+    """Samples every task of ``prompts.tasks_file``; returns ``out.path + '.jsonl'``.
 
-    ``prompt_fn(task, variant, exemplars)`` builds each prompt and ``parse_fn(text, task)`` splits
-    each answer into (rationale, fix); prompts are cut to ``model.task_feature_lengths['inputs']``.
-    Collective: call it on every process.
+    Each prompt is the answer format's ``prompt(task, variant, exemplars)``, cut to
+    ``model.task_feature_lengths['inputs']``; each answer is split into (rationale, fix) by its
+    ``parse(text, task)``. Collective: call it on every process.
     """
-    directory = nj_io.join(model_dir, f"iteration_{iteration}")
-    final = nj_io.join(directory, f"{name}.jsonl")
+    fmt, tasks_file, variant = prompts.fmt, prompts.tasks_file, prompts.variant
+    model_dir, iteration, name = out.model_dir, out.iteration, out.name
+    final = out.path + ".jsonl"
     if multihost.is_chief():
         nj_io.makedirs(nj_io.dirname(final))
     multihost.barrier(f"sample-dirs:{final}")
     task_name = _task_name(tasks_file, variant, name, model_dir)
     tasks_lib.register_repair_task(task_name, split_files={"test": tasks_file}, vocabulary=model.vocabulary,
-                                   variant=variant, exemplars=tuple(exemplars), prompt_fn=prompt_fn)
+                                   variant=variant, exemplars=tuple(prompts.exemplars), prompt_fn=fmt.prompt)
     if sampling.seed is None:
         raise ValueError(f"sample_tasks ({name}): sampling.seed must be an int (a resumable stage draws the same "
                          "samples again); bind decoding.SamplingConfig.seed")
@@ -97,10 +124,10 @@ def sample_tasks(
     ))
     if multihost.is_chief():
         tasks = {t.task_id: t for t in read_tasks(tasks_file)}
-        with AtomicWriter(final) as out:
+        with AtomicWriter(final) as writer:
             for sample in read_records(raw, Sample):
-                rationale, fix = parse_fn(sample.text, tasks[sample.task_id])
-                out.write(dataclasses.replace(sample, rationale=rationale, fix=fix))
+                rationale, fix = fmt.parse(sample.text, tasks[sample.task_id])
+                writer.write(dataclasses.replace(sample, rationale=rationale, fix=fix))
     multihost.barrier(f"sample-parsed:{final}")
     return final
 

@@ -37,7 +37,8 @@ from next_jax import train as train_lib
 from next_jax.data.records import Sample, Verdict, read_all, read_records, read_tasks, tasks_by_id, write_records
 from next_jax.evaluation import formats as formats_lib
 from next_jax.evaluation.repair import EvalConfig, evaluate_model, headline
-from next_jax.evaluation.runs import ExecutionConfig, SamplingConfig, check_file, read_answered_tasks, sample_tasks
+from next_jax.evaluation.runs import (ExecutionConfig, SamplingConfig, StepOutput, TaskPrompts, check_file,
+                                     read_answered_tasks, sample_tasks)
 from next_jax.models.ref import ModelRef
 from next_jax.selftrain import building, report as report_lib
 from next_jax.selftrain.settings import BuildConfig, FinetuneConfig, SelectionConfig
@@ -99,9 +100,12 @@ class _Context:
         return ModelRef(model=self.model, vocabulary=self.vocabulary, task_feature_lengths=self.task_feature_lengths,
                         checkpoint=checkpoint, init_seed=self.init_seed, partitioner=self.sampling_partitioner)
 
-    def sampler_args(self, checkpoint: Optional[str], use_exemplars: bool) -> dict:
-        return dict(model=self.model_ref(checkpoint), prompt_fn=self.fmt.prompt, parse_fn=self.fmt.parse,
-                    model_dir=self.model_dir, exemplars=self.exemplars if use_exemplars else ())
+    def prompts(self, tasks_file: str, use_exemplars: bool) -> TaskPrompts:
+        """The run's tasks_file prompts (its format and variant; the exemplars only for the base model)."""
+        return TaskPrompts(tasks_file, self.fmt, self.variant, self.exemplars if use_exemplars else ())
+
+    def out(self, iteration: int, name: str) -> StepOutput:
+        return StepOutput(self.model_dir, iteration, name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -301,8 +305,8 @@ def _select(ctx: _Context, runner: StageRunner, i: int, up: Mapping[str, dict]) 
         tasks = list(read_tasks(train_file)) if multihost.is_chief() else []
         rates = {}
         if selection.threshold is not None:
-            samples = sample_tasks(tasks_file=train_file, variant=ctx.variant, sampling=selection.sampling,
-                                   iteration=0, name="select/samples", **ctx.sampler_args(model["checkpoint"], True))
+            samples = sample_tasks(model=ctx.model_ref(model["checkpoint"]), sampling=selection.sampling,
+                                   prompts=ctx.prompts(train_file, True), out=ctx.out(0, "select/samples"))
             if multihost.is_chief():
                 verdicts = nj_io.join(stage.directory, "verdicts.jsonl")
                 check_file({t.task_id: t for t in tasks}, samples, verdicts, execution=ctx.execution,
@@ -331,9 +335,8 @@ def _evaluate_on(name: str, subdir: str):
                           {name: ctx.inputs[name], "checkpoint": model["id"],
                            "exemplars": ctx.inputs["exemplars"] if i == 0 else None})
         return runner.run(stage, lambda: evaluate_model(
-            model=ctx.model_ref(model["checkpoint"]), tasks_file=ctx.files[name], settings=evaluation,
-            model_dir=ctx.model_dir, iteration=i, subdir=subdir, answer_format=ctx.fmt,
-            exemplars=ctx.exemplars if i == 0 else (), execution=ctx.execution), collective=True)
+            model=ctx.model_ref(model["checkpoint"]), prompts=ctx.prompts(ctx.files[name], i == 0),
+            settings=evaluation, out=ctx.out(i, subdir), execution=ctx.execution), collective=True)
 
     return stage_fn
 
@@ -345,8 +348,8 @@ def _sample(ctx: _Context, runner: StageRunner, i: int, up: Mapping[str, dict]) 
                       {"hard": hard["key"], "checkpoint": model["id"],
                        "exemplars": ctx.inputs["exemplars"] if i == 0 else None})
     runner.run(stage, lambda: {"samples": sample_tasks(
-        tasks_file=hard["path"], variant=ctx.variant, sampling=ctx.config.sampling, iteration=i,
-        name="sample/samples", **ctx.sampler_args(model["checkpoint"], i == 0))}, collective=True)
+        model=ctx.model_ref(model["checkpoint"]), sampling=ctx.config.sampling,
+        prompts=ctx.prompts(hard["path"], i == 0), out=ctx.out(i, "sample/samples"))}, collective=True)
     return {"path": nj_io.join(stage.directory, "samples.jsonl"), "key": stage.key}
 
 
@@ -420,8 +423,9 @@ def _finetune(ctx: _Context, runner: StageRunner, i: int, up: Mapping[str, dict]
         tasks_lib.register_repair_task(task_name, split_files={"train": nj_io.join(built["directory"], "tasks.jsonl")},
                                        vocabulary=ctx.vocabulary, variant=built["train_variant"],
                                        answers=lambda split: pairs, prompt_fn=ctx.fmt.prompt)
-        out = _train(ctx, finetune, ctx.config.train_fn, task_name=task_name, init=init, num_steps=num_steps,
-                     model_dir=stage.directory, seed=seed + i)
+        start = ModelRef(model=ctx.model, vocabulary=ctx.vocabulary, task_feature_lengths=ctx.task_feature_lengths,
+                         checkpoint=init, init_seed=seed + i, partitioner=ctx.partitioner)
+        out = _train(ctx, start, task_name=task_name, num_steps=num_steps, model_dir=stage.directory)
         return {"checkpoint": out["checkpoint"], "num_steps": num_steps, "metrics": out.get("metrics", {})}
 
     tuned = runner.run(stage, tune, collective=True)
@@ -455,17 +459,19 @@ def runner_key(ctx: _Context, i: int, name: str) -> Optional[str]:
     return manifest.get("key") if manifest else None
 
 
-def _train(ctx: _Context, finetune: FinetuneConfig, train_fn, *, task_name, init, num_steps, model_dir, seed) -> dict:
-    """One fine-tune through the trainer (``next_jax.train.train`` unless ``train_fn`` is given; either takes a
+def _train(ctx: _Context, start: ModelRef, *, task_name: str, num_steps: int, model_dir: str) -> dict:
+    """One fine-tune of ``start`` (its checkpoint, or random weights; its init_seed seeds the run; its
+    partitioner is the training mesh) on ``task_name``, as ``ctx.config.finetune`` says, through the
+    trainer (``next_jax.train.train`` unless ``ctx.config.train_fn`` is given; either takes a
     ``train.TrainConfig``)."""
-    train_fn = train_fn or train_lib.train
+    finetune, train_fn = ctx.config.finetune, ctx.config.train_fn or train_lib.train
     kwargs = dict(
-        model=ctx.model, train_steps=num_steps, model_dir=model_dir, partitioner=ctx.partitioner,
-        dataset_cfg=inputs.DatasetConfig(task_name=task_name, task_feature_lengths=dict(ctx.task_feature_lengths),
+        model=start.model, train_steps=num_steps, model_dir=model_dir, partitioner=start.partitioner,
+        dataset_cfg=inputs.DatasetConfig(task_name=task_name, task_feature_lengths=dict(start.task_feature_lengths),
                                          batch_size=finetune.batch_size, pack=finetune.pack),
         checkpoint_cfg=checkpoints.CheckpointConfig(period=finetune.checkpoint_period, keep=2),
-        initial_checkpoint=init, logging_cfg=train_lib.LoggingConfig(summary_period=finetune.summary_period),
-        num_microbatches=finetune.num_microbatches, seed=seed,
+        initial_checkpoint=start.checkpoint, logging_cfg=train_lib.LoggingConfig(summary_period=finetune.summary_period),
+        num_microbatches=finetune.num_microbatches, seed=start.init_seed,
     )
     if finetune.optimizer is not None:
         kwargs["optimizer"] = finetune.optimizer

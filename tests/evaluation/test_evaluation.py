@@ -107,7 +107,8 @@ def test_repair_evaluator_scores_the_step_checkpoint(tmp_path, monkeypatch):
     evaluator = repair.RepairEvaluator(model=None, vocabulary=None, tasks_file="dev.jsonl", model_dir=str(tmp_path),
                                        task_feature_lengths={"inputs": 8}, write_summaries=False)
     assert evaluator(params=None, step=40) == {"next/trace/pass@1": 0.5}
-    assert seen["model"].checkpoint == str(tmp_path / "checkpoints" / "40") and seen["iteration"] == 40
+    assert seen["model"].checkpoint == str(tmp_path / "checkpoints" / "40") and seen["out"].iteration == 40
+    assert seen["out"].path == str(tmp_path / "iteration_40" / "next_eval") and seen["prompts"].tasks_file == "dev.jsonl"
 
 
 def test_report_renders_every_figure_and_a_png():
