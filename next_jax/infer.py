@@ -158,13 +158,16 @@ def compiled_generate(config, partitioner, max_new_tokens, top_k_cap, pad_id):
 class _Sampler:
     """Compiled once per run: fixed [batch_size, prompt width] prompts, N samples each."""
 
-    def __init__(self, config, params, partitioner, *, batch_size, width, num_samples, max_new_tokens,
-                 top_k_cap, pad_id, sampling):
+    pad_id = 0
+
+    def __init__(self, config, params, partitioner, sampling: decoding.SamplingConfig, *, width: int,
+                 stop_ids: Sequence[int]):
         self.partitioner = partitioner
         self.params = params
-        self.batch_size, self.width, self.num_samples, self.pad_id = batch_size, width, num_samples, pad_id
-        self.sampling = sampling
-        self._generate = compiled_generate(config, partitioner, max_new_tokens, top_k_cap, pad_id)
+        self.batch_size, self.width, self.num_samples = sampling.batch_size, width, sampling.num_samples
+        self.sampling = sampling.params(stop_ids)
+        self._generate = compiled_generate(config, partitioner, sampling.max_new_tokens, sampling.top_k_cap,
+                                           self.pad_id)
         self._shard_index, self._num_shards = partitioner.data_shard_info()
 
     def __call__(self, batch: Sequence[Example], seeds: np.ndarray):
@@ -274,11 +277,7 @@ def infer(config: InferConfig) -> str:
     )
 
     params, _ = weights.load_params(checkpoint, config, partitioner, init_seed=init_seed)
-    sampler = _Sampler(
-        config, params, partitioner, batch_size=batch_size, width=width,
-        num_samples=num_samples, max_new_tokens=max_new_tokens, top_k_cap=sampling.top_k_cap, pad_id=0,
-        sampling=sampling.params(stop_ids),
-    )
+    sampler = _Sampler(config, params, partitioner, sampling, width=width, stop_ids=stop_ids)
     num_chunks = math.ceil(len(examples) / chunk_size)
     todo = [c for c in range(num_chunks) if not nj_io.exists(output.chunk(c))]
     logging.info("infer: %d of %d chunks already done", num_chunks - len(todo), num_chunks)
