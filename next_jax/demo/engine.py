@@ -37,6 +37,7 @@ class TrainStepConfig:
     warmup_steps: int = 20
     batch_size: int = 16
     weight_decay: float = 0.0
+    prompt_loss_weight: float = 0.0
 
 
 def enable_compilation_cache(directory: Optional[str]) -> None:
@@ -91,7 +92,8 @@ class Engine:
     def init_params(self, settings: TrainStepConfig, seed: int):
         return self.trainer(settings).init_state(seed).params
 
-    def _rows(self, examples: Sequence[Tuple[List[int], List[int]]]) -> Tuple[np.ndarray, np.ndarray]:
+    def _rows(self, examples: Sequence[Tuple[List[int], List[int]]],
+              prompt_loss_weight: float = 0.0) -> Tuple[np.ndarray, np.ndarray]:
         width = self.prompt_width + self.answer_width
         tokens = np.zeros((len(examples), width), np.int32)
         weights = np.zeros((len(examples), width), np.float32)
@@ -99,6 +101,7 @@ class Engine:
             n = len(prompt)
             tokens[i, :n] = prompt
             tokens[i, n:n + len(answer)] = answer
+            weights[i, :n] = prompt_loss_weight
             weights[i, n:n + len(answer)] = 1.0
         return tokens, weights
 
@@ -110,7 +113,7 @@ class Engine:
             return params, None
         trainer = self.trainer(settings)
         state = trainer.state_from_params(params)
-        tokens, weights = self._rows(examples)
+        tokens, weights = self._rows(examples, settings.prompt_loss_weight)
         rng = np.random.default_rng(seed)
         order: List[int] = []
         loss = None
@@ -127,8 +130,10 @@ class Engine:
     # -- sampling ---------------------------------------------------------------------------
 
     def sample(self, params, prompts: Sequence[List[int]], *, num_samples: int, temperature: float,
-               seeds: Sequence[int]) -> List[List[str]]:
-        """``num_samples`` decoded answers per prompt (EOS and after dropped)."""
+               task_ids: Sequence[str], run_seed: int) -> List[List[str]]:
+        """``num_samples`` decoded answers per prompt (EOS and after dropped); sample ``j`` of a
+        task draws from ``derive_seed(run_seed, task_id, j)``, so a stage with its own run seed
+        never repeats another stage's draws."""
         generate = compiled_generate(self.config, self.partitioner, self.answer_width, 64, PAD_ID)
         params_jax = decoding.SamplingParams.make(temperature=temperature, stop_ids=[EOS_ID])
         out: List[List[str]] = []
@@ -141,9 +146,9 @@ class Engine:
             for i, ids in enumerate(part):
                 tokens[i, :len(ids)] = ids
                 lengths[i] = len(ids)
-            keys[:len(part)] = decoding.seed_key_data(
-                np.array([[seeds[lo + i] * 1000 + j for j in range(num_samples)] for i in range(len(part))],
-                         dtype=object))
+            keys[:len(part)] = decoding.seed_key_data(np.array(
+                [[decoding.derive_seed(run_seed, task_ids[lo + i], j) for j in range(num_samples)]
+                 for i in range(len(part))], dtype=object))
             result = generate(params, tokens, lengths, keys, params_jax)
             toks, lens = np.asarray(result.tokens), np.asarray(result.lengths)
             for i in range(len(part)):

@@ -145,11 +145,14 @@ def normalized(code: str) -> str:
     return re.sub(r"\b[a-z]\b", lambda m: mapping.get(m.group(0), m.group(0)), code)
 
 
-def _try_task(rng: random.Random, config: LoopConfig, task_id: str) -> Optional[RepairTask]:
+def _try_task(rng: random.Random, config: LoopConfig, task_id: str,
+              target: Optional[Tuple[int, int]] = None) -> Optional[RepairTask]:
+    """A task, or None when the draw fails (too few distinct lists, or a returned value other
+    than ``target``'s first)."""
     program = _draw_program(rng, config)
     # The shift is drawn apart from the program and the list: only the returned value, which
     # execution gives, tells it from the expected one.
-    shift = rng.randint(1, 9)
+    shift = rng.randint(1, 9) if target is None else target[1]
     lists: List[List[int]] = []
     for _ in range(50):
         if len(lists) == config.num_eval_tests:
@@ -160,6 +163,8 @@ def _try_task(rng: random.Random, config: LoopConfig, task_id: str) -> Optional[
     if len(lists) < config.num_eval_tests:
         return None
     got = program.run(lists[0])
+    if target is not None and got != target[0]:
+        return None
     want = (got + shift) % 10
     tests = [f"assert f({ys}) == {(program.run(ys) + shift) % 10}" for ys in lists]
     returned = program.names[-1]
@@ -173,30 +178,46 @@ def _try_task(rng: random.Random, config: LoopConfig, task_id: str) -> Optional[
     )
 
 
-def iter_tasks(seed: int, split: str, config: LoopConfig = LoopConfig()) -> Iterator[RepairTask]:
-    """Endless tasks of one stream; task ``i`` depends only on (seed, split, i)."""
+def balanced_target(index: int) -> Tuple[int, int]:
+    """(returned value, shift) of task ``index`` of a balanced stream: the returned value cycles
+    through 0-9 and the shift through 1-9 on a different period, so any 90 consecutive tasks hold
+    every pair once and every prefix holds each value, shift and expected value about equally."""
+    return index % 10, 1 + (index + index // 10) % 9
+
+
+def iter_tasks(seed: int, split: str, config: LoopConfig = LoopConfig(),
+               balanced: bool = False) -> Iterator[RepairTask]:
+    """Endless tasks of one stream; task ``i`` depends only on (seed, split, i).
+
+    A balanced stream draws each task until its returned value and shift are
+    :func:`balanced_target`'s: a small seed set then shows every value in every place about
+    equally often, so no value can be learned as a default answer in place of reading it.
+    """
     index = 0
     while True:
         rng = random.Random(f"loops/{seed}/{split}/{index}")
+        target = balanced_target(index) if balanced else None
         while True:
-            task = _try_task(rng, config, f"{split}/{index}")
+            task = _try_task(rng, config, f"{split}/{index}", target)
             if task is not None:
                 yield task
                 break
         index += 1
 
 
-def make_splits(seed: int, counts: Mapping[str, int], config: LoopConfig = LoopConfig()) -> Dict[str, List[RepairTask]]:
+def make_splits(seed: int, counts: Mapping[str, int], config: LoopConfig = LoopConfig(),
+                balanced: Sequence[str] = ()) -> Dict[str, List[RepairTask]]:
     """``{split: tasks}`` with no program (normalised text) in two splits or twice in one.
 
-    Splits are filled in the order of ``counts``, each from its own stream, skipping programs
-    already taken, so the same (seed, counts, config) always gives the same tasks.
+    Splits are filled in the order of ``counts``, each from its own stream (balanced for the
+    splits named in ``balanced``), skipping programs already taken, so the same (seed, counts,
+    config) always gives the same tasks.
     """
     seen = set()
     out: Dict[str, List[RepairTask]] = {}
     for split, count in counts.items():
         tasks: List[RepairTask] = []
-        for task in iter_tasks(seed, split, config):
+        for task in iter_tasks(seed, split, config, balanced=split in balanced):
             if len(tasks) == count:
                 break
             key = normalized(task.buggy_code)

@@ -22,8 +22,10 @@ tasks:
 - the guessing baselines: rules that never look at the trace, fitted on fresh tasks.
 
 The best iteration is chosen on the validation split; every figure is on the test split. The
-splits are disjoint at the program level. Everything runs in this process with compiled
-functions reused across arms and seeds (:mod:`engine`). Outputs in ``model_dir``: ``demo.json``,
+splits are disjoint at the program level. NExT's iterations run Algorithm 1's table of stages
+(:mod:`next_jax.selftrain.table`, the one ``run_next`` runs) with in-memory stages; the bootstrap,
+the control and the upper bound are its fine-tune and test stages on other data. Everything runs
+in this process with compiled functions reused across arms and seeds (:mod:`engine`). Outputs in ``model_dir``: ``demo.json``,
 ``report.md``, ``demo.png``; the last stdout line is one JSON object.
 """
 
@@ -41,6 +43,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 from absl import logging
 
+from next_jax import decoding
 from next_jax import io as nj_io
 from next_jax.data import prompts
 from next_jax.data.records import RepairTask, Sample, TracedTask
@@ -49,6 +52,7 @@ from next_jax.demo.engine import Engine, TrainStepConfig, enable_compilation_cac
 from next_jax.models.config import ModelConfig
 from next_jax.selftrain import building
 from next_jax.selftrain.settings import BuildConfig
+from next_jax.selftrain.table import StageImpl, run_iteration
 from next_jax.tracing.config import TraceConfig
 from next_jax.demo import report
 from next_jax.evaluation import formats as formats_lib
@@ -76,6 +80,7 @@ class DataConfig:
     num_val: int = 100
     num_test: int = 200
     num_baseline: int = 2000
+    balanced_splits: Tuple[str, ...] = ("seed",)
     loops: loops.LoopConfig = loops.LoopConfig()
     trace: TraceConfig = DEMO_TRACE_CONFIG
     workers: int = 2
@@ -169,7 +174,7 @@ class _Clock:
 def make_data(seed: int, config: DataConfig, pool) -> Dict[str, List[TracedTask]]:
     """The seed's splits, traced by the real tracer in the sandbox."""
     counts = {"seed": config.num_seed, "train": config.num_train, "val": config.num_val, "test": config.num_test}
-    splits = loops.make_splits(seed, counts, config.loops)
+    splits = loops.make_splits(seed, counts, config.loops, balanced=config.balanced_splits)
     return {name: list(trace_tasks(tasks, config.trace, pool=pool)) for name, tasks in splits.items()}
 
 
@@ -205,26 +210,30 @@ def counterfactual(task: TracedTask) -> Tuple[TracedTask, int]:
 # Sampling, checking, evaluating.
 
 
-class _Arms:
-    """What every arm of one seed shares: the engine, the executor, the clock, the tasks."""
+class _SeedRun:
+    """What every stage of one seed reads: the engine, the executor, the clock, the tasks, the
+    prompt variant of the arm it serves."""
 
     def __init__(self, engine: Engine, checker, clock: _Clock, config: DemoConfig, seed: int,
-                 data: Mapping[str, List[TracedTask]]):
+                 data: Mapping[str, List[TracedTask]], variant: str = "trace"):
         self.engine, self.checker, self.clock, self.config, self.seed = engine, checker, clock, config, seed
-        self.data = data
+        self.data, self.variant = data, variant
         self.fmt = formats_lib.get_format(ANSWER_FORMAT)
+
+    def with_variant(self, variant: str) -> "_SeedRun":
+        return _SeedRun(self.engine, self.checker, self.clock, self.config, self.seed, self.data, variant)
 
     def prompts(self, tasks: Sequence[TracedTask], variant: str) -> List[List[int]]:
         return [self.engine.encode_prompt(self.fmt.prompt(t, variant, ())) for t in tasks]
 
     def samples(self, params, tasks: Sequence[TracedTask], variant: str, *, num_samples: int, temperature: float,
                 tag: str, stage: str) -> List[Sample]:
+        """Answers of ``params``; ``tag`` names the draw (arm, iteration, purpose), and each tag
+        draws its own random numbers."""
         started = time.monotonic()
-        offsets = {"train": 0, "val": 1 << 20, "test": 2 << 20}
-        seeds = [self.seed * (1 << 24) + offsets.get(t.task_id.split("/")[0], 3 << 20) + int(t.task_id.split("/")[1])
-                 for t in tasks]
         texts = self.engine.sample(params, self.prompts(tasks, variant), num_samples=num_samples,
-                                   temperature=temperature, seeds=seeds)
+                                   temperature=temperature, task_ids=[t.task_id for t in tasks],
+                                   run_seed=decoding.stage_seed(self.seed, tag))
         out = []
         for task, row in zip(tasks, texts):
             for j, text in enumerate(row):
@@ -243,27 +252,24 @@ class _Arms:
         self.clock.add("check", started)
         return [verdicts.get(s.sample_id, False) for s in samples]
 
-    def evaluate(self, params, variant: str, *, tag: str, splits=("val", "test")) -> dict:
-        """Greedy pass@1 per task on each split (0/1 lists), and rationale consistency."""
-        out = {}
-        for split in splits:
-            tasks = self.data[split]
-            samples = self.samples(params, tasks, variant, num_samples=1, temperature=0.0, tag=tag, stage="eval")
-            passed = self.check(tasks, samples)
-            consistent = [answers.rationale_consistent(t, s.rationale, s.fix) for t, s in zip(tasks, samples)]
-            out[split] = {"passed": [int(p) for p in passed], "consistent": [int(c) for c in consistent],
-                          "answers": [s.text for s in samples[:3]]}
-        return out
+    def evaluate(self, params, variant: str, *, tag: str, split: str) -> dict:
+        """Greedy pass@1 per task of one split (a 0/1 list), and rationale consistency."""
+        tasks = self.data[split]
+        samples = self.samples(params, tasks, variant, num_samples=1, temperature=0.0, tag=f"{tag}/{split}",
+                               stage="eval")
+        passed = self.check(tasks, samples)
+        consistent = [answers.rationale_consistent(t, s.rationale, s.fix) for t, s in zip(tasks, samples)]
+        return {"passed": [int(p) for p in passed], "consistent": [int(c) for c in consistent],
+                "answers": [s.text for s in samples[:3]]}
 
     def counterfactual_share(self, params) -> dict:
         tasks, targets = zip(*(counterfactual(t) for t in self.data["test"]))
-        samples = self.samples(params, tasks, "trace", num_samples=1, temperature=0.0, tag="cf", stage="eval")
+        samples = self.samples(params, tasks, "trace", num_samples=1, temperature=0.0, tag="counterfactual",
+                               stage="eval")
         shifts = [answers.fix_shift(s.fix, t) for t, s in zip(tasks, samples)]
         return {"follows": [int(n == target) for n, target in zip(shifts, targets)],
                 "original": [int(n == t.meta["shift"]) for n, t in zip(shifts, tasks)],
                 "example": {"prompt": self.fmt.prompt(tasks[0], "trace", ()), "answer": samples[0].text}}
-
-    # -- training ---------------------------------------------------------------------------
 
     def examples(self, pairs: Sequence[Tuple[TracedTask, str]], variant: str) -> List[Tuple[List[int], List[int]]]:
         out = []
@@ -273,107 +279,182 @@ class _Arms:
                 out.append((self.engine.encode_prompt(self.fmt.prompt(task, variant, ())), ids))
         return out
 
-    def train(self, params, pairs, variant: str, *, steps: int, settings: TrainStepConfig, salt: int, stage: str):
-        started = time.monotonic()
-        params, loss = self.engine.train(params, self.examples(pairs, variant), steps=steps, settings=settings,
-                                         seed=self.seed * 1000 + salt)
-        self.clock.add(stage, started)
-        return params
-
     def seed_pairs(self) -> List[Tuple[TracedTask, str]]:
         return [(t, answers.loop_answer(t)) for t in self.data["seed"]]
 
+    def labelled_pairs(self, split: str) -> List[Tuple[TracedTask, str]]:
+        return [(t, answers.loop_answer(t)) for t in self.data[split]]
 
-def _next_arm(arms: _Arms, variant: str) -> dict:
-    """Bootstrap, then NExT iterations; per evaluated model its val/test results."""
-    config = arms.config
-    boot = config.bootstrap
-    params = arms.engine.init_params(boot.train, arms.seed)
-    params = arms.train(params, arms.seed_pairs(), variant, steps=boot.steps, settings=boot.train, salt=1,
-                        stage="bootstrap")
-    models = [params]
-    evals = [arms.evaluate(params, variant, tag=f"{variant}/0")]
-    iterations = []
-    train_tasks = arms.data["train"]
-    by_id = {t.task_id: t for t in train_tasks}
-    seed_samples = building.seed_samples([(t, a) for t, a in arms.seed_pairs()], iteration=0, variant=variant)
-    for i in range(1, config.next.num_iterations + 1):
-        samples = arms.samples(params, train_tasks, variant, num_samples=config.next.num_samples,
-                               temperature=config.next.temperature, tag=f"{variant}/{i}", stage="sample")
-        passed = arms.check(train_tasks, samples)
-        kept = [s for s, p in zip(samples, passed) if p]
-        consistent = [s for s in kept if answers.rationale_consistent(by_id[s.task_id], s.rationale, s.fix)]
-        if config.next.filter == "rationale":
-            kept = consistent
-        built = building.build_training_set(kept, config.next.build, seed=seed_samples)
-        pairs = [(by_id.get(s.task_id) or _seed_task(arms, s.task_id), s.text) for s in built.pairs]
-        params = arms.train(params, pairs, variant, steps=config.next.finetune_steps, settings=config.next.finetune,
-                            salt=10 + i, stage="finetune")
-        models.append(params)
-        evals.append(arms.evaluate(params, variant, tag=f"{variant}/{i}"))
-        iterations.append({"samples": len(samples), "passed": int(sum(passed)),
-                           "covered": len({s.task_id for s in kept}), "kept_consistent": len(consistent),
-                           "kept": len(kept), "train_pairs": len(pairs),
-                           "example": next(({"task": s.task_id, "answer": s.text} for s in kept), None)})
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """What a fine-tune stage trains on: (task, answer) pairs, for how long, with which optimizer;
+    ``stage`` names it on the clock (finetune, bootstrap, control, upper_bound) and ``salt`` makes
+    its data order its own."""
+
+    pairs: Sequence[Tuple[TracedTask, str]]
+    steps: int
+    settings: TrainStepConfig
+    salt: int
+    stage: str
+
+
+# ---------------------------------------------------------------------------------------------
+# The stages of Algorithm 1 (next_jax.selftrain.table), in memory: each a function of
+# (the seed's run, its clock, the iteration, its upstream outputs). ``model`` outputs are
+# {"params": ...}. The bootstrap, the control and the upper bound are the fine-tune and test
+# stages on other data.
+
+
+def _select_stage(run: _SeedRun, clock: _Clock, i: int, up: Mapping[str, Any]) -> dict:
+    """D_H: every train task (the tiny bootstrap solves too few for a pass-rate threshold to pick
+    from)."""
+    return {"tasks": run.data["train"]}
+
+
+def _eval_stage(split: str):
+    def stage(run: _SeedRun, clock: _Clock, i: int, up: Mapping[str, Any]) -> dict:
+        return run.evaluate(up["model"]["params"], run.variant, tag=f"{run.variant}/{up['model']['name']}",
+                            split=split)
+
+    return stage
+
+
+def _sample_stage(run: _SeedRun, clock: _Clock, i: int, up: Mapping[str, Any]) -> dict:
+    nxt = run.config.next
+    samples = run.samples(up["model"]["params"], up["select"]["tasks"], run.variant, num_samples=nxt.num_samples,
+                          temperature=nxt.temperature, tag=f"{run.variant}/sample/{i}", stage="sample")
+    return {"samples": samples}
+
+
+def _check_stage(run: _SeedRun, clock: _Clock, i: int, up: Mapping[str, Any]) -> dict:
+    samples = up["sample"]["samples"]
+    passed = run.check(up["select"]["tasks"], samples)
+    return {"passed": passed}
+
+
+def _build_stage(run: _SeedRun, clock: _Clock, i: int, up: Mapping[str, Any]) -> dict:
+    """B(i): the kept samples (fix filter, or fix and rationale), deduplicated and capped, plus
+    the seed set; and the fine-tune job on it."""
+    nxt = run.config.next
+    tasks = up["select"]["tasks"]
+    by_id = {t.task_id: t for t in tasks}
+    samples, passed = up["sample"]["samples"], up["check"]["passed"]
+    kept = [s for s, p in zip(samples, passed) if p]
+    consistent = [s for s in kept if answers.rationale_consistent(by_id[s.task_id], s.rationale, s.fix)]
+    if nxt.filter == "rationale":
+        kept = consistent
+    seeds = {t.task_id: t for t in run.data["seed"]}
+    built = building.build_training_set(kept, nxt.build, seed=building.seed_samples(
+        run.seed_pairs(), iteration=0, variant=run.variant))
+    pairs = [(by_id.get(s.task_id) or seeds[s.task_id], s.text) for s in built.pairs]
+    stats = {"samples": len(samples), "passed": int(sum(passed)), "covered": len({s.task_id for s in kept}),
+             "kept_consistent": len(consistent), "kept": len(kept), "train_pairs": len(pairs),
+             "example": next(({"task": s.task_id, "answer": s.text} for s in kept), None)}
+    return {"job": _Job(pairs, nxt.finetune_steps, nxt.finetune, salt=11 + i, stage="finetune"), "stats": stats}
+
+
+def _finetune_stage(run: _SeedRun, clock: _Clock, i: int, up: Mapping[str, Any]) -> dict:
+    job: _Job = up["build"]["job"]
+    started = time.monotonic()
+    params, _ = run.engine.train(up["model"]["params"], run.examples(job.pairs, run.variant), steps=job.steps,
+                                 settings=job.settings, seed=run.seed * 1000 + job.salt)
+    clock.add(job.stage, started)
+    return {"model": {"params": params, "name": f"{job.stage}/{i + 1}"}}
+
+
+def _training(run: _SeedRun, i: int) -> bool:
+    return i < run.config.next.num_iterations
+
+
+NEXT_STAGES: Dict[str, StageImpl] = {
+    "select": StageImpl(_select_stage, lambda run, i: i == 0),
+    "eval": StageImpl(_eval_stage("val"), report=lambda out: {"val": out}),
+    "test": StageImpl(_eval_stage("test"), report=lambda out: {"test": out}),
+    "sample": StageImpl(_sample_stage, _training),
+    "check": StageImpl(_check_stage, _training),
+    "build": StageImpl(_build_stage, _training, report=lambda out: {"stats": out["stats"]}),
+    "finetune": StageImpl(_finetune_stage, _training),
+}
+
+
+def _tune(run: _SeedRun, params, job: _Job, i: int = 0):
+    """The fine-tune stage on a job of the caller's (bootstrap, control, upper bound)."""
+    return _finetune_stage(run, run.clock, i, {"build": {"job": job}, "model": {"params": params}})["model"]
+
+
+def _test(run: _SeedRun, model) -> dict:
+    return _eval_stage("test")(run, run.clock, 0, {"model": model})
+
+
+def _next_arm(run: _SeedRun) -> dict:
+    """Bootstrap, then NExT iterations through the table; per evaluated model its val/test results."""
+    boot = run.config.bootstrap
+    init = run.engine.init_params(boot.train, run.seed)
+    model = _tune(run, init, _Job(run.seed_pairs(), boot.steps, boot.train, salt=1, stage="bootstrap"))
+    model["name"] = "bootstrap"
+    outputs: Dict[str, Any] = {"model": model}
+    models, evals, iterations = [], [], []
+    for i in range(run.config.next.num_iterations + 1):
+        models.append(outputs["model"]["params"])
+        row = run_iteration(NEXT_STAGES, run, run.clock, i, outputs)
+        evals.append({"val": row["val"], "test": row["test"]})
+        if "stats" in row:
+            iterations.append(row["stats"])
     return {"models": models, "evals": evals, "iterations": iterations}
 
 
-def _seed_task(arms: _Arms, task_id: str) -> TracedTask:
-    return next(t for t in arms.data["seed"] if t.task_id == task_id)
-
-
-def _control_arm(arms: _Arms, bootstrap_params) -> List[dict]:
-    """The bootstrap model trained on the seed set alone, evaluated after each block of steps."""
-    config = arms.config
-    params, evals = bootstrap_params, []
-    for i in range(1, config.next.num_iterations + 1):
-        params = arms.train(params, arms.seed_pairs(), "trace", steps=config.next.finetune_steps,
-                            settings=config.next.finetune, salt=100 + i, stage="control")
-        evals.append(arms.evaluate(params, "trace", tag=f"control/{i}", splits=("test",)))
+def _control_arm(run: _SeedRun, bootstrap_params) -> List[dict]:
+    """The bootstrap model trained on the seed set alone, tested after each block of as many steps
+    as one NExT fine-tune."""
+    nxt, model, evals = run.config.next, {"params": bootstrap_params}, []
+    for i in range(nxt.num_iterations):
+        model = _tune(run, model["params"], _Job(run.seed_pairs(), nxt.finetune_steps, nxt.finetune,
+                                                 salt=101 + i, stage="control"), i)
+        evals.append({"test": _test(run, model)})
     return evals
 
 
-def _upper_arm(arms: _Arms, bootstrap_params) -> dict:
+def _upper_arm(run: _SeedRun, bootstrap_params) -> dict:
     """The bootstrap model trained on correct answers for every train task (and the seed set)."""
-    config = arms.config
-    pairs = arms.seed_pairs() + [(t, answers.loop_answer(t)) for t in arms.data["train"]]
-    params = bootstrap_params
-    for i in range(1, config.next.num_iterations + 1):
-        params = arms.train(params, pairs, "trace", steps=config.next.finetune_steps, settings=config.next.finetune,
-                            salt=200 + i, stage="upper_bound")
-    return arms.evaluate(params, "trace", tag="upper", splits=("test",))
+    nxt, model = run.config.next, {"params": bootstrap_params}
+    pairs = run.seed_pairs() + run.labelled_pairs("train")
+    for i in range(nxt.num_iterations):
+        model = _tune(run, model["params"], _Job(pairs, nxt.finetune_steps, nxt.finetune, salt=201 + i,
+                                                 stage="upper_bound"), i)
+    return {"test": _test(run, model)}
 
 
 def run_seed(seed: int, config: DemoConfig, engine: Engine, checker, pool, clock: _Clock) -> dict:
     started = time.monotonic()
     data = make_data(seed, config.data, pool)
     clock.add("data", started)
-    arms = _Arms(engine, checker, clock, config, seed, data)
+    run = _SeedRun(engine, checker, clock, config, seed, data)
     logging.info("demo seed %d: bootstrap and NExT with traces", seed)
-    trace = _next_arm(arms, "trace")
+    trace = _next_arm(run)
     val = [float(np.mean(e["val"]["passed"])) for e in trace["evals"]]
     best = max(range(len(val)), key=lambda j: (val[j], -j))
     row: Dict[str, Any] = {"seed": seed, "best_iteration": best,
                            "trace": {"evals": trace["evals"], "iterations": trace["iterations"]}}
     best_model = trace["models"][best]
-    row["ablation"] = arms.evaluate(best_model, "no_trace", tag="ablation", splits=("test",))
+    row["ablation"] = {"test": run.evaluate(best_model, "no_trace", tag="ablation", split="test")}
     if "counterfactual" in config.arms:
-        row["counterfactual"] = arms.counterfactual_share(best_model)
+        row["counterfactual"] = run.counterfactual_share(best_model)
     if "control" in config.arms:
         logging.info("demo seed %d: same-budget control", seed)
-        row["control"] = _control_arm(arms, trace["models"][0])
+        row["control"] = _control_arm(run, trace["models"][0])
     if "upper_bound" in config.arms:
         logging.info("demo seed %d: upper bound", seed)
-        row["upper_bound"] = _upper_arm(arms, trace["models"][0])
+        row["upper_bound"] = _upper_arm(run, trace["models"][0])
     if "no_trace" in config.arms:
         logging.info("demo seed %d: NExT without traces", seed)
-        plain = _next_arm(arms, "no_trace")
+        plain = _next_arm(run.with_variant("no_trace"))
         row["no_trace"] = {"evals": plain["evals"], "iterations": plain["iterations"]}
     t = time.monotonic()
     row["baselines"] = baselines.evaluate(data["test"], baselines.fit(seed, config.data.num_baseline,
                                                                        config.data.loops))
     clock.add("baselines", t)
-    row["examples"] = {"prompt": arms.fmt.prompt(data["test"][0], "trace", ()),
+    row["examples"] = {"prompt": run.fmt.prompt(data["test"][0], "trace", ()),
                        "answer": trace["evals"][best]["test"]["answers"][0]}
     return row
 

@@ -43,6 +43,7 @@ from next_jax.models.ref import ModelRef
 from next_jax.selftrain import building, report as report_lib
 from next_jax.selftrain.settings import BuildConfig, FinetuneConfig, SelectionConfig
 from next_jax.selftrain.stages import Stage, StageRunner, input_fingerprint, jsonable, read_manifest
+from next_jax.selftrain.table import StageImpl, run_iteration
 
 
 # How the model runs, not what it computes (memory and speed knobs): a resumed run may change them,
@@ -209,12 +210,7 @@ def run_next(config: NextConfig) -> dict:
     iterations: List[dict] = []
     for i in range(num_iterations + 1):
         row = {"iteration": i, "checkpoint": outputs["model"]["checkpoint"]}
-        for spec in STAGES:
-            if spec.when(ctx, i):
-                outputs[spec.name] = spec.run(ctx, runner, i, {name: outputs[name] for name in spec.upstream})
-                row.update(spec.report(outputs[spec.name]) if spec.report else {})
-        if "finetune" in outputs and outputs["finetune"]["iteration"] == i:
-            outputs["model"] = outputs["finetune"]["model"]
+        row.update(run_iteration(STAGES, ctx, runner, i, outputs))
         row["dev_pass_at_1"] = headline(row["dev"], select_by)
         if i < num_iterations:
             row["hard"] = outputs["select"]["hard"]
@@ -283,15 +279,6 @@ def _exemplars_id(exemplars) -> Optional[str]:
 # fine-tune's) and returns its own outputs; ``run_next`` runs the table once per iteration, each
 # stage where ``when`` says so. A stage's manifest (settings, inputs) is what makes a rerun skip
 # it, resume it, or refuse a changed setting.
-
-
-@dataclasses.dataclass(frozen=True)
-class StageSpec:
-    name: str
-    upstream: Tuple[str, ...]
-    run: Callable[..., dict]  # (ctx, runner, iteration, {upstream name: its outputs}) -> outputs
-    when: Callable[[_Context, int], bool]
-    report: Optional[Callable[[dict], dict]] = None  # the part of the outputs in the iteration's row
 
 
 def _select(ctx: _Context, runner: StageRunner, i: int, up: Mapping[str, dict]) -> dict:
@@ -437,19 +424,17 @@ def _trains(ctx: _Context, i: int) -> bool:
     return i < ctx.config.num_iterations
 
 
-STAGES: Tuple[StageSpec, ...] = (
-    StageSpec("select", ("model",), _select, lambda ctx, i: i == 0 and ctx.config.num_iterations > 0),
-    StageSpec("eval", ("model",), _evaluate_on("dev", "eval"), lambda ctx, i: True,
-              report=lambda out: {"dev": out}),
-    StageSpec("test", ("model",), _evaluate_on("test", "test"), lambda ctx, i: ctx.files["test"] is not None,
-              report=lambda out: {"test": out}),
-    StageSpec("sample", ("select", "model"), _sample, _trains),
-    StageSpec("check", ("select", "sample"), _check, _trains,
-              report=lambda out: {"samples": out["samples"], "samples_passed": out["passed"],
-                                  "statuses": out["statuses"]}),
-    StageSpec("build", ("select", "sample", "check"), _build, _trains, report=lambda out: {"build": out["stats"]}),
-    StageSpec("finetune", ("build", "model"), _finetune, _trains, report=lambda out: {"finetune": out["tuned"]}),
-)
+STAGES: Dict[str, StageImpl] = {
+    "select": StageImpl(_select, lambda ctx, i: i == 0 and ctx.config.num_iterations > 0),
+    "eval": StageImpl(_evaluate_on("dev", "eval"), report=lambda out: {"dev": out}),
+    "test": StageImpl(_evaluate_on("test", "test"), lambda ctx, i: ctx.files["test"] is not None,
+                      report=lambda out: {"test": out}),
+    "sample": StageImpl(_sample, _trains),
+    "check": StageImpl(_check, _trains, report=lambda out: {"samples": out["samples"], "samples_passed": out["passed"],
+                                                            "statuses": out["statuses"]}),
+    "build": StageImpl(_build, _trains, report=lambda out: {"build": out["stats"]}),
+    "finetune": StageImpl(_finetune, _trains, report=lambda out: {"finetune": out["tuned"]}),
+}
 
 
 def runner_key(ctx: _Context, i: int, name: str) -> Optional[str]:

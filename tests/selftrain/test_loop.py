@@ -123,8 +123,8 @@ def test_run_file_binds_the_paper_defaults(tmp_path, monkeypatch):
         raise Reached()
 
     monkeypatch.setattr(loop, "input_fingerprint", lambda path: path and "sha256:x")
-    assert loop.STAGES[0].name == "select"
-    monkeypatch.setattr(loop, "STAGES", (dataclasses.replace(loop.STAGES[0], run=stop),) + loop.STAGES[1:])
+    assert list(loop.STAGES)[0] == "select"
+    monkeypatch.setattr(loop, "STAGES", dict(loop.STAGES, select=dataclasses.replace(loop.STAGES["select"], run=stop)))
     gin.clear_config()
     try:
         with pytest.raises(Reached):

@@ -123,10 +123,35 @@ def test_a_setting_the_older_code_did_not_have_is_not_a_change(tmp_path):
 
 
 def test_the_loop_is_a_table_of_stages_each_after_the_stages_it_reads():
-    from next_jax.selftrain import loop
+    from next_jax.selftrain import loop, table
 
     produced = {"model"}  # the iteration's model: the base model, then each fine-tune's
-    for spec in loop.STAGES:
-        assert set(spec.upstream) <= produced, f"{spec.name} reads {set(spec.upstream) - produced} before it is made"
-        produced.add(spec.name)
-    assert [s.name for s in loop.STAGES] == ["select", "eval", "test", "sample", "check", "build", "finetune"]
+    for name, upstream in table.STAGE_GRAPH:
+        assert set(upstream) <= produced, f"{name} reads {set(upstream) - produced} before it is made"
+        produced.add(name)
+    assert list(loop.STAGES) == ["select", "eval", "test", "sample", "check", "build", "finetune"]
+    assert list(table.STAGE_NAMES) == list(loop.STAGES)
+
+
+def test_run_iteration_runs_stages_in_table_order_on_their_upstream_outputs():
+    from next_jax.selftrain import table
+
+    calls = []
+
+    def stage(name):
+        def run(ctx, runner, i, up):
+            calls.append((name, sorted(up)))
+            return {"model": f"tuned-{i}"} if name == "finetune" else name
+        return table.StageImpl(run, report=lambda out: {name: out})
+
+    # Given out of order and without select/test: the table's order decides, absent stages are skipped.
+    impls = {name: stage(name) for name in ("finetune", "build", "check", "sample", "eval")}
+    outputs = {"model": "base", "select": "all"}
+    row = table.run_iteration(impls, None, None, 0, outputs)
+    assert [c[0] for c in calls] == ["eval", "sample", "check", "build", "finetune"]
+    assert calls[-1] == ("finetune", ["build", "model"])
+    assert outputs["model"] == "tuned-0" and row["check"] == "check"
+    with pytest.raises(ValueError, match="needs the outputs of \\['select'\\]"):
+        table.run_iteration(impls, None, None, 1, {"model": "base"})
+    with pytest.raises(ValueError, match="not stages of the table"):
+        table.run_iteration({"polish": stage("polish")}, None, None, 0, {"model": "base"})
