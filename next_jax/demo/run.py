@@ -6,8 +6,11 @@ the trace shows the function return, so the trace is needed (a read) and, withou
 is a guess among 9 shifts. For every seed (the seed varies the tasks and the model), on the same
 tasks:
 
-- bootstrap: a tiny byte-level model trained from random weights on ``num_seed`` labelled tasks
-  with template rationales (standing in for a pretrained LLM prompted few-shot);
+- the base model: a tiny byte-level model trained from random weights to predict the next token
+  of unlabelled traced programs (standing in for a code LLM's pretraining); every arm starts
+  from it;
+- bootstrap: the base model trained on ``num_seed`` labelled tasks with template rationales
+  (standing in for prompting it few-shot);
 - NExT with traces: ``num_iterations`` rounds of sampling ``num_samples`` answers per unlabelled
   train task, keeping those whose fix passes every test of the task (the sandboxed executor),
   and fine-tuning the current model on them plus the seed set for ``finetune_steps``;
@@ -80,10 +83,23 @@ class DataConfig:
     num_val: int = 100
     num_test: int = 200
     num_baseline: int = 2000
+    num_pretrain: int = 400
     balanced_splits: Tuple[str, ...] = ("seed",)
     loops: loops.LoopConfig = loops.LoopConfig()
     trace: TraceConfig = DEMO_TRACE_CONFIG
     workers: int = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainConfig:
+    """The base model: next-token prediction on unlabelled traced programs (``num_pretrain`` of
+    them, no repairs), standing in for a code LLM's pretraining. Every arm of a seed starts from
+    it; it is where the model learns what a trace looks like and to copy a value from it, which a
+    few dozen labelled tasks cannot teach a model from random weights reliably (whether they do
+    depends on the initialisation)."""
+
+    steps: int = 200
+    train: TrainStepConfig = TrainStepConfig(learning_rate=3e-3, warmup_steps=20, batch_size=16)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +155,7 @@ class DemoConfig:
     prompt_width: int = 288  # the longest traced prompt of the domain is about 285 bytes
     answer_width: int = 44
     sample_batch: int = 100
+    pretrain: PretrainConfig = PretrainConfig()
     bootstrap: BootstrapConfig = BootstrapConfig()
     next: NextConfig = NextConfig()
     arms: Tuple[str, ...] = ("no_trace", "control", "upper_bound", "counterfactual")
@@ -173,7 +190,8 @@ class _Clock:
 
 def make_data(seed: int, config: DataConfig, pool) -> Dict[str, List[TracedTask]]:
     """The seed's splits, traced by the real tracer in the sandbox."""
-    counts = {"seed": config.num_seed, "train": config.num_train, "val": config.num_val, "test": config.num_test}
+    counts = {"seed": config.num_seed, "train": config.num_train, "val": config.num_val, "test": config.num_test,
+              "pretrain": config.num_pretrain}
     splits = loops.make_splits(seed, counts, config.loops, balanced=config.balanced_splits)
     return {name: list(trace_tasks(tasks, config.trace, pool=pool)) for name, tasks in splits.items()}
 
@@ -279,6 +297,18 @@ class _SeedRun:
                 out.append((self.engine.encode_prompt(self.fmt.prompt(task, variant, ())), ids))
         return out
 
+    def documents(self, pairs: Sequence[Tuple[TracedTask, str]]) -> List[Tuple[List[int], List[int]]]:
+        """Each task's traced code as one document with the loss on every token."""
+        width = self.engine.prompt_width + self.engine.answer_width
+        out = []
+        for task, _ in pairs:
+            ids = list(self.engine.vocabulary.encode(task.traces[0].traced_code))
+            if len(ids) > width:
+                raise ValueError(f"task {task.task_id}: a traced program of {len(ids)} tokens does not fit "
+                                 f"prompt_width + answer_width = {width}")
+            out.append(([], ids))
+        return out
+
     def seed_pairs(self) -> List[Tuple[TracedTask, str]]:
         return [(t, answers.loop_answer(t)) for t in self.data["seed"]]
 
@@ -297,6 +327,7 @@ class _Job:
     settings: TrainStepConfig
     salt: int
     stage: str
+    documents: bool = False  # next-token prediction on each task's traced code (no answer)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -357,8 +388,9 @@ def _build_stage(run: _SeedRun, clock: _Clock, i: int, up: Mapping[str, Any]) ->
 def _finetune_stage(run: _SeedRun, clock: _Clock, i: int, up: Mapping[str, Any]) -> dict:
     job: _Job = up["build"]["job"]
     started = time.monotonic()
-    params, _ = run.engine.train(up["model"]["params"], run.examples(job.pairs, run.variant), steps=job.steps,
-                                 settings=job.settings, seed=run.seed * 1000 + job.salt)
+    examples = run.documents(job.pairs) if job.documents else run.examples(job.pairs, run.variant)
+    params, _ = run.engine.train(up["model"]["params"], examples, steps=job.steps, settings=job.settings,
+                                 seed=run.seed * 1000 + job.salt)
     clock.add(job.stage, started)
     return {"model": {"params": params, "name": f"{job.stage}/{i + 1}"}}
 
@@ -387,11 +419,19 @@ def _test(run: _SeedRun, model) -> dict:
     return _eval_stage("test")(run, run.clock, 0, {"model": model})
 
 
-def _next_arm(run: _SeedRun) -> dict:
-    """Bootstrap, then NExT iterations through the table; per evaluated model its val/test results."""
+def _base_model(run: _SeedRun):
+    """Random weights of the seed, trained on the unlabelled traced programs of its pretrain split."""
+    pre = run.config.pretrain
+    init = run.engine.init_params(pre.train, run.seed)
+    return _tune(run, init, _Job([(t, "") for t in run.data["pretrain"]], pre.steps, pre.train, salt=0,
+                                 stage="pretrain", documents=True))["params"]
+
+
+def _next_arm(run: _SeedRun, base) -> dict:
+    """Bootstrap from the base model, then NExT iterations through the table; per evaluated model
+    its val/test results."""
     boot = run.config.bootstrap
-    init = run.engine.init_params(boot.train, run.seed)
-    model = _tune(run, init, _Job(run.seed_pairs(), boot.steps, boot.train, salt=1, stage="bootstrap"))
+    model = _tune(run, base, _Job(run.seed_pairs(), boot.steps, boot.train, salt=1, stage="bootstrap"))
     model["name"] = "bootstrap"
     outputs: Dict[str, Any] = {"model": model}
     models, evals, iterations = [], [], []
@@ -431,7 +471,8 @@ def run_seed(seed: int, config: DemoConfig, engine: Engine, checker, pool, clock
     clock.add("data", started)
     run = _SeedRun(engine, checker, clock, config, seed, data)
     logging.info("demo seed %d: bootstrap and NExT with traces", seed)
-    trace = _next_arm(run)
+    base = _base_model(run)
+    trace = _next_arm(run, base)
     val = [float(np.mean(e["val"]["passed"])) for e in trace["evals"]]
     best = max(range(len(val)), key=lambda j: (val[j], -j))
     row: Dict[str, Any] = {"seed": seed, "best_iteration": best,
@@ -448,7 +489,7 @@ def run_seed(seed: int, config: DemoConfig, engine: Engine, checker, pool, clock
         row["upper_bound"] = _upper_arm(run, trace["models"][0])
     if "no_trace" in config.arms:
         logging.info("demo seed %d: NExT without traces", seed)
-        plain = _next_arm(run.with_variant("no_trace"))
+        plain = _next_arm(run.with_variant("no_trace"), base)
         row["no_trace"] = {"evals": plain["evals"], "iterations": plain["iterations"]}
     t = time.monotonic()
     row["baselines"] = baselines.evaluate(data["test"], baselines.fit(seed, config.data.num_baseline,

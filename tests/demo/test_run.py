@@ -38,6 +38,25 @@ def test_splits_are_deterministic_and_disjoint_by_program():
     assert loops.normalized(code).count("v0") >= 3
 
 
+def test_a_balanced_split_shows_every_returned_value_shift_and_expected_value_about_equally():
+    from collections import Counter
+
+    plain = loops.make_splits(4, {"seed": 40, "train": 30}, CONFIG)
+    balanced = loops.make_splits(4, {"seed": 40, "train": 30}, CONFIG, balanced=("seed",))
+    assert balanced["seed"] != plain["seed"]
+    for i, task in enumerate(balanced["seed"]):
+        assert (task.meta["got"], task.meta["shift"]) == loops.balanced_target(int(task.task_id.split("/")[1]))
+    for key, values in (("got", range(10)), ("shift", range(1, 10)), ("want", range(10))):
+        counts = Counter(t.meta[key] for t in balanced["seed"])
+        assert set(counts) == set(values)
+        assert max(counts.values()) - min(counts.values()) <= 3, (key, counts)
+    # 90 consecutive targets hold every (returned value, shift) pair once.
+    assert len({loops.balanced_target(i) for i in range(90)}) == 90
+    # The other splits are drawn as before and stay disjoint from the balanced one.
+    keys = [loops.normalized(t.buggy_code) for tasks in balanced.values() for t in tasks]
+    assert len(keys) == len(set(keys))
+
+
 def test_the_fix_needs_the_returned_value_that_only_the_trace_shows():
     tasks = [t for s in _splits().values() for t in s]
     assert {t.meta["shift"] for t in tasks} == set(range(1, 10))  # every shift occurs
@@ -131,6 +150,7 @@ def test_config_errors_name_the_field():
 
 TINY = ["run.DemoConfig.seeds = (0, 1)", "run.DataConfig.num_seed = 6", "run.DataConfig.num_train = 8", "run.DataConfig.num_val = 4",
         "run.DataConfig.num_test = 6", "run.DataConfig.num_baseline = 50", "run.DataConfig.workers = 1",
+        "run.DataConfig.num_pretrain = 8", "run.PretrainConfig.steps = 2",
         "run.BootstrapConfig.steps = 2", "run.NextConfig.num_iterations = 1", "run.NextConfig.num_samples = 2",
         "run.NextConfig.finetune_steps = 1", "run.DemoConfig.sample_batch = 8"]
 # A smaller model than the default, bound from a gin file of the test's own (as a user would).
