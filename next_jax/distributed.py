@@ -51,7 +51,7 @@ class JoinError(RuntimeError):
 
 
 @dataclasses.dataclass(frozen=True)
-class DistributedSettings:
+class DistributedConfig:
     """Who this process is in a multi-process job, and how long it waits for the others.
 
     Attributes:
@@ -126,17 +126,17 @@ class DistributedSettings:
 
 
 # The deadline of this process's own barriers and broadcasts (set by ``initialize``).
-_COLLECTIVE_TIMEOUT_S = [DistributedSettings.collective_timeout_s]
+_COLLECTIVE_TIMEOUT_S = [DistributedConfig.collective_timeout_s]
 
 
-def describe(settings: DistributedSettings) -> str:
+def describe(settings: DistributedConfig) -> str:
     if settings.explicit:
         return (f"process {settings.process_id} of {settings.num_processes} "
                 f"(coordinator {settings.coordinator_address})")
     return "a process of a detected cluster"
 
 
-def initialize(settings: DistributedSettings) -> None:
+def initialize(settings: DistributedConfig) -> None:
     """Validates ``settings`` and joins the job (``jax.distributed.initialize``), within its deadline.
 
     Raises DistributedConfigError for settings that cannot work, and JoinError (one line: which
@@ -170,7 +170,7 @@ def initialize(settings: DistributedSettings) -> None:
             f"(--initialization_timeout={settings.initialization_timeout_s}): {first}") from None
 
 
-def _wait_for_coordinator(settings: DistributedSettings, started: float) -> None:
+def _wait_for_coordinator(settings: DistributedConfig, started: float) -> None:
     import socket
 
     host, port = settings.coordinator_address.rsplit(":", 1)
@@ -245,7 +245,7 @@ def deadline(what: str, seconds: Optional[float] = None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def stop_job_on_failure(settings: DistributedSettings, passthrough: Tuple[type, ...] = ()) -> Iterator[None]:
+def stop_job_on_failure(settings: DistributedConfig, passthrough: Tuple[type, ...] = ()) -> Iterator[None]:
     """In a multi-process job, a failed run prints its traceback and one summary line, then exits.
 
     Exiting directly (rather than unwinding into JAX's shutdown barrier, which waits for every
@@ -290,9 +290,9 @@ def parse_device_ids(text: Optional[str]) -> Optional[Tuple[int, ...]]:
             f"--local_device_ids={text}: expected a comma-separated list of device numbers, e.g. 0,1") from None
 
 
-def settings_from_flags(flag_values) -> DistributedSettings:
+def settings_from_flags(flag_values) -> DistributedConfig:
     """The settings given by the binary's absl flags (see ``define_flags``)."""
-    return DistributedSettings(
+    return DistributedConfig(
         coordinator_address=flag_values.coordinator_address or None,
         num_processes=flag_values.num_processes,
         process_id=flag_values.process_id,
@@ -306,7 +306,7 @@ def settings_from_flags(flag_values) -> DistributedSettings:
 
 def define_flags(flags) -> None:
     """Defines the binary's multi-process flags (names as in JAX and T5X)."""
-    defaults = DistributedSettings()
+    defaults = DistributedConfig()
     flags.DEFINE_bool("multihost", False, "Join a multi-process job whose layout JAX detects (TPU pods, SLURM, "
                       "MPI); see also --coordinator_address.")
     flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0 in a multi-process job (with "

@@ -444,14 +444,14 @@ def run(run_mode, gin_files, gin_bindings, search_paths, cluster=None):
 
     ``run_mode`` may be None: experiment files name their own with ``RUN_MODE = 'infer'``, so
     ``launch/tpu_run.sh --gin_file=EXPERIMENT.gin`` is a whole command. ``cluster`` (a
-    ``distributed.DistributedSettings``) makes this process one of a multi-process job.
+    ``distributed.DistributedConfig``) makes this process one of a multi-process job.
     """
     import gin
 
     from next_jax import distributed, run_lease  # deferred: --help stays fast
     from next_jax.models import import_checks  # deferred: next_jax.models imports jax and flax; --help stays fast
 
-    cluster = cluster or distributed.DistributedSettings()
+    cluster = cluster or distributed.DistributedConfig()
     try:
         distributed.initialize(cluster)
     except distributed.DistributedConfigError as e:

@@ -50,7 +50,7 @@ class ModelDirNotWritableError(UserError):
 
 
 @dataclasses.dataclass(frozen=True)
-class LeaseSettings:
+class LeaseConfig:
     """How the lease is kept fresh and when another host's lease counts as abandoned.
 
     Attributes:
@@ -117,7 +117,7 @@ def describe(holder: dict) -> str:
 class Lease:
     """A held lease: keeps its heartbeat fresh until :meth:`release` (also a context manager)."""
 
-    def __init__(self, path: str, record: dict, settings: LeaseSettings):
+    def __init__(self, path: str, record: dict, settings: LeaseConfig):
         self.path = path
         self.record = dict(record)
         self.settings = settings
@@ -190,7 +190,7 @@ def _read(path: str, attempts: int = 20) -> Optional[dict]:
     return {"unreadable": True}
 
 
-def _stale_reason(holder: dict, path: str, settings: LeaseSettings) -> Optional[str]:
+def _stale_reason(holder: dict, path: str, settings: LeaseConfig) -> Optional[str]:
     """Why ``holder``'s lease is stale, or None if it may still be running."""
     if holder.get("unreadable"):
         return "the lease file is unreadable"
@@ -210,7 +210,7 @@ def _stale_reason(holder: dict, path: str, settings: LeaseSettings) -> Optional[
 
 
 def acquire(model_dir: str, *, argv: Optional[Sequence[str]] = None,
-            settings: LeaseSettings = LeaseSettings(), what: str = "MODEL_DIR") -> Lease:
+            settings: LeaseConfig = LeaseConfig(), what: str = "MODEL_DIR") -> Lease:
     """Takes the lease of ``model_dir`` or raises (held: LeaseHeldError; not writable:
     ModelDirNotWritableError). ``what`` names the setting in messages (e.g. the gin macro)."""
     path = lease_path(model_dir)

@@ -150,7 +150,7 @@ BARRIER_DRIVER = textwrap.dedent("""
     from next_jax import distributed
     from next_jax import multihost
     index, port = int(sys.argv[1]), sys.argv[2]
-    distributed.initialize(distributed.DistributedSettings(
+    distributed.initialize(distributed.DistributedConfig(
         coordinator_address="127.0.0.1:" + port, num_processes=2, process_id=index, heartbeat_timeout_s=10,
         collective_timeout_s=4))
     multihost.barrier("start")
@@ -188,7 +188,7 @@ DETECTED_DRIVER = textwrap.dedent("""
     import jax
     from next_jax import distributed
     from next_jax import multihost
-    distributed.initialize(distributed.DistributedSettings(auto_detect=True, heartbeat_timeout_s=10))
+    distributed.initialize(distributed.DistributedConfig(auto_detect=True, heartbeat_timeout_s=10))
     shared = multihost.broadcast_json({"from": jax.process_index()})
     multihost.barrier("done")
     print("process", jax.process_index(), "of", jax.process_count(), "got", shared["from"])

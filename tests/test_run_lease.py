@@ -68,11 +68,11 @@ def test_another_hosts_lease_is_held_until_its_heartbeat_is_stale(tmp_path):
     old = time.time() - 3600
     _write_lease(str(tmp_path), host="other-host", pid=1, heartbeat=old)
     os.utime(tmp_path / run_lease.LEASE_NAME, (old, old))
-    run_lease.acquire(str(tmp_path), settings=run_lease.LeaseSettings(stale_after_s=600)).release()
+    run_lease.acquire(str(tmp_path), settings=run_lease.LeaseConfig(stale_after_s=600)).release()
 
 
 def test_heartbeat_keeps_the_lease_fresh(tmp_path):
-    settings = run_lease.LeaseSettings(heartbeat_s=0.05, stale_after_s=1)
+    settings = run_lease.LeaseConfig(heartbeat_s=0.05, stale_after_s=1)
     with run_lease.acquire(str(tmp_path), settings=settings):
         first = json.loads((tmp_path / run_lease.LEASE_NAME).read_text())["heartbeat"]
         time.sleep(0.5)
