@@ -103,6 +103,10 @@ def render_markdown(config, summary: Mapping[str, Any], rows: Sequence[Mapping[s
             f"Loops over a list of digits that mix {config.data.loops.num_accumulators} accumulators and return the "
             "last one without the final shift the tests expect; the fix shifts it by the expected value minus the "
             "value the trace shows it return (a guess among 9 shifts without the trace). "
+            + (f"Every arm starts from a base model trained for {config.pretrain.steps} steps to predict the next "
+               f"token of {config.data.num_pretrain} unlabelled traced programs (no repairs). "
+               if config.pretrain.steps and config.data.num_pretrain else "Every arm starts from random weights. ")
+            + f"The bootstrap trains {config.bootstrap.steps} steps on {config.data.num_seed} labelled seed tasks. "
             "Example test prompt (traced by the real tracer) and the best model's answer:", "", "```",
             first["examples"]["prompt"].rstrip(), first["examples"]["answer"], "```", ""]
     if "counterfactual" in first:
