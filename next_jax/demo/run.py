@@ -425,6 +425,8 @@ def _base_model(run: _SeedRun):
     """Random weights of the seed, trained on the unlabelled traced programs of its pretrain split."""
     pre = run.config.pretrain
     init = run.engine.init_params(pre.train, run.seed)
+    if not (pre.steps and run.data["pretrain"]):
+        return init
     return _tune(run, init, _Job([(t, "") for t in run.data["pretrain"]], pre.steps, pre.train, salt=0,
                                  stage="pretrain", documents=True))["params"]
 
