@@ -44,13 +44,16 @@ def template_answer(task: RepairTask) -> str:
 # ---------------------------------------------------------------------------------------------
 # The shift domain (next_jax.demo.loops): the rationale states the trace fact the fix reads.
 
-_LOOP_RATIONALE = re.compile(r"^got (\d+), want (\d+)$")
+_LOOP_RATIONALE = re.compile(r"^got __return__=(\d+), want == (\d+)$")
 _SHIFT_FIX = re.compile(r"\s*return \(([a-z]) \+ (\d+)(?: - (\d+))?\) % 10")
 
 
 def loop_rationale(task: RepairTask) -> str:
-    """``got 5, want 9``: the value the trace shows the function return, then the expected one."""
-    return f"got {task.meta['got']}, want {task.meta['want']}"
+    """``got __return__=5, want == 9``: the value the trace shows the function return, then the
+    expected one, each quoted the way the prompt writes it (the trace's return mark, the test's
+    comparison), so that stating a fact is finding its mark in the prompt and copying what
+    follows it."""
+    return f"got __return__={task.meta['got']}, want == {task.meta['want']}"
 
 
 def loop_answer(task: RepairTask) -> str:

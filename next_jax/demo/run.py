@@ -155,7 +155,7 @@ class DemoConfig:
     data: DataConfig = DataConfig()
     model: ModelConfig = TINY_MODEL
     prompt_width: int = 288  # the longest traced prompt of the domain is about 285 bytes
-    answer_width: int = 44
+    answer_width: int = 56
     sample_batch: int = 100
     pretrain: PretrainConfig = PretrainConfig()
     bootstrap: BootstrapConfig = BootstrapConfig()

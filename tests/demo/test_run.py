@@ -86,7 +86,7 @@ def test_sandbox_agrees_reference_passes_buggy_fails_and_template_answer_parses_
         assert answers.rationale_consistent(task, rationale, fix)
         assert answers.fix_shift(fix, task) == task.meta["shift"]
         # A rationale that misstates the returned value is not consistent, even with the right fix.
-        wrong = text.replace(f"got {task.meta['got']},", f"got {(task.meta['got'] + 1) % 10},", 1)
+        wrong = text.replace(f"got __return__={task.meta['got']},", f"got __return__={(task.meta['got'] + 1) % 10},", 1)
         assert not answers.rationale_consistent(task, *prompts.parse_edit_output(wrong, task.buggy_code))
         # The shift written as one number is the same fix.
         plain = fix.replace(f"+ {task.meta['want']} - {task.meta['got']})", f"+ {task.meta['shift']})")
