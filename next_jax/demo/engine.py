@@ -74,6 +74,14 @@ class Engine:
             raise ValueError(f"a prompt of {len(ids)} tokens does not fit prompt_width={self.prompt_width}")
         return ids
 
+    def encode_document(self, text: str) -> List[int]:
+        """A whole text trained with the loss on every token (no prompt): it must fit a row."""
+        ids = list(self.vocabulary.encode(text))
+        width = self.prompt_width + self.answer_width
+        if len(ids) > width:
+            raise ValueError(f"a document of {len(ids)} tokens does not fit prompt_width + answer_width = {width}")
+        return ids
+
     def encode_answer(self, text: str) -> Optional[List[int]]:
         """The answer's ids plus EOS; None when it does not fit ``answer_width``."""
         ids = list(self.vocabulary.encode(text)) + [EOS_ID]

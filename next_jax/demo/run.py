@@ -6,11 +6,10 @@ the trace shows the function return, so the trace is needed (a read) and, withou
 is a guess among 9 shifts. For every seed (the seed varies the tasks and the model), on the same
 tasks:
 
-- the base model: a tiny byte-level model trained from random weights to predict the next token
-  of unlabelled traced programs (standing in for a code LLM's pretraining); every arm starts
-  from it;
-- bootstrap: the base model trained on ``num_seed`` labelled tasks with template rationales
-  (standing in for prompting it few-shot);
+- bootstrap: a tiny byte-level model trained on ``num_seed`` labelled tasks with template
+  rationales (standing in for a pretrained LLM prompted few-shot), from random weights or, with
+  ``PretrainConfig.steps``, from a base model trained to predict the next token of unlabelled
+  traced programs (every arm of the seed then starts from that base);
 - NExT with traces: ``num_iterations`` rounds of sampling ``num_samples`` answers per unlabelled
   train task, keeping those whose fix passes every test of the task (the sandboxed executor),
   and fine-tuning the current model on them plus the seed set for ``finetune_steps``;
@@ -301,15 +300,7 @@ class _SeedRun:
 
     def documents(self, pairs: Sequence[Tuple[TracedTask, str]]) -> List[Tuple[List[int], List[int]]]:
         """Each task's traced code as one document with the loss on every token."""
-        width = self.engine.prompt_width + self.engine.answer_width
-        out = []
-        for task, _ in pairs:
-            ids = list(self.engine.vocabulary.encode(task.traces[0].traced_code))
-            if len(ids) > width:
-                raise ValueError(f"task {task.task_id}: a traced program of {len(ids)} tokens does not fit "
-                                 f"prompt_width + answer_width = {width}")
-            out.append(([], ids))
-        return out
+        return [([], self.engine.encode_document(task.traces[0].traced_code)) for task, _ in pairs]
 
     def seed_pairs(self) -> List[Tuple[TracedTask, str]]:
         return [(t, answers.loop_answer(t)) for t in self.data["seed"]]
@@ -422,7 +413,8 @@ def _test(run: _SeedRun, model) -> dict:
 
 
 def _base_model(run: _SeedRun):
-    """Random weights of the seed, trained on the unlabelled traced programs of its pretrain split."""
+    """The seed's random weights, trained on its pretrain split's traced programs when
+    ``PretrainConfig.steps`` and ``DataConfig.num_pretrain`` ask for it."""
     pre = run.config.pretrain
     init = run.engine.init_params(pre.train, run.seed)
     if not (pre.steps and run.data["pretrain"]):

@@ -25,7 +25,7 @@ import dataclasses
 import hashlib
 import json
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 from absl import logging
 
