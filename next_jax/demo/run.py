@@ -58,7 +58,7 @@ from next_jax.selftrain.table import StageImpl, run_iteration
 from next_jax.tracing.config import TraceConfig
 from next_jax.demo import report
 from next_jax.evaluation import formats as formats_lib
-from next_jax.evaluation.runs import _check_distinct
+from next_jax.evaluation.runs import check_distinct
 from next_jax.execution.checker import CheckConfig, Checker
 from next_jax.execution.sandbox import SandboxPool
 from next_jax.tracing.sandboxed import TARGET
@@ -267,7 +267,7 @@ class _SeedRun:
         started = time.monotonic()
         by_id = {t.task_id: t for t in tasks}
         checkable = [s for s in samples if s.fix is not None]
-        verdicts = {v.sample_id: v.passed for v in _check_distinct(self.checker, by_id, checkable)}
+        verdicts = {v.sample_id: v.passed for v in check_distinct(self.checker, by_id, checkable)}
         self.clock.add("check", started)
         return [verdicts.get(s.sample_id, False) for s in samples]
 

@@ -164,7 +164,7 @@ def check_file(
             for c in todo:
                 part = samples[c * size:(c + 1) * size]
                 with AtomicWriter(chunk_path(c)) as out:
-                    for verdict in _check_distinct(checker, tasks, part):
+                    for verdict in check_distinct(checker, tasks, part):
                         out.write(verdict)
                         passed += verdict.passed
                         progress.update(1, passed=passed)
@@ -183,7 +183,7 @@ def check_file(
     return len(samples)
 
 
-def _check_distinct(checker, tasks: Mapping[str, RepairTask], samples: Sequence[Sample]) -> Iterator[Verdict]:
+def check_distinct(checker, tasks: Mapping[str, RepairTask], samples: Sequence[Sample]) -> Iterator[Verdict]:
     """One verdict per sample, in order, running each distinct (task, fix) once.
 
     Many samples of one task carry the same fix (a small model's N samples often agree, and
