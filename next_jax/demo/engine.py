@@ -1,13 +1,17 @@
 """The demo's tiny model, trained and sampled in this process with compiled functions kept warm.
 
-Every arm of every seed has the same shapes (prompt width, answer width, batch), so one
-``Trainer`` per optimizer and one compiled sampler serve them all: a training run is a loop of
-already-compiled steps, not a new job with its own start-up. JAX's persistent compilation cache
-(``compilation_cache_dir``) keeps the compiled programs across runs of the command.
+Every arm of every seed uses a few fixed shapes (a prompt width from ``prompt_widths``, the answer
+width, the batch), so one ``Trainer`` per optimizer and one compiled sampler per width serve them
+all: a training run is a loop of already-compiled steps, not a new job with its own start-up.
+JAX's persistent compilation cache (``compilation_cache_dir``) keeps the compiled programs across
+runs of the command.
 
 Examples are (prompt, answer) strings; a training row is ``prompt + answer + EOS`` right-padded to
-``prompt_width + answer_width`` with the loss on the answer and EOS only, and sampling continues
-a right-padded prompt at its own length, so both see the answer at the same positions.
+``width + answer_width`` with the loss on the answer and EOS only, and sampling continues a
+right-padded prompt at its own length, so both see the answer at the same positions. ``width`` is
+the narrowest of ``prompt_widths`` that holds every prompt of the job (or of the sampling call):
+prompts without traces are half as long as traced ones, and a step costs about its row's length,
+so they train and sample at their own width instead of padding to the traced one.
 """
 
 from __future__ import annotations
@@ -54,11 +58,14 @@ def enable_compilation_cache(directory: Optional[str]) -> None:
 class Engine:
     """Training and sampling of one model architecture at fixed shapes."""
 
-    def __init__(self, model, vocabulary, *, prompt_width: int, answer_width: int, sample_batch: int,
+    def __init__(self, model, vocabulary, *, prompt_widths: Sequence[int], answer_width: int, sample_batch: int,
                  partitioner=None):
+        if not prompt_widths or min(prompt_widths) < 1:
+            raise ValueError(f"prompt_widths must be positive widths, got {tuple(prompt_widths)}")
         self.config = model
         self.vocabulary = vocabulary
-        self.prompt_width = prompt_width
+        self.prompt_widths = tuple(sorted(set(prompt_widths)))
+        self.prompt_width = self.prompt_widths[-1]
         self.answer_width = answer_width
         self.sample_batch = sample_batch
         self.partitioner = partitioner or partitioning.Partitioner(partitioning.make_mesh())
@@ -87,6 +94,17 @@ class Engine:
         ids = list(self.vocabulary.encode(text)) + [EOS_ID]
         return ids if len(ids) <= self.answer_width else None
 
+    def width_for(self, prompts: Sequence[List[int]], answers: Sequence[List[int]] = ()) -> int:
+        """The narrowest prompt width that holds every prompt (and every prompt + answer in a row
+        of ``width + answer_width``: a document is all answer)."""
+        need_prompt = max((len(p) for p in prompts), default=0)
+        need_row = max((len(p) + len(a) for p, a in zip(prompts, answers)), default=0) - self.answer_width
+        need = max(need_prompt, need_row)
+        for width in self.prompt_widths:
+            if width >= need:
+                return width
+        raise ValueError(f"a prompt of {need} tokens does not fit prompt_widths={self.prompt_widths}")
+
     # -- training ---------------------------------------------------------------------------
 
     def trainer(self, settings: TrainStepConfig):
@@ -102,7 +120,7 @@ class Engine:
 
     def _rows(self, examples: Sequence[Tuple[List[int], List[int]]],
               prompt_loss_weight: float = 0.0) -> Tuple[np.ndarray, np.ndarray]:
-        width = self.prompt_width + self.answer_width
+        width = self.width_for([p for p, _ in examples], [a for _, a in examples]) + self.answer_width
         tokens = np.zeros((len(examples), width), np.int32)
         weights = np.zeros((len(examples), width), np.float32)
         for i, (prompt, answer) in enumerate(examples):
@@ -145,10 +163,10 @@ class Engine:
         generate = compiled_generate(self.config, self.partitioner, self.answer_width, 64, PAD_ID)
         params_jax = decoding.SamplingParams.make(temperature=temperature, stop_ids=[EOS_ID])
         out: List[List[str]] = []
-        b = self.sample_batch
+        b, width = self.sample_batch, self.width_for(prompts)
         for lo in range(0, len(prompts), b):
             part = prompts[lo:lo + b]
-            tokens = np.full((b, self.prompt_width), PAD_ID, np.int32)
+            tokens = np.full((b, width), PAD_ID, np.int32)
             lengths = np.ones((b,), np.int32)
             keys = np.zeros((b, num_samples, 2), np.uint32)
             for i, ids in enumerate(part):

@@ -1,5 +1,6 @@
 """The demo's in-process engine: training rows, and sampling draws that belong to their stage."""
 
+import jax
 import numpy as np
 import pytest
 import seqio
@@ -11,8 +12,8 @@ SMALL = ModelConfig(vocab_size=384, hidden_size=16, num_layers=1, num_heads=2, n
                     mlp_dim=32, tie_embeddings=True, max_seq_len=64)
 
 
-def _engine():
-    return Engine(SMALL, seqio.ByteVocabulary(), prompt_width=12, answer_width=6, sample_batch=4)
+def _engine(prompt_widths=(12,)):
+    return Engine(SMALL, seqio.ByteVocabulary(), prompt_widths=prompt_widths, answer_width=6, sample_batch=4)
 
 
 def test_rows_put_the_loss_on_the_answer_and_a_document_on_every_token():
@@ -29,6 +30,36 @@ def test_rows_put_the_loss_on_the_answer_and_a_document_on_every_token():
     _, doc_weights = engine._rows([([], doc)])
     assert doc_weights[0].tolist() == [1] * len(doc) + [0] * (18 - len(doc))
     assert engine.encode_answer("too long!") is None
+
+
+def test_a_job_takes_the_narrowest_width_that_holds_its_prompts_and_rows():
+    engine = _engine((8, 12))
+    short, long_ = engine.encode_prompt("abc"), engine.encode_prompt("abcdefghij")
+    answer = engine.encode_answer("xy")
+    assert engine._rows([(short, answer)])[0].shape == (1, 14)
+    assert engine._rows([(short, answer), (long_, answer)])[0].shape == (2, 18)
+    # A document longer than the narrow row goes to the wide one.
+    assert engine._rows([([], engine.encode_document("a" * 15))])[0].shape == (1, 18)
+    assert engine.width_for([short]) == 8 and engine.width_for([long_]) == 12
+    with pytest.raises(ValueError, match="does not fit prompt_widths"):
+        engine.width_for([short + long_])
+
+
+@pytest.mark.heavy
+def test_a_narrow_width_trains_and_samples_as_the_wide_one():
+    """Right padding is invisible to a causal model with the loss masked: the same job at width 8
+    or 12 gives the same parameters (to float rounding) and the same greedy answers."""
+    narrow, wide = _engine((8, 12)), _engine((12,))
+    settings = TrainStepConfig(batch_size=8)  # the 8 test devices split the batch
+    examples = [(narrow.encode_prompt(p), narrow.encode_answer(a)) for p, a in (("ab", "x"), ("cde", "yz"))]
+    params = narrow.init_params(settings, seed=0)
+    got = [e.train(params, examples, steps=5, settings=settings, seed=3)[0] for e in (narrow, wide)]
+    for a, b in zip(np.asarray(jax.tree.leaves(got[0]), dtype=object), jax.tree.leaves(got[1])):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+    prompts = [p for p, _ in examples]
+    draws = [e.sample(g, prompts, num_samples=1, temperature=0.0, task_ids=["a", "b"], run_seed=1)
+             for e, g in zip((narrow, wide), got)]
+    assert draws[0] == draws[1]
 
 
 @pytest.mark.heavy

@@ -148,6 +148,22 @@ def test_config_errors_name_the_field():
         demo.DemoConfig(arms=("oracle",))
 
 
+def _row(seed, trace_test, val_a, val_b, test_a, test_b):
+    evals = [{"val": {"passed": p}, "test": {"passed": p, "consistent": p}} for p in trace_test]
+    return {"seed": seed, "trace": {"evals": evals, "iterations": [{"kept": 2, "kept_consistent": 1}]},
+            "ablation": {"test": {"passed": [0, 0]}},
+            "baselines": {"a": test_a, "b": test_b}, "baselines_val": {"a": val_a, "b": val_b}}
+
+
+def test_the_strongest_baseline_is_chosen_on_validation_not_on_test():
+    config = demo.DemoConfig(next=demo.NextConfig(num_iterations=1))
+    rows = [_row(s, [[0, 0], [1, 1]], val_a=[0, 0], val_b=[1, 0], test_a=[1, 1], test_b=[0, 0]) for s in (0, 1)]
+    summary = demo.summarize(rows, config)
+    assert summary["best_baseline"] == "b"  # a is stronger on test, b on validation
+    assert summary["gain_over_best_baseline"]["mean"] == 1.0
+    assert demo.headline(summary, 1.0)["best_baseline"] == "b"
+
+
 TINY = ["run.DemoConfig.seeds = (0, 1)", "run.DataConfig.num_seed = 6", "run.DataConfig.num_train = 8", "run.DataConfig.num_val = 4",
         "run.DataConfig.num_test = 6", "run.DataConfig.num_baseline = 50", "run.DataConfig.workers = 1",
         "run.DataConfig.num_pretrain = 8", "run.PretrainConfig.steps = 2",
