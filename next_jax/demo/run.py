@@ -105,7 +105,7 @@ class PretrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class BootstrapConfig:
-    steps: int = 300
+    steps: int = 600
     train: TrainStepConfig = TrainStepConfig(learning_rate=3e-3, warmup_steps=20, batch_size=16)
 
 
@@ -121,7 +121,7 @@ class NextConfig:
     num_iterations: int = 2
     num_samples: int = 4
     temperature: float = 0.8
-    finetune_steps: int = 150
+    finetune_steps: int = 100
     finetune: TrainStepConfig = TrainStepConfig(learning_rate=2e-3, warmup_steps=10, batch_size=16)
     filter: str = "fix"
     build: BuildConfig = BuildConfig(dedup="text", max_per_problem=1, include_seed=True,
