@@ -105,6 +105,11 @@ class PretrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class BootstrapConfig:
+    """The bootstrap's training on the seed set. Long enough that more steps on the seed set no
+    longer help (the same-budget control then gains a few points at most): what NExT adds over it
+    is then its data, not extra steps on the seed set; at 300 steps the model was still learning
+    from the seed set, and the control's steps were worth nearly as much as NExT's samples."""
+
     steps: int = 600
     train: TrainStepConfig = TrainStepConfig(learning_rate=3e-3, warmup_steps=20, batch_size=16)
 
