@@ -65,13 +65,17 @@ class Engine:
         self.config = model
         self.vocabulary = vocabulary
         self.prompt_widths = tuple(sorted(set(prompt_widths)))
-        self.prompt_width = self.prompt_widths[-1]
         self.answer_width = answer_width
         self.sample_batch = sample_batch
         self.partitioner = partitioner or partitioning.Partitioner(partitioning.make_mesh())
         self.lm = lm_lib.DecoderLM(model)
         self._trainers: Dict[TrainStepConfig, object] = {}
         self.steps_run = 0
+
+    @property
+    def prompt_width(self) -> int:
+        """The widest prompt any job or call may have."""
+        return self.prompt_widths[-1]
 
     # -- tokens -----------------------------------------------------------------------------
 

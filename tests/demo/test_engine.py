@@ -54,7 +54,7 @@ def test_a_narrow_width_trains_and_samples_as_the_wide_one():
     examples = [(narrow.encode_prompt(p), narrow.encode_answer(a)) for p, a in (("ab", "x"), ("cde", "yz"))]
     params = narrow.init_params(settings, seed=0)
     got = [e.train(params, examples, steps=5, settings=settings, seed=3)[0] for e in (narrow, wide)]
-    for a, b in zip(np.asarray(jax.tree.leaves(got[0]), dtype=object), jax.tree.leaves(got[1])):
+    for a, b in zip(jax.tree.leaves(got[0]), jax.tree.leaves(got[1])):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
     prompts = [p for p, _ in examples]
     draws = [e.sample(g, prompts, num_samples=1, temperature=0.0, task_ids=["a", "b"], run_seed=1)
